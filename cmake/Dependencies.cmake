@@ -1,0 +1,21 @@
+# Every third-party library comes from Debian packages (scripts/setup.sh installs them).
+find_package(Threads REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)
+
+if(MOEMESH_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+if(MOEMESH_BENCH)
+  find_package(benchmark REQUIRED)
+endif()
+
+if(MOEMESH_CUDA)
+  enable_language(CUDA)
+  set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 90)
+  endif()
+  find_package(CUDAToolkit REQUIRED)
+endif()

@@ -1,0 +1,17 @@
+// y = x · W[rows] (no transpose): y[m, w.in()] = Σ_o x[m, o - row_begin] · W[o, :].
+// Used by absorbed MLA, which multiplies queries by kv_b's key rows from the left.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace moemesh::cpu {
+
+void linear_t(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t row_begin,
+              int64_t row_end, float* y, int64_t ldy);
+
+// Converts row o of W (its real values) into out[0..w.in()).
+void weight_row_f32(const LinearWeight& w, int64_t o, float* out);
+
+}  // namespace moemesh::cpu

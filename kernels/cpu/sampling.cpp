@@ -1,0 +1,70 @@
+#include "kernels/cpu/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace moemesh::cpu {
+
+int32_t argmax(const float* logits, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (logits[i] > logits[best]) best = i;
+  return static_cast<int32_t>(best);
+}
+
+void sampling_distribution(const float* logits, int64_t n, const SamplingParams& p,
+                           std::vector<float>& probs) {
+  probs.assign(n, 0.0f);
+  if (p.greedy()) {
+    probs[argmax(logits, n)] = 1.0f;
+    return;
+  }
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  int64_t keep = n;
+  if (p.top_k > 0 && p.top_k < n) {
+    keep = p.top_k;
+    std::partial_sort(order.begin(), order.begin() + keep, order.end(),
+                      [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  } else {
+    std::sort(order.begin(), order.end(),
+              [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  }
+  const float inv_t = 1.0f / p.temperature;
+  const float mx = logits[order[0]] * inv_t;
+  double sum = 0.0;
+  std::vector<double> e(keep);
+  for (int64_t i = 0; i < keep; ++i) {
+    e[i] = std::exp(static_cast<double>(logits[order[i]] * inv_t - mx));
+    sum += e[i];
+  }
+  if (p.top_p < 1.0f) {
+    // Smallest prefix whose mass reaches top_p (at least one token).
+    double acc = 0.0;
+    int64_t cut = keep;
+    for (int64_t i = 0; i < keep; ++i) {
+      acc += e[i] / sum;
+      if (acc >= p.top_p) { cut = i + 1; break; }
+    }
+    keep = cut;
+    sum = std::accumulate(e.begin(), e.begin() + keep, 0.0);
+  }
+  for (int64_t i = 0; i < keep; ++i) probs[order[i]] = static_cast<float>(e[i] / sum);
+}
+
+int32_t Sampler::sample(const float* logits, int64_t n) {
+  if (params_.greedy()) return argmax(logits, n);
+  sampling_distribution(logits, n, params_, probs_);
+  double u = uniform();
+  for (int64_t i = 0; i < n; ++i) {
+    u -= probs_[i];
+    if (u < 0.0) return static_cast<int32_t>(i);
+  }
+  // Rounding left a sliver: take the last token with mass.
+  for (int64_t i = n - 1; i >= 0; --i)
+    if (probs_[i] > 0.0f) return static_cast<int32_t>(i);
+  return 0;
+}
+
+}  // namespace moemesh::cpu

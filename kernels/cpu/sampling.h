@@ -1,0 +1,39 @@
+// Token sampling: greedy, temperature, top-k, top-p, seeded and reproducible.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace moemesh::cpu {
+
+struct SamplingParams {
+  float temperature = 0.0f;  // 0: greedy
+  int64_t top_k = 0;         // 0: off
+  float top_p = 1.0f;        // 1: off
+  uint64_t seed = 0;
+  bool greedy() const { return temperature <= 0.0f; }
+};
+
+int32_t argmax(const float* logits, int64_t n);
+
+// The distribution that sampling draws from (temperature, top-k, top-p applied),
+// as probabilities over the whole vocabulary (zeros outside the kept set).
+void sampling_distribution(const float* logits, int64_t n, const SamplingParams& p,
+                           std::vector<float>& probs);
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& p) : params_(p), rng_(p.seed) {}
+  int32_t sample(const float* logits, int64_t n);
+  // A uniform draw in [0, 1), from the same seeded stream (speculative verification).
+  double uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+  std::vector<float> probs_;
+};
+
+}  // namespace moemesh::cpu

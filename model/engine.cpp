@@ -1,0 +1,115 @@
+#include "model/engine.h"
+
+#include <spdlog/spdlog.h>
+
+namespace moemesh {
+
+const float* StepOutput::last_logits(size_t i, int64_t vocab) const {
+  const int64_t last_row = chunks.at(i).row + chunks.at(i).len - 1;
+  for (size_t r = 0; r < logit_rows.size(); ++r)
+    if (logit_rows[r] == last_row) return logits.data() + r * vocab;
+  return nullptr;
+}
+
+std::vector<SeqChunk> plan_chunks(const std::vector<StepInput>& inputs, LatentKvCache& cache) {
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].tokens.empty())
+      throw std::invalid_argument("step input for sequence " + std::to_string(inputs[i].seq) + " has no tokens");
+    for (size_t j = 0; j < i; ++j)
+      if (inputs[j].seq == inputs[i].seq)
+        throw std::invalid_argument("sequence " + std::to_string(inputs[i].seq) + " appears twice in one step");
+  }
+  std::vector<SeqChunk> chunks;
+  std::vector<std::pair<SeqId, int64_t>> before;  // for rollback
+  int64_t row = 0;
+  for (const auto& in : inputs) {
+    const int64_t start = cache.length(in.seq);
+    const bool existed = cache.has(in.seq);
+    if (!cache.reserve(in.seq, start + static_cast<int64_t>(in.tokens.size()))) {
+      for (auto& [s, len] : before) {
+        if (len < 0) cache.release(s);
+        else cache.truncate(s, len);
+      }
+      throw KvCacheFull("KV cache full: sequence " + std::to_string(in.seq) + " needs " +
+                        std::to_string(cache.pages_for(start + in.tokens.size())) + " pages, " +
+                        std::to_string(cache.free_pages()) + " free");
+    }
+    before.emplace_back(in.seq, existed ? start : -1);
+    chunks.push_back({in.seq, start, static_cast<int64_t>(in.tokens.size()), row});
+    row += static_cast<int64_t>(in.tokens.size());
+  }
+  return chunks;
+}
+
+Engine::Engine(const std::filesystem::path& dir, const EngineOptions& opts)
+    : cfg_(ModelConfig::load(dir)),
+      opts_(opts),
+      ckpt_(dir),
+      main_(cfg_, ckpt_),
+      cache_(cfg_.num_hidden_layers, cfg_.kv_latent_dim(), opts.page_tokens,
+             (opts.kv_tokens + opts.page_tokens - 1) / opts.page_tokens) {
+  std::vector<int64_t> moe_layers = main_.moe_layers();
+  if (opts.load_mtp && cfg_.num_nextn_predict_layers > 0) {
+    mtp_ = std::make_unique<MtpModule>(cfg_, ckpt_, &main_);
+    if (mtp_->is_moe()) moe_layers.push_back(mtp_->layer());
+    mtp_cache_ = std::make_unique<LatentKvCache>(1, cfg_.kv_latent_dim(), opts.page_tokens,
+                                                 (opts.kv_tokens + opts.page_tokens - 1) / opts.page_tokens);
+  }
+  moe_ = std::make_unique<LocalMoe>(cfg_, ckpt_, moe_layers);
+  spdlog::debug("engine: {} layers ({} MoE), mtp {}", cfg_.num_hidden_layers, moe_layers.size(), has_mtp());
+}
+
+StepOutput Engine::step(const std::vector<StepInput>& inputs) {
+  std::vector<int32_t> tokens;
+  for (const auto& in : inputs) {
+    check_token_ids(in.tokens.data(), static_cast<int64_t>(in.tokens.size()), cfg_.vocab_size);
+    tokens.insert(tokens.end(), in.tokens.begin(), in.tokens.end());
+  }
+  StepOutput out;
+  out.chunks = plan_chunks(inputs, cache_);
+  try {
+    out.hidden = main_.forward(tokens.data(), out.chunks, cache_, opts_.mla_mode, moe_.get());
+  } catch (...) {
+    for (const auto& c : out.chunks) cache_.truncate(c.seq, c.start);
+    throw;
+  }
+  for (const auto& c : out.chunks) cache_.set_length(c.seq, c.start + c.len);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const SeqChunk& c = out.chunks[i];
+    const int64_t first = inputs[i].all_logits ? c.row : c.row + c.len - 1;
+    for (int64_t r = first; r < c.row + c.len; ++r) out.logit_rows.push_back(r);
+  }
+  out.logits.resize(out.logit_rows.size() * cfg_.vocab_size);
+  main_.logits(out.hidden.data(), out.logit_rows, out.logits.data());
+  return out;
+}
+
+std::vector<float> Engine::mtp_step(SeqId seq, const std::vector<int32_t>& next_tokens,
+                                    const float* prev_hidden, std::vector<float>* logits_out) {
+  if (!mtp_) throw std::logic_error("this model has no MTP module loaded");
+  std::vector<StepInput> in{{seq, next_tokens, true}};
+  check_token_ids(next_tokens.data(), static_cast<int64_t>(next_tokens.size()), cfg_.vocab_size);
+  std::vector<SeqChunk> chunks = plan_chunks(in, *mtp_cache_);
+  std::vector<float> h;
+  try {
+    h = mtp_->forward(next_tokens.data(), prev_hidden, chunks, *mtp_cache_, opts_.mla_mode, moe_.get());
+  } catch (...) {
+    mtp_cache_->truncate(seq, chunks[0].start);
+    throw;
+  }
+  mtp_cache_->set_length(seq, chunks[0].start + chunks[0].len);
+  if (logits_out) {
+    std::vector<int64_t> rows(next_tokens.size());
+    for (size_t r = 0; r < rows.size(); ++r) rows[r] = static_cast<int64_t>(r);
+    logits_out->resize(rows.size() * cfg_.vocab_size);
+    mtp_->logits(h.data(), rows, logits_out->data());
+  }
+  return h;
+}
+
+void Engine::release(SeqId seq) {
+  cache_.release(seq);
+  if (mtp_cache_) mtp_cache_->release(seq);
+}
+
+}  // namespace moemesh

@@ -1,0 +1,84 @@
+// The whole model in one process: attention side, local experts, MTP module and
+// their latent caches. Runs one forward over a batch of sequences of different
+// lengths (prefill chunks and decode steps mixed).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "core/model_config.h"
+#include "core/safetensors.h"
+#include "model/moe_executor.h"
+#include "model/mtp.h"
+#include "model/transformer.h"
+
+namespace moemesh {
+
+struct EngineOptions {
+  int64_t page_tokens = 64;
+  int64_t kv_tokens = 16384;  // capacity of the main cache, in tokens
+  MlaMode mla_mode = MlaMode::Auto;
+  bool load_mtp = true;       // when the checkpoint has an MTP layer
+};
+
+// New tokens of one sequence for a step.
+struct StepInput {
+  SeqId seq = 0;
+  std::vector<int32_t> tokens;
+  bool all_logits = false;  // logits of every new position, else only the last
+};
+
+struct StepOutput {
+  std::vector<SeqChunk> chunks;
+  std::vector<float> hidden;        // [T, hidden], final-normed
+  std::vector<int64_t> logit_rows;  // rows of `hidden` that have logits, in order
+  std::vector<float> logits;        // [logit_rows.size(), vocab]
+  // Logits of the last new token of input i.
+  const float* last_logits(size_t i, int64_t vocab) const;
+};
+
+class KvCacheFull : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Engine {
+ public:
+  Engine(const std::filesystem::path& dir, const EngineOptions& opts = {});
+
+  const ModelConfig& config() const { return cfg_; }
+  bool has_mtp() const { return mtp_ != nullptr; }
+  const LatentKvCache& cache() const { return cache_; }
+
+  // Appends the inputs' tokens to their sequences. Throws KvCacheFull (nothing
+  // changed) when the cache cannot hold them, std::out_of_range on bad token ids.
+  StepOutput step(const std::vector<StepInput>& inputs);
+
+  // MTP over one sequence: rows i use (prev_hidden[i], next_tokens[i]) at
+  // positions start.. of the sequence's MTP cache. Returns its output hidden.
+  std::vector<float> mtp_step(SeqId seq, const std::vector<int32_t>& next_tokens,
+                              const float* prev_hidden, std::vector<float>* logits_out);
+  int64_t mtp_length(SeqId seq) const { return mtp_cache_ ? mtp_cache_->length(seq) : 0; }
+  void mtp_truncate(SeqId seq, int64_t len) { if (mtp_cache_) mtp_cache_->truncate(seq, len); }
+
+  int64_t length(SeqId seq) const { return cache_.length(seq); }
+  void truncate(SeqId seq, int64_t len) { cache_.truncate(seq, len); }
+  void release(SeqId seq);
+
+ private:
+  ModelConfig cfg_;
+  EngineOptions opts_;
+  Checkpoint ckpt_;
+  Transformer main_;
+  std::unique_ptr<MtpModule> mtp_;
+  std::unique_ptr<LocalMoe> moe_;
+  LatentKvCache cache_;
+  std::unique_ptr<LatentKvCache> mtp_cache_;
+};
+
+// Plans chunks for inputs, reserving cache pages; throws KvCacheFull and rolls
+// back reservations made so far when a sequence does not fit.
+std::vector<SeqChunk> plan_chunks(const std::vector<StepInput>& inputs, LatentKvCache& cache);
+
+}  // namespace moemesh

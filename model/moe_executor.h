@@ -1,0 +1,35 @@
+// The seam between attention and experts: the attention side hands a MoE layer's
+// normed hidden states to an executor and gets the routed experts' combined output
+// back. In one process the executor runs gate and experts locally; in the mesh it
+// is the router service.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+
+#include "model/experts.h"
+#include "model/moe_gate.h"
+
+namespace moemesh {
+
+class MoeExecutor {
+ public:
+  virtual ~MoeExecutor() = default;
+  // x: [tokens, hidden]; out: [tokens, hidden], overwritten with Σ routed experts.
+  virtual void routed(int64_t layer, const float* x, int64_t tokens, float* out) = 0;
+};
+
+// Gates and experts of the given MoE layers, all in this process.
+class LocalMoe : public MoeExecutor {
+ public:
+  LocalMoe(const ModelConfig& cfg, const Checkpoint& ckpt, const std::vector<int64_t>& layers);
+  void routed(int64_t layer, const float* x, int64_t tokens, float* out) override;
+
+ private:
+  const ModelConfig& cfg_;
+  std::map<int64_t, std::unique_ptr<MoeGate>> gates_;
+  std::map<int64_t, std::unique_ptr<ExpertSet>> experts_;
+};
+
+}  // namespace moemesh

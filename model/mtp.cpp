@@ -1,0 +1,57 @@
+#include "model/mtp.h"
+
+#include "kernels/cpu/linear.h"
+#include "kernels/cpu/ops.h"
+#include "model/weight_loader.h"
+
+namespace moemesh {
+
+MtpModule::MtpModule(const ModelConfig& cfg, const Checkpoint& ckpt, const Transformer* main)
+    : cfg_(cfg), block_(cfg, ckpt, cfg.mtp_layer()) {
+  const std::string p = layer_prefix(cfg.mtp_layer());
+  const int64_t H = cfg.hidden_size;
+  if (ckpt.has(p + "embed_tokens.weight")) {
+    own_embed_.emplace(ckpt, p + "embed_tokens.weight", cfg.vocab_size, H);
+    embed_ = &*own_embed_;
+  } else {
+    if (!main) throw CheckpointError("missing tensor '" + p + "embed_tokens.weight'");
+    embed_ = &main->embedding();
+  }
+  if (ckpt.has(p + "shared_head.head.weight")) {
+    head_ = load_linear(ckpt, p + "shared_head.head", cfg.vocab_size, H);
+  } else {
+    if (!main) throw CheckpointError("missing tensor '" + p + "shared_head.head.weight'");
+    head_ = main->head();
+  }
+  enorm_ = load_vector(ckpt, p + "enorm.weight", H);
+  hnorm_ = load_vector(ckpt, p + "hnorm.weight", H);
+  head_norm_ = load_vector(ckpt, p + "shared_head.norm.weight", H);
+  eh_proj_ = load_linear(ckpt, p + "eh_proj", H, 2 * H);
+}
+
+std::vector<float> MtpModule::forward(const int32_t* next_tokens, const float* prev_hidden,
+                                      const std::vector<SeqChunk>& chunks, LatentKvCache& cache,
+                                      MlaMode mode, MoeExecutor* moe) const {
+  const int64_t T = batch_rows(chunks), H = cfg_.hidden_size;
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+  // [enorm(embed(t_{i+1})), hnorm(h_i)] — embeddings first, as DeepSeek's MTP is served.
+  std::vector<float> cat(T * 2 * H), e(T * H);
+  embed_->lookup(next_tokens, T, e.data());
+  cpu::rmsnorm(e.data(), T, H, H, enorm_.data(), eps, cat.data(), 2 * H);
+  cpu::rmsnorm(prev_hidden, T, H, H, hnorm_.data(), eps, cat.data() + H, 2 * H);
+  std::vector<float> h(T * H);
+  cpu::linear(cat.data(), T, eh_proj_, h.data());
+  block_.forward(h.data(), chunks, cache, 0, mode, moe);
+  return h;
+}
+
+void MtpModule::logits(const float* hidden, const std::vector<int64_t>& rows, float* out) const {
+  const int64_t H = cfg_.hidden_size;
+  std::vector<float> n(rows.size() * H);
+  for (size_t r = 0; r < rows.size(); ++r)
+    cpu::rmsnorm(hidden + rows[r] * H, 1, H, head_norm_.data(), static_cast<float>(cfg_.rms_norm_eps),
+                 n.data() + r * H);
+  cpu::linear(n.data(), static_cast<int64_t>(rows.size()), head_, out);
+}
+
+}  // namespace moemesh

@@ -1,0 +1,41 @@
+// The Multi-Token-Prediction module (model.layers.<num_hidden_layers>): from the
+// main model's hidden state at position i and token i+1 it predicts token i+2.
+// Fed its own output hidden state it drafts further tokens (chained, k > 1).
+#pragma once
+
+#include <memory>
+#include <optional>
+
+#include "model/decoder_layer.h"
+#include "model/transformer.h"
+
+namespace moemesh {
+
+class MtpModule {
+ public:
+  // `main` supplies the embedding and head when the MTP layer has no copies of its own.
+  MtpModule(const ModelConfig& cfg, const Checkpoint& ckpt, const Transformer* main);
+
+  int64_t layer() const { return cfg_.mtp_layer(); }
+  bool is_moe() const { return block_.is_moe(); }
+
+  // next_tokens: [T] (token i+1 for row i); prev_hidden: [T, hidden] (the main
+  // model's final-normed hidden state at i, or this module's previous output).
+  // Returns this module's output hidden states [T, hidden] (before shared_head.norm).
+  // `cache` has one layer: the MTP block's own latent cache.
+  std::vector<float> forward(const int32_t* next_tokens, const float* prev_hidden,
+                             const std::vector<SeqChunk>& chunks, LatentKvCache& cache, MlaMode mode,
+                             MoeExecutor* moe) const;
+  void logits(const float* hidden, const std::vector<int64_t>& rows, float* out) const;
+
+ private:
+  const ModelConfig& cfg_;
+  std::optional<TokenEmbedding> own_embed_;
+  const TokenEmbedding* embed_;
+  std::vector<float> enorm_, hnorm_, head_norm_;
+  LinearWeight eh_proj_;
+  LinearWeight head_;
+  DecoderLayer block_;
+};
+
+}  // namespace moemesh

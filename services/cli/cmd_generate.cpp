@@ -1,0 +1,98 @@
+// moemesh generate: continue a prompt of token ids, printing ids and tokens/s.
+#include <chrono>
+#include <iostream>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "kernels/cpu/sampling.h"
+#include "model/engine.h"
+#include "model/speculative.h"
+#include "services/cli/commands.h"
+
+namespace moemesh::cli {
+
+std::vector<int32_t> parse_id_list(const std::string& s) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || item.empty() || v < 0 || v > INT32_MAX)
+      throw CLI::ValidationError("--prompt-ids", "'" + item + "' is not a token id");
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  return ids;
+}
+
+void add_generate_command(CLI::App& app) {
+  struct Args {
+    std::string model, prompt_ids;
+    int64_t max_new = 32;
+    cpu::SamplingParams sp;
+    bool ignore_eos = false;
+    int speculative = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("generate", "generate tokens from a prompt");
+  cmd->add_option("--model", a->model, "checkpoint directory")->required();
+  cmd->add_option("--prompt-ids", a->prompt_ids, "comma-separated token ids, e.g. 0,100,200")->required();
+  cmd->add_option("--max-new-tokens", a->max_new, "tokens to generate")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--temperature", a->sp.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--top-k", a->sp.top_k, "keep the k most likely tokens (0 = all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", a->sp.top_p, "nucleus mass")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--seed", a->sp.seed, "sampling seed");
+  cmd->add_flag("--ignore-eos", a->ignore_eos, "do not stop at the end-of-sequence token");
+  cmd->add_option("--speculative", a->speculative,
+                  "draft K tokens per step with the MTP module (greedy; generates exactly --max-new-tokens)")
+      ->check(CLI::Range(0, 16));
+  cmd->callback([a] {
+    const std::vector<int32_t> prompt = parse_id_list(a->prompt_ids);
+    if (prompt.empty()) throw CLI::ValidationError("--prompt-ids", "empty prompt");
+    EngineOptions opts;
+    opts.kv_tokens = static_cast<int64_t>(prompt.size()) + a->max_new + 64;
+    Engine engine(a->model, opts);
+    const int64_t V = engine.config().vocab_size;
+    cpu::Sampler sampler(a->sp);
+    using clock = std::chrono::steady_clock;
+    if (a->speculative > 0) {
+      if (!a->sp.greedy()) throw CLI::ValidationError("--speculative", "needs greedy decoding (--temperature 0)");
+      SpeculationStats st;
+      const auto t0 = clock::now();
+      const auto out = speculative_greedy(engine, 1, prompt, a->max_new, a->speculative, &st);
+      const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+      for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? "," : "") << out[i];
+      std::cout << "\n";
+      std::cerr << "speculative k=" << a->speculative << ": " << out.size() << " tokens in " << dt * 1e3 << " ms ("
+                << out.size() / dt << " tok/s incl. prefill), " << st.tokens_per_step(out.size()) << " tokens/step;"
+                << " acceptance per draft position:";
+      for (int i = 0; i < a->speculative; ++i) std::cerr << " " << st.acceptance(i);
+      std::cerr << "\n";
+      return;
+    }
+    const auto t0 = clock::now();
+    StepOutput s = engine.step({{1, prompt, false}});
+    const auto t1 = clock::now();
+    std::vector<int32_t> out{sampler.sample(s.last_logits(0, V), V)};
+    while (static_cast<int64_t>(out.size()) < a->max_new && (a->ignore_eos || out.back() != engine.config().eos_token_id)) {
+      s = engine.step({{1, {out.back()}, false}});
+      out.push_back(sampler.sample(s.last_logits(0, V), V));
+    }
+    const auto t2 = clock::now();
+    for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? "," : "") << out[i];
+    std::cout << "\n";
+    const double pre = std::chrono::duration<double>(t1 - t0).count();
+    const double dec = std::chrono::duration<double>(t2 - t1).count();
+    std::cerr << "prefill: " << prompt.size() << " tokens in " << pre * 1e3 << " ms ("
+              << prompt.size() / pre << " tok/s); decode: " << out.size() - 1 << " tokens, "
+              << (out.size() > 1 ? (out.size() - 1) / dec : 0.0) << " tok/s\n";
+  });
+}
+
+}  // namespace moemesh::cli

@@ -1,0 +1,39 @@
+// moemesh: one binary, one subcommand per job.
+#include <cstdlib>
+#include <iostream>
+
+#include <spdlog/cfg/env.h>
+#include <spdlog/spdlog.h>
+
+#include "kernels/cpu/thread_pool.h"
+#include "services/cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"moemesh: serves DeepSeek-V3-architecture models as a mesh of services"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "moemesh 0.1.0");
+  std::string log_level = "info";
+  int threads = 0;
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--threads", threads, "compute threads (default: all cores, or MOEMESH_THREADS)");
+  moemesh::cli::add_make_model_command(app);
+  moemesh::cli::add_eval_command(app);
+  moemesh::cli::add_generate_command(app);
+  moemesh::cli::add_bench_command(app);
+  app.parse_complete_callback([&] {
+    spdlog::set_level(spdlog::level::from_str(log_level));
+    spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL overrides
+    spdlog::set_pattern("%^[%H:%M:%S.%e %l]%$ %v");
+    if (threads > 0) moemesh::cpu::set_num_threads(threads);
+  });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}
