@@ -74,6 +74,13 @@ void run_linear(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, i
   const int64_t K = w.in();
   const bool avx = detail::cpu_has_avx512();
   const int64_t panels = (r1 - r0 + kPanelRows - 1) / kPanelRows;
+  if (avx && m <= detail::kDirectMaxRows) {
+    parallel_for(panels, 4, [&](int64_t p0, int64_t p1) {
+      const int64_t o0 = r0 + p0 * kPanelRows, o1 = std::min(r1, r0 + p1 * kPanelRows);
+      detail::direct_product_avx512(x, m, ldx, w, o0, o1, y + (o0 - r0), ldy);
+    });
+    return;
+  }
   // Keep each thread's panel in cache: the grain covers a few panels.
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
     thread_local std::vector<float> buf;

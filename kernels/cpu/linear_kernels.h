@@ -19,6 +19,12 @@ void panel_product_generic(const float* x, int64_t m, int64_t ldx, const float* 
 void panel_product_avx512(const float* x, int64_t m, int64_t ldx, const float* panel, int64_t n, int64_t K,
                           float* y, int64_t ldy);
 
+// Decode-sized products (m <= 4): weights converted in registers and used at once,
+// each weight byte read exactly once. y[i, o - o0] for o in [o0, o1).
+void direct_product_avx512(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t o0, int64_t o1,
+                           float* y, int64_t ldy);
+constexpr int64_t kDirectMaxRows = 4;
+
 bool cpu_has_avx512();
 
 }  // namespace moemesh::cpu::detail

@@ -2,31 +2,14 @@
 
 #include <vector>
 
+#include "kernels/cpu/linear_kernels.h"
 #include "kernels/cpu/ops.h"
 
 namespace moemesh::cpu {
 
 void weight_row_f32(const LinearWeight& w, int64_t o, float* out) {
-  const int64_t n = w.in();
-  const size_t base = static_cast<size_t>(o * n);
-  switch (w.w.dtype) {
-    case DType::F32: {
-      const float* p = static_cast<const float*>(w.w.data) + base;
-      for (int64_t i = 0; i < n; ++i) out[i] = p[i];
-      break;
-    }
-    case DType::BF16: {
-      const uint16_t* p = static_cast<const uint16_t*>(w.w.data) + base;
-      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(p[i]);
-      break;
-    }
-    default:
-      for (int64_t i = 0; i < n; ++i) out[i] = load_as_f32(w.w.dtype, w.w.data, base + i);
-  }
-  if (w.scale_inv) {
-    const float* s = w.scale_inv + (o / LinearWeight::kBlock) * w.scale_cols;
-    for (int64_t i = 0; i < n; ++i) out[i] *= s[i / LinearWeight::kBlock];
-  }
+  if (detail::cpu_has_avx512()) detail::convert_rows_avx512(w, o, o + 1, out);
+  else detail::convert_rows_generic(w, o, o + 1, out);
 }
 
 void linear_t(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t row_begin,

@@ -10,10 +10,21 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MOEMESH_PAUSE() _mm_pause()
+#else
+#define MOEMESH_PAUSE() ((void)0)
+#endif
+
 namespace moemesh::cpu {
 namespace {
 
 thread_local bool t_inside_pool = false;
+
+// Decode issues thousands of short loops a second: threads spin this many pauses
+// (tens of microseconds) for the next job or the last chunk before sleeping.
+constexpr int kSpins = 20000;
 
 // Workers wait for a job generation number; the caller works too, then waits for
 // all chunks. Chunks are claimed from a shared atomic counter.
@@ -39,14 +50,18 @@ class Pool {
       n_ = n;
       chunk_ = chunk;
       next_.store(0);
-      pending_ = static_cast<int>(workers_.size());
+      pending_.store(static_cast<int>(workers_.size()));
       error_ = nullptr;
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     work();
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return pending_ == 0; });
+    for (int i = 0; i < kSpins && pending_.load(std::memory_order_acquire) != 0; ++i) MOEMESH_PAUSE();
+    if (pending_.load(std::memory_order_acquire) != 0) {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [&] { return pending_.load() == 0; });
+    }
+    std::lock_guard<std::mutex> lk(mu_);
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -54,13 +69,15 @@ class Pool {
  private:
   void start(int n) {
     quit_ = false;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { loop(); });
+    // Workers start from the current generation so none can miss the first job.
+    const uint64_t g = generation_.load();
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, g] { loop(g); });
   }
   void stop() {
     {
       std::lock_guard<std::mutex> lk(mu_);
       quit_ = true;
-      ++generation_;
+      generation_.fetch_add(1);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -84,18 +101,20 @@ class Pool {
     t_inside_pool = was;
   }
 
-  void loop() {
-    uint64_t seen = 0;
+  void loop(uint64_t seen) {
     for (;;) {
+      for (int i = 0; i < kSpins && generation_.load(std::memory_order_acquire) == seen; ++i) MOEMESH_PAUSE();
       {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return generation_ != seen; });
-        seen = generation_;
+        cv_.wait(lk, [&] { return generation_.load() != seen; });
+        seen = generation_.load();
         if (quit_) return;
       }
       work();
-      std::lock_guard<std::mutex> lk(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lk(mu_);
+        done_cv_.notify_one();
+      }
     }
   }
 
@@ -105,8 +124,8 @@ class Pool {
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunk_ = 1;
   std::atomic<int64_t> next_{0};
-  int pending_ = 0;
-  uint64_t generation_ = 0;
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
   bool quit_ = false;
   std::exception_ptr error_;
 };
