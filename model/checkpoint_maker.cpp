@@ -196,10 +196,10 @@ std::vector<uint8_t> to_bytes(const std::vector<float>& v, DType t) {
   if (t == DType::F32) {
     std::memcpy(out.data(), v.data(), out.size());
   } else if (t == DType::BF16) {
-    for (size_t i = 0; i < v.size(); ++i) {
-      const uint16_t b = f32_to_bf16(v[i]);
-      std::memcpy(out.data() + 2 * i, &b, 2);
-    }
+    uint16_t* o = reinterpret_cast<uint16_t*>(out.data());
+    cpu::parallel_for(static_cast<int64_t>(v.size()), 1 << 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) o[i] = f32_to_bf16(v[i]);
+    });
   } else {
     throw std::invalid_argument("to_bytes: unsupported dtype");
   }
@@ -213,7 +213,8 @@ void quantize_fp8(const std::vector<float>& w, int64_t rows, int64_t cols, std::
   const int64_t br = (rows + B - 1) / B, bc = (cols + B - 1) / B;
   q.resize(rows * cols);
   scales.assign(br * bc, 1.0f);
-  for (int64_t i = 0; i < br; ++i)
+  cpu::parallel_for(br, 1, [&](int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i)
     for (int64_t j = 0; j < bc; ++j) {
       float amax = 0.0f;
       for (int64_t r = i * B; r < std::min(rows, (i + 1) * B); ++r)
@@ -224,6 +225,7 @@ void quantize_fp8(const std::vector<float>& w, int64_t rows, int64_t cols, std::
         for (int64_t c = j * B; c < std::min(cols, (j + 1) * B); ++c)
           q[r * cols + c] = f32_to_fp8e4m3(w[r * cols + c] / s);
     }
+  });
 }
 
 class ShardedWriter {
