@@ -214,16 +214,18 @@ void quantize_fp8(const std::vector<float>& w, int64_t rows, int64_t cols, std::
   q.resize(rows * cols);
   scales.assign(br * bc, 1.0f);
   cpu::parallel_for(br, 1, [&](int64_t i0, int64_t i1) {
-  for (int64_t i = i0; i < i1; ++i)
-    for (int64_t j = 0; j < bc; ++j) {
-      float amax = 0.0f;
-      for (int64_t r = i * B; r < std::min(rows, (i + 1) * B); ++r)
-        for (int64_t c = j * B; c < std::min(cols, (j + 1) * B); ++c) amax = std::max(amax, std::fabs(w[r * cols + c]));
-      const float s = amax > 0 ? amax / kFp8E4M3Max : 1.0f;
-      scales[i * bc + j] = s;
-      for (int64_t r = i * B; r < std::min(rows, (i + 1) * B); ++r)
-        for (int64_t c = j * B; c < std::min(cols, (j + 1) * B); ++c)
-          q[r * cols + c] = f32_to_fp8e4m3(w[r * cols + c] / s);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t r1 = std::min(rows, (i + 1) * B);
+      for (int64_t j = 0; j < bc; ++j) {
+        const int64_t c1 = std::min(cols, (j + 1) * B);
+        float amax = 0.0f;
+        for (int64_t r = i * B; r < r1; ++r)
+          for (int64_t c = j * B; c < c1; ++c) amax = std::max(amax, std::fabs(w[r * cols + c]));
+        const float s = amax > 0 ? amax / kFp8E4M3Max : 1.0f;
+        scales[i * bc + j] = s;
+        for (int64_t r = i * B; r < r1; ++r)
+          for (int64_t c = j * B; c < c1; ++c) q[r * cols + c] = f32_to_fp8e4m3(w[r * cols + c] / s);
+      }
     }
   });
 }
