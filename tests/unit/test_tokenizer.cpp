@@ -7,6 +7,7 @@
 #include <random>
 #include <unistd.h>
 
+#include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/streaming_decoder.h"
 #include "core/tokenizer/tokenizer.h"
 
@@ -144,4 +145,29 @@ TEST(Tokenizer, BrokenFilesAreRefused) {
   EXPECT_THROW(Tokenizer::load(dir), TokenizerError);
   EXPECT_THROW(Tokenizer::load(dir / "absent"), TokenizerError);
   std::filesystem::remove_all(dir);
+}
+
+TEST(ChatTemplate, RendersByteIdenticalToJinja) {
+  auto t = deepseek();
+  const auto tpl = moemesh::tok::ChatTemplate::for_tokenizer(*t);
+  int n = 0;
+  for (const auto& c : expected()["chats"]) {
+    const std::string got = tpl.render(c["messages"], c["add_generation_prompt"].get<bool>());
+    EXPECT_EQ(got, c["text"].get<std::string>()) << c["messages"].dump();
+    EXPECT_EQ(t->encode(got, false), c["ids"].get<std::vector<int32_t>>());
+    ++n;
+  }
+  EXPECT_GE(n, 40);
+}
+
+TEST(ChatTemplate, RefusesMalformedMessages) {
+  const auto tpl = moemesh::tok::ChatTemplate::deepseek_v3("<s>");
+  using nlohmann::json;
+  for (const json& bad : {json::object(), json::array({json{{"role", "wizard"}, {"content", "x"}}}),
+                          json::array({json{{"role", "user"}}}), json::array({json{{"role", "user"}, {"content", 5}}}),
+                          json::array({json{{"role", "assistant"}, {"content", nullptr}}}),
+                          json::array({json{{"role", "assistant"}, {"content", nullptr}, {"tool_calls", json::array({json{{"type", "function"}}})}}})}) {
+    EXPECT_THROW(tpl.render(bad, true), TokenizerError) << bad.dump();
+  }
+  EXPECT_EQ(tpl.render(json::array({json{{"role", "user"}, {"content", "hi"}}}), true), "<s><｜User｜>hi<｜Assistant｜>");
 }
