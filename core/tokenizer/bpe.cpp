@@ -105,26 +105,32 @@ void Bpe::merge_word(std::string_view word, std::vector<int32_t>& out) const {
   for (int32_t i = 0; i >= 0; i = syms[i].next) out.push_back(syms[i].id);
 }
 
+Bpe::Cache& Bpe::cache() const {
+  thread_local const Bpe* owner = nullptr;
+  thread_local Cache c;
+  if (owner != this) {
+    c.clear();
+    owner = this;
+  }
+  return c;
+}
+
 void Bpe::encode_word(std::string_view word, std::vector<int32_t>& out) const {
   if (word.size() > kCacheWordMax) {
     merge_word(word, out);
     return;
   }
-  const std::string w(word);
-  {
-    std::lock_guard<std::mutex> lk(cache_mu_);
-    auto it = cache_.find(w);
-    if (it != cache_.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      return;
-    }
+  Cache& c = cache();
+  auto it = c.find(word);
+  if (it != c.end()) {
+    out.insert(out.end(), it->second.begin(), it->second.end());
+    return;
   }
   std::vector<int32_t> ids;
   merge_word(word, ids);
   out.insert(out.end(), ids.begin(), ids.end());
-  std::lock_guard<std::mutex> lk(cache_mu_);
-  if (cache_.size() >= kCacheMax) cache_.clear();
-  cache_.emplace(w, std::move(ids));
+  if (c.size() >= kCacheMax) c.clear();
+  c.emplace(std::string(word), std::move(ids));
 }
 
 }  // namespace moemesh::tok

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -35,8 +34,13 @@ class Bpe {
   std::unordered_map<uint64_t, Merge> merges_;
   std::unordered_map<uint32_t, int32_t> char_id_;  // single characters
 
-  mutable std::mutex cache_mu_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
+  // Per-thread word cache (no locking on the hot path), keyed by this instance.
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  using Cache = std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>>;
+  Cache& cache() const;
 };
 
 }  // namespace moemesh::tok

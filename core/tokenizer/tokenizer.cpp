@@ -30,19 +30,44 @@ std::string token_text(const nlohmann::json& v) {
   return "";
 }
 
-// Finds the leftmost-longest added token in s[from..); returns (pos, token).
-std::pair<size_t, const AddedToken*> find_added(std::string_view s, size_t from,
-                                                const std::vector<std::vector<const AddedToken*>>& first) {
-  for (size_t i = from; i < s.size(); ++i) {
-    for (const AddedToken* t : first[static_cast<unsigned char>(s[i])])
-      if (s.compare(i, t->content.size(), t->content) == 0) return {i, t};
-  }
-  return {std::string_view::npos, nullptr};
-}
-
 }  // namespace
 
 Tokenizer::~Tokenizer() = default;
+
+void Tokenizer::Trie::insert(const AddedToken* t) {
+  int32_t node = 0;
+  for (unsigned char c : t->content) {
+    const uint64_t key = (static_cast<uint64_t>(node) << 8) | c;
+    auto it = edges.find(key);
+    if (it == edges.end()) {
+      it = edges.emplace(key, static_cast<int32_t>(terminal.size())).first;
+      terminal.push_back(nullptr);
+    }
+    node = it->second;
+  }
+  if (!terminal[node]) terminal[node] = t;  // the first of duplicate contents wins
+  first[static_cast<unsigned char>(t->content[0])] = true;
+}
+
+const AddedToken* Tokenizer::Trie::longest_at(std::string_view s, size_t i) const {
+  const AddedToken* best = nullptr;
+  int32_t node = 0;
+  for (; i < s.size(); ++i) {
+    auto it = edges.find((static_cast<uint64_t>(node) << 8) | static_cast<unsigned char>(s[i]));
+    if (it == edges.end()) break;
+    node = it->second;
+    if (terminal[node]) best = terminal[node];
+  }
+  return best;
+}
+
+std::pair<size_t, const AddedToken*> Tokenizer::find_added(std::string_view s, size_t from, const Trie& trie) {
+  for (size_t i = from; i < s.size(); ++i) {
+    if (!trie.first[static_cast<unsigned char>(s[i])]) continue;
+    if (const AddedToken* t = trie.longest_at(s, i)) return {i, t};
+  }
+  return {std::string_view::npos, nullptr};
+}
 
 std::shared_ptr<const Tokenizer> Tokenizer::load(const std::filesystem::path& p) {
   const auto file = std::filesystem::is_directory(p) ? p / "tokenizer.json" : p;
@@ -75,16 +100,10 @@ std::shared_ptr<const Tokenizer> Tokenizer::load(const std::filesystem::path& p)
   }
   for (const auto& a : t->added_) t->vocab_size_ = std::max(t->vocab_size_, static_cast<size_t>(a.id) + 1);
   t->added_by_id_.assign(t->vocab_size_, nullptr);
-  t->raw_first_.assign(256, {});
-  t->norm_first_.assign(256, {});
   for (const auto& a : t->added_) {
     t->added_by_id_[a.id] = &a;
-    auto& first = a.normalized ? t->norm_first_ : t->raw_first_;
-    first[static_cast<unsigned char>(a.content[0])].push_back(&a);
+    (a.normalized ? t->norm_trie_ : t->raw_trie_).insert(&a);
   }
-  for (auto* table : {&t->raw_first_, &t->norm_first_})
-    for (auto& v : *table)
-      std::stable_sort(v.begin(), v.end(), [](auto* a, auto* b) { return a->content.size() > b->content.size(); });
 
   const auto cfg_path = file.parent_path() / "tokenizer_config.json";
   if (std::filesystem::exists(cfg_path)) {
@@ -114,13 +133,19 @@ bool Tokenizer::is_special(int32_t id) const {
 }
 
 void Tokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out) const {
-  pre_->split(text, [&](std::string_view piece) { bpe_->encode_word(bytes_to_unicode_text(piece), out); });
+  const auto& map = byte_to_unicode();
+  thread_local std::string mapped;
+  pre_->split(text, [&](std::string_view piece) {
+    mapped.clear();
+    for (unsigned char b : piece) mapped += map[b];
+    bpe_->encode_word(mapped, out);
+  });
 }
 
 void Tokenizer::encode_normalized_added(std::string_view text, std::vector<int32_t>& out) const {
   size_t pos = 0;
   while (pos < text.size()) {
-    auto [at, tok] = find_added(text, pos, norm_first_);
+    auto [at, tok] = find_added(text, pos, norm_trie_);
     if (!tok) {
       encode_plain(text.substr(pos), out);
       return;
@@ -139,7 +164,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
   // Tokens matched on the raw text first, then those matched after normalization.
   size_t pos = 0;
   while (pos < text.size()) {
-    auto [at, tok] = find_added(text, pos, raw_first_);
+    auto [at, tok] = find_added(text, pos, raw_trie_);
     if (!tok) {
       encode_normalized_added(text.substr(pos), out);
       break;

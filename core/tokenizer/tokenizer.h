@@ -3,7 +3,9 @@
 // Face's tokenizers (and transformers, which adds BOS) do.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <unordered_map>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -60,8 +62,17 @@ class Tokenizer {
   std::unique_ptr<PreTokenizer> pre_;
   std::vector<AddedToken> added_;
   std::vector<const AddedToken*> added_by_id_;
-  // Leftmost-longest matching: candidates indexed by first byte, longest first.
-  std::vector<std::vector<const AddedToken*>> raw_first_, norm_first_;
+  // Leftmost-longest matching of added tokens over a byte trie.
+  struct Trie {
+    std::unordered_map<uint64_t, int32_t> edges;  // (node << 8 | byte) -> node
+    std::vector<const AddedToken*> terminal{nullptr};
+    std::array<bool, 256> first{};
+    void insert(const AddedToken* t);
+    // The longest token starting at s[i], or null.
+    const AddedToken* longest_at(std::string_view s, size_t i) const;
+  };
+  static std::pair<size_t, const AddedToken*> find_added(std::string_view s, size_t from, const Trie& trie);
+  Trie raw_trie_, norm_trie_;
   size_t vocab_size_ = 0;
   std::optional<int32_t> bos_, eos_;
   std::string bos_token_, eos_token_, chat_template_;

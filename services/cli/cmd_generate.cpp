@@ -1,10 +1,15 @@
 // moemesh generate: continue a prompt of token ids, printing ids and tokens/s.
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include <spdlog/spdlog.h>
 
+#include "core/tokenizer/chat_template.h"
+#include "core/tokenizer/streaming_decoder.h"
 #include "kernels/cpu/sampling.h"
 #include "model/engine.h"
 #include "model/speculative.h"
@@ -33,7 +38,7 @@ std::vector<int32_t> parse_id_list(const std::string& s) {
 
 void add_generate_command(CLI::App& app) {
   struct Args {
-    std::string model, prompt_ids;
+    std::string model, prompt_ids, prompt, chat, tokenizer;
     int64_t max_new = 32;
     cpu::SamplingParams sp;
     bool ignore_eos = false;
@@ -42,7 +47,12 @@ void add_generate_command(CLI::App& app) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("generate", "generate tokens from a prompt");
   cmd->add_option("--model", a->model, "checkpoint directory")->required();
-  cmd->add_option("--prompt-ids", a->prompt_ids, "comma-separated token ids, e.g. 0,100,200")->required();
+  auto* ids_opt = cmd->add_option("--prompt-ids", a->prompt_ids, "comma-separated token ids, e.g. 0,100,200");
+  auto* text_opt = cmd->add_option("--prompt", a->prompt, "prompt text (BOS added as the tokenizer config says)");
+  auto* chat_opt = cmd->add_option("--chat", a->chat, "a user message, rendered with the chat template");
+  ids_opt->excludes(text_opt)->excludes(chat_opt);
+  text_opt->excludes(chat_opt);
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer directory (default: the model directory)");
   cmd->add_option("--max-new-tokens", a->max_new, "tokens to generate")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--temperature", a->sp.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--top-k", a->sp.top_k, "keep the k most likely tokens (0 = all)")->check(CLI::NonNegativeNumber);
@@ -53,8 +63,20 @@ void add_generate_command(CLI::App& app) {
                   "draft K tokens per step with the MTP module (greedy; generates exactly --max-new-tokens)")
       ->check(CLI::Range(0, 16));
   cmd->callback([a] {
-    const std::vector<int32_t> prompt = parse_id_list(a->prompt_ids);
-    if (prompt.empty()) throw CLI::ValidationError("--prompt-ids", "empty prompt");
+    std::shared_ptr<const tok::Tokenizer> tk;
+    std::vector<int32_t> prompt;
+    if (!a->prompt_ids.empty()) {
+      prompt = parse_id_list(a->prompt_ids);
+    } else if (!a->prompt.empty() || !a->chat.empty()) {
+      tk = tok::Tokenizer::load(a->tokenizer.empty() ? a->model : a->tokenizer);
+      if (!a->chat.empty()) {
+        const auto tpl = tok::ChatTemplate::for_tokenizer(*tk);
+        prompt = tk->encode(tpl.render(nlohmann::json::array({{{"role", "user"}, {"content", a->chat}}}), true), false);
+      } else {
+        prompt = tk->encode(a->prompt, true);
+      }
+    }
+    if (prompt.empty()) throw CLI::ValidationError("generate", "give --prompt-ids, --prompt or --chat");
     EngineOptions opts;
     opts.kv_tokens = static_cast<int64_t>(prompt.size()) + a->max_new + 64;
     Engine engine(a->model, opts);
@@ -67,8 +89,12 @@ void add_generate_command(CLI::App& app) {
       const auto t0 = clock::now();
       const auto out = speculative_greedy(engine, 1, prompt, a->max_new, a->speculative, &st);
       const double dt = std::chrono::duration<double>(clock::now() - t0).count();
-      for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? "," : "") << out[i];
-      std::cout << "\n";
+      if (tk) {
+        std::cout << tk->decode(out, true) << "\n";
+      } else {
+        for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? "," : "") << out[i];
+        std::cout << "\n";
+      }
       std::cerr << "speculative k=" << a->speculative << ": " << out.size() << " tokens in " << dt * 1e3 << " ms ("
                 << out.size() / dt << " tok/s incl. prefill), " << st.tokens_per_step(out.size()) << " tokens/step;"
                 << " acceptance per draft position:";
@@ -79,14 +105,25 @@ void add_generate_command(CLI::App& app) {
     const auto t0 = clock::now();
     StepOutput s = engine.step({{1, prompt, false}});
     const auto t1 = clock::now();
-    std::vector<int32_t> out{sampler.sample(s.last_logits(0, V), V)};
+    std::optional<tok::StreamingDecoder> text;
+    if (tk) text.emplace(tk);
+    std::vector<int32_t> out;
+    auto emit = [&](int32_t id) {
+      out.push_back(id);
+      if (text) std::cout << text->push(id) << std::flush;
+    };
+    emit(sampler.sample(s.last_logits(0, V), V));
     while (static_cast<int64_t>(out.size()) < a->max_new && (a->ignore_eos || out.back() != engine.config().eos_token_id)) {
       s = engine.step({{1, {out.back()}, false}});
-      out.push_back(sampler.sample(s.last_logits(0, V), V));
+      emit(sampler.sample(s.last_logits(0, V), V));
     }
     const auto t2 = clock::now();
-    for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? "," : "") << out[i];
-    std::cout << "\n";
+    if (text) {
+      std::cout << text->finish() << "\n";
+    } else {
+      for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? "," : "") << out[i];
+      std::cout << "\n";
+    }
     const double pre = std::chrono::duration<double>(t1 - t0).count();
     const double dec = std::chrono::duration<double>(t2 - t1).count();
     std::cerr << "prefill: " << prompt.size() << " tokens in " << pre * 1e3 << " ms ("

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "kernels/cpu/thread_pool.h"
+#include "services/cli/cmd_tokenize.h"
 #include "services/cli/commands.h"
 
 int main(int argc, char** argv) {
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   moemesh::cli::add_eval_command(app);
   moemesh::cli::add_generate_command(app);
   moemesh::cli::add_bench_command(app);
+  moemesh::cli::add_tokenize_commands(app);
   app.parse_complete_callback([&] {
     spdlog::set_level(spdlog::level::from_str(log_level));
     spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL overrides
