@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The main job on this machine: set up, build, make the demo model on first run, run it.
+# The main job on this machine: set up, build, make the demo model on first run
+# (random weights, DeepSeek-V3's real tokenizer), and chat with it.
+# Usage: scripts/run.sh ["your message"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -7,4 +9,4 @@ MODEL="${MOEMESH_MODEL:-models/demo}"
 if [ ! -f "$MODEL/config.json" ]; then
   build/services/moemesh make-model --preset demo --dtype fp8 --seed 1 --out "$MODEL"
 fi
-exec build/services/moemesh generate --model "$MODEL" --prompt-ids 0,3476,477,260,1979 --max-new-tokens 64 "$@"
+exec build/services/moemesh generate --model "$MODEL" --chat "${1:-Hello! Who are you?}" --max-new-tokens 64

@@ -15,13 +15,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   std::vector<int32_t> ids;
   try {
-    ids = tok->encode(text, true);
+    ids = tok->encode(text, false);
   } catch (const TokenizerError&) {
     return 0;  // invalid UTF-8 is refused, never a crash
   }
-  const std::string back = tok->decode(ids, true);
+  const std::string back = tok->decode(ids, false);
   if (back != text) std::abort();
-  StreamingDecoder d(tok);
+  StreamingDecoder d(tok, false);
   std::string streamed;
   for (int32_t id : ids) streamed += d.push(id);
   streamed += d.finish();

