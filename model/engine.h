@@ -62,6 +62,9 @@ class Engine {
   int64_t mtp_length(SeqId seq) const { return mtp_cache_ ? mtp_cache_->length(seq) : 0; }
   void mtp_truncate(SeqId seq, int64_t len) { if (mtp_cache_) mtp_cache_->truncate(seq, len); }
 
+  // Reserves cache pages for `tokens` positions of `seq` ahead of time, so later
+  // steps within that length cannot run out; false (nothing changed) if they do not fit.
+  bool reserve(SeqId seq, int64_t tokens) { return cache_.reserve(seq, tokens); }
   int64_t length(SeqId seq) const { return cache_.length(seq); }
   void truncate(SeqId seq, int64_t len) { cache_.truncate(seq, len); }
   void release(SeqId seq);

@@ -1,0 +1,84 @@
+// Continuous batching over one Engine: requests join and leave a running batch
+// between steps; prompts are prefilled in chunks within a per-step token budget
+// next to the running decodes; each request has its own limits, stop ids and
+// seeded sampler. KV-cache admission: a request enters the batch only once the
+// cache can hold its prompt and all its new tokens, so a running request never
+// runs out of cache; one that could never fit is refused at submission.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/sampling.h"
+#include "model/engine.h"
+
+namespace moemesh {
+
+struct GenerationRequest {
+  uint64_t id = 0;
+  std::vector<int32_t> prompt;
+  int64_t max_new_tokens = 16;
+  std::vector<int32_t> stop_ids;  // generation ends after emitting one of these
+  cpu::SamplingParams sampling;
+};
+
+enum class FinishReason { None, Stop, Length, Cancelled };
+const char* finish_reason_name(FinishReason r);
+
+struct TokenEvent {
+  uint64_t id = 0;
+  int32_t token = -1;
+  FinishReason finish = FinishReason::None;  // set on the request's last event
+};
+
+struct SchedulerOptions {
+  int64_t step_tokens = 256;  // prefill + decode tokens per engine step
+  int64_t max_running = 64;   // requests in the batch
+  int64_t max_waiting = 1024; // queued requests beyond which submissions are refused
+};
+
+class RequestRefused : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Scheduler {
+ public:
+  Scheduler(Engine& engine, SchedulerOptions opts = {});
+
+  // Queues a request. Throws RequestRefused with the reason (empty prompt, bad
+  // ids, limits, never fits in the cache, queue full, duplicate id).
+  void submit(GenerationRequest req);
+  // Stops a request wherever it is and frees its cache; emits a Cancelled event
+  // at the next step. Unknown ids are ignored.
+  void cancel(uint64_t id);
+
+  // One engine step; returns the tokens it produced and the requests it finished.
+  std::vector<TokenEvent> step();
+  bool idle() const { return waiting_.empty() && running_.empty() && cancelled_.empty(); }
+
+  size_t waiting() const { return waiting_.size(); }
+  size_t running() const { return running_.size(); }
+
+ private:
+  struct Active {
+    GenerationRequest req;
+    int64_t prefilled = 0;  // prompt tokens in the cache
+    std::vector<int32_t> generated;
+    std::unique_ptr<cpu::Sampler> sampler;
+  };
+  void admit();
+  void finish(std::map<uint64_t, Active>::iterator it, FinishReason why, std::vector<TokenEvent>& events);
+
+  Engine& engine_;
+  SchedulerOptions opts_;
+  std::deque<GenerationRequest> waiting_;
+  std::map<uint64_t, Active> running_;  // ordered: deterministic batch order
+  std::vector<uint64_t> cancelled_;
+};
+
+}  // namespace moemesh

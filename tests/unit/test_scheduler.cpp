@@ -1,0 +1,127 @@
+// Continuous batching: requests joining and leaving a running batch produce what
+// each would alone; chunked prefill; limits, stop ids, cancellation, admission.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "model/eval.h"
+#include "model/scheduler.h"
+#include "tests/support/test_models.h"
+
+using namespace moemesh;
+using namespace moemesh::testing;
+
+namespace {
+std::map<uint64_t, std::vector<int32_t>> drain(Scheduler& s, std::map<uint64_t, FinishReason>* reasons = nullptr,
+                                               int max_steps = 10000) {
+  std::map<uint64_t, std::vector<int32_t>> out;
+  for (int i = 0; i < max_steps && !s.idle(); ++i)
+    for (const auto& e : s.step()) {
+      if (e.token >= 0) out[e.id].push_back(e.token);
+      if (e.finish != FinishReason::None && reasons) (*reasons)[e.id] = e.finish;
+    }
+  EXPECT_TRUE(s.idle());
+  return out;
+}
+}  // namespace
+
+TEST(Scheduler, BatchedRequestsEqualEachAlone) {
+  EngineOptions o;
+  o.kv_tokens = 4096;
+  Engine e(test_model("tiny"), o);
+  const int64_t V = e.config().vocab_size;
+  std::vector<GenerationRequest> reqs;
+  for (uint64_t i = 0; i < 6; ++i) reqs.push_back({100 + i, random_tokens(3 + 7 * i, V, 40 + i), int64_t(4 + 3 * i), {}, {}});
+  std::map<uint64_t, std::vector<int32_t>> alone;
+  for (const auto& r : reqs) {
+    alone[r.id] = greedy_generate(e, 9999, r.prompt, r.max_new_tokens);
+    e.release(9999);
+  }
+  // A small step budget forces chunked prefill beside decodes; requests arrive over time.
+  Scheduler s(e, {.step_tokens = 16, .max_running = 4, .max_waiting = 16});
+  std::map<uint64_t, std::vector<int32_t>> got;
+  std::map<uint64_t, FinishReason> why;
+  size_t next = 0;
+  for (int step = 0; step < 1000 && (next < reqs.size() || !s.idle()); ++step) {
+    if (next < reqs.size() && step % 3 == 0) s.submit(reqs[next++]);
+    for (const auto& ev : s.step()) {
+      if (ev.token >= 0) got[ev.id].push_back(ev.token);
+      if (ev.finish != FinishReason::None) why[ev.id] = ev.finish;
+    }
+  }
+  EXPECT_EQ(got, alone);
+  for (const auto& r : reqs) EXPECT_EQ(why[r.id], FinishReason::Length);
+  EXPECT_EQ(e.cache().used_pages(), 0) << "every request's cache is freed";
+}
+
+TEST(Scheduler, StopIdsAndSeededSampling) {
+  Engine e(test_model("tiny"));
+  const int64_t V = e.config().vocab_size;
+  const auto prompt = random_tokens(5, V, 77);
+  const auto plain = greedy_generate(e, 9999, prompt, 10);
+  e.release(9999);
+  Scheduler s(e);
+  s.submit({1, prompt, 10, {plain[3]}, {}});
+  std::map<uint64_t, FinishReason> why;
+  auto out = drain(s, &why);
+  const auto stop_at = std::find(plain.begin(), plain.end(), plain[3]) - plain.begin();
+  EXPECT_EQ(out[1], std::vector<int32_t>(plain.begin(), plain.begin() + stop_at + 1));
+  EXPECT_EQ(why[1], FinishReason::Stop);
+  // Sampling depends on the request's seed only, not on what else is in the batch.
+  cpu::SamplingParams sp{0.9f, 50, 0.95f, 1234};
+  s.submit({2, prompt, 12, {}, sp});
+  const auto solo = drain(s)[2];
+  s.submit({3, random_tokens(9, V, 5), 12, {}, {1.0f, 0, 1.0f, 9}});
+  s.submit({4, prompt, 12, {}, sp});
+  s.submit({5, random_tokens(2, V, 6), 12, {}, {}});
+  EXPECT_EQ(drain(s)[4], solo);
+}
+
+TEST(Scheduler, AdmissionWaitsForCacheAndRefusesWhatCanNeverFit) {
+  EngineOptions o;
+  o.page_tokens = 16;
+  o.kv_tokens = 64;  // 4 pages
+  Engine e(test_model("tiny"), o);
+  const int64_t V = e.config().vocab_size;
+  Scheduler s(e, {.step_tokens = 64, .max_running = 8, .max_waiting = 4});
+  EXPECT_THROW(s.submit({1, random_tokens(60, V, 1), 10, {}, {}}), RequestRefused) << "70 tokens > 64";
+  EXPECT_THROW(s.submit({1, {}, 10, {}, {}}), RequestRefused);
+  EXPECT_THROW(s.submit({1, {int32_t(V)}, 10, {}, {}}), RequestRefused);
+  EXPECT_THROW(s.submit({1, {1}, 0, {}, {}}), RequestRefused);
+  // Three requests of 2 pages each: two run, the third waits for pages.
+  for (uint64_t i = 1; i <= 3; ++i) s.submit({i, random_tokens(20, V, i), 8, {}, {}});
+  EXPECT_THROW(s.submit({1, {1}, 1, {}, {}}), RequestRefused) << "duplicate id";
+  s.submit({4, {1, 2}, 2, {}, {}});
+  EXPECT_THROW(s.submit({5, {1}, 1, {}, {}}), RequestRefused) << "queue full";
+  std::map<uint64_t, size_t> first;
+  for (const auto& ev : s.step()) first[ev.id] += ev.token >= 0;
+  EXPECT_EQ(s.running(), 2u);
+  EXPECT_EQ(s.waiting(), 2u);
+  std::map<uint64_t, FinishReason> why;
+  auto out = drain(s, &why);
+  for (auto& [id, n] : first) out[id].insert(out[id].begin(), n, -1);
+  for (uint64_t i = 1; i <= 3; ++i) EXPECT_EQ(out[i].size(), 8u);
+  EXPECT_EQ(out[4].size(), 2u);
+  EXPECT_EQ(e.cache().used_pages(), 0);
+}
+
+TEST(Scheduler, CancelFreesTheCache) {
+  Engine e(test_model("tiny"));
+  const int64_t V = e.config().vocab_size;
+  Scheduler s(e);
+  s.submit({1, random_tokens(30, V, 1), 50, {}, {}});
+  s.submit({2, random_tokens(10, V, 2), 5, {}, {}});
+  size_t early = 0;
+  for (int i = 0; i < 2; ++i)
+    for (const auto& ev : s.step()) early += ev.id == 2 && ev.token >= 0;
+  EXPECT_GT(e.cache().used_pages(), 0);
+  s.cancel(1);
+  s.cancel(42);  // unknown: ignored
+  std::map<uint64_t, FinishReason> why;
+  auto out = drain(s, &why);
+  EXPECT_EQ(why[1], FinishReason::Cancelled);
+  EXPECT_EQ(why[2], FinishReason::Length);
+  EXPECT_EQ(early + out[2].size(), 5u);
+  EXPECT_EQ(out[1].size(), 0u) << "nothing after the cancel";
+  EXPECT_EQ(e.cache().used_pages(), 0);
+}
