@@ -3,6 +3,7 @@ find_package(Threads REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
+find_package(cppzmq 4.9 CONFIG REQUIRED)
 
 if(MOEMESH_TESTS)
   find_package(GTest REQUIRED)

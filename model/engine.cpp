@@ -55,7 +55,7 @@ Engine::Engine(const std::filesystem::path& dir, const EngineOptions& opts)
     mtp_cache_ = std::make_unique<LatentKvCache>(1, cfg_.kv_latent_dim(), opts.page_tokens,
                                                  (opts.kv_tokens + opts.page_tokens - 1) / opts.page_tokens);
   }
-  moe_ = std::make_unique<LocalMoe>(cfg_, ckpt_, moe_layers);
+  moe_ = opts.make_moe ? opts.make_moe(cfg_, ckpt_, moe_layers) : std::make_unique<LocalMoe>(cfg_, ckpt_, moe_layers);
   spdlog::debug("engine: {} layers ({} MoE), mtp {}", cfg_.num_hidden_layers, moe_layers.size(), has_mtp());
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -20,6 +21,9 @@ struct EngineOptions {
   int64_t kv_tokens = 16384;  // capacity of the main cache, in tokens
   MlaMode mla_mode = MlaMode::Auto;
   bool load_mtp = true;       // when the checkpoint has an MTP layer
+  // Where routed experts run; default: all of them in this process (LocalMoe).
+  std::function<std::unique_ptr<MoeExecutor>(const ModelConfig&, const Checkpoint&, const std::vector<int64_t>& layers)>
+      make_moe;
 };
 
 // New tokens of one sequence for a step.
@@ -75,7 +79,7 @@ class Engine {
   Checkpoint ckpt_;
   Transformer main_;
   std::unique_ptr<MtpModule> mtp_;
-  std::unique_ptr<LocalMoe> moe_;
+  std::unique_ptr<MoeExecutor> moe_;
   LatentKvCache cache_;
   std::unique_ptr<LatentKvCache> mtp_cache_;
 };

@@ -5,18 +5,26 @@
 #include <spdlog/spdlog.h>
 
 #include "model/eval.h"
+#include "services/expert_host/expert_host.h"
+#include "services/router/remote_moe.h"
 #include "services/cli/commands.h"
 
 namespace moemesh::cli {
 
 void add_eval_command(CLI::App& app) {
-  struct Args { std::string model, input, out, mla = "auto"; };
+  struct Args {
+    std::string model, input, out, mla = "auto", wire = "f32";
+    std::vector<std::string> hosts;
+  };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("eval", "run token sequences through the model and write every position's logits");
   cmd->add_option("--model", a->model, "checkpoint directory")->required();
   cmd->add_option("--input", a->input, "input JSON: {\"sequences\": [[ids...]], \"greedy\": {...}}")->required();
   cmd->add_option("--out", a->out, "output JSON")->required();
   cmd->add_option("--mla", a->mla, "attention path")->check(CLI::IsMember({"auto", "naive", "absorbed"}));
+  cmd->add_option("--expert-host", a->hosts,
+                  "run routed experts on expert hosts: ENDPOINT=IDS, e.g. tcp://127.0.0.1:5555=0-7 (repeatable)");
+  cmd->add_option("--wire", a->wire, "activations sent to expert hosts")->check(CLI::IsMember({"f32", "bf16", "fp8"}));
   cmd->callback([a] {
     std::ifstream in(a->input);
     if (!in) throw std::runtime_error("cannot open " + a->input);
@@ -32,6 +40,19 @@ void add_eval_command(CLI::App& app) {
     int64_t tokens = 0;
     for (const auto& s : req.sequences) tokens += static_cast<int64_t>(s.size());
     opts.kv_tokens = std::max<int64_t>(opts.kv_tokens, tokens + req.greedy_prompt.size() + req.greedy_new_tokens + 1024);
+    if (!a->hosts.empty()) {
+      std::vector<ExpertHostSpec> hosts;
+      const ModelConfig cfg = ModelConfig::load(a->model);
+      for (const auto& spec : a->hosts) {
+        const size_t eq = spec.rfind('=');
+        if (eq == std::string::npos) throw CLI::ValidationError("--expert-host", "'" + spec + "' is not ENDPOINT=IDS");
+        hosts.push_back({spec.substr(0, eq), parse_id_ranges(spec.substr(eq + 1), static_cast<int32_t>(cfg.n_routed_experts))});
+      }
+      const WireActivations w = a->wire == "bf16" ? WireActivations::BF16 : a->wire == "fp8" ? WireActivations::FP8 : WireActivations::F32;
+      opts.make_moe = [hosts, w](const ModelConfig& c, const Checkpoint& ck, const std::vector<int64_t>& layers) {
+        return std::make_unique<RemoteMoe>(c, ck, layers, hosts, w);
+      };
+    }
     Engine engine(a->model, opts);
     const nlohmann::json out = run_eval(engine, req);
     std::ofstream o(a->out);

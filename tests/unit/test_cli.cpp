@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <csignal>
 #include <sys/wait.h>
 
+#include "tests/support/child_process.h"
 #include "tests/support/test_models.h"
 
 using namespace moemesh::testing;
@@ -156,4 +158,34 @@ TEST(Cli, GenerateFromTextAndChat) {
   ASSERT_EQ(r.code, 0) << r.out;
   r = run("generate --model " + dir.string() + " --prompt x --prompt-ids 1,2");
   EXPECT_NE(r.code, 0) << "--prompt and --prompt-ids exclude each other";
+}
+
+TEST(Cli, EvalWithExpertHostsInTheirOwnProcesses) {
+  const auto& model = test_model("tiny", true);
+  const std::string bin = std::getenv("MOEMESH_BIN");
+  moemesh::testing::ChildProcess a({bin, "serve", "expert-host", "--model", model.string(), "--experts", "0-7"});
+  moemesh::testing::ChildProcess b({bin, "serve", "expert-host", "--model", model.string(), "--experts", "8-15"});
+  const std::string ea = a.read_line(), eb = b.read_line();
+  ASSERT_EQ(ea.rfind("tcp://127.0.0.1:", 0), 0u) << ea;
+  ASSERT_EQ(eb.rfind("tcp://127.0.0.1:", 0), 0u) << eb;
+  const auto dir = temp_dir("mesh-eval");
+  std::ofstream(dir / "in.json") << R"({"sequences": [[0, 5, 9, 300, 7, 1000], [1, 2, 3]], "greedy": {"prompt": [0, 5], "max_new_tokens": 6}})";
+  const std::string io = " --input " + (dir / "in.json").string() + " --out ";
+  CliResult r = run("eval --model " + model.string() + io + (dir / "local.json").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run("eval --model " + model.string() + io + (dir / "mesh.json").string() + " --expert-host " + ea + "=0-7 --expert-host " + eb +
+          "=8-15 --wire f32");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto local = nlohmann::json::parse(std::ifstream(dir / "local.json"));
+  const auto mesh = nlohmann::json::parse(std::ifstream(dir / "mesh.json"));
+  EXPECT_EQ(mesh["greedy"], local["greedy"]);
+  for (size_t s = 0; s < 2; ++s)
+    for (size_t p = 0; p < local["sequences"][s]["logits"].size(); ++p) {
+      const auto l = local["sequences"][s]["logits"][p].get<std::vector<float>>();
+      const auto m = mesh["sequences"][s]["logits"][p].get<std::vector<float>>();
+      for (size_t v = 0; v < l.size(); ++v) ASSERT_NEAR(m[v], l[v], 1e-4) << "seq " << s << " pos " << p;
+    }
+  // SIGTERM: the hosts stop cleanly.
+  EXPECT_EQ(a.stop(SIGTERM), 0);
+  EXPECT_EQ(b.stop(SIGTERM), 0);
 }

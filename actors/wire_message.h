@@ -1,0 +1,40 @@
+// A wire-format message in memory and its transfer over ZeroMQ sockets: the
+// header frame, then each payload as its own frame without re-serialisation.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "core/wire.h"
+
+namespace moemesh::wire {
+
+struct Message {
+  Header header;
+  std::vector<zmq::message_t> payloads;
+
+  // Adds a payload frame (copies the bytes once into a ZeroMQ message).
+  void add_payload(const void* data, size_t bytes);
+  template <class T>
+  void add_payload(const std::vector<T>& v) { add_payload(v.data(), v.size() * sizeof(T)); }
+  template <class T>
+  const T* payload_as(size_t i) const { return static_cast<const T*>(payloads.at(i).data()); }
+  size_t payload_size(size_t i) const { return payloads.at(i).size(); }
+};
+
+// Sends `routing` frames (ROUTER identities, possibly none), the header, the payloads.
+void send(zmq::socket_t& s, Message& m, const std::vector<zmq::message_t>* routing = nullptr);
+
+// Receives one message; with `routing` (a ROUTER socket), the identity frames
+// before the header are stored there. Returns nullopt on timeout (when the socket
+// has a receive timeout). A malformed message throws WireError after the whole
+// multipart message has been consumed, so the socket stays in step.
+std::optional<Message> receive(zmq::socket_t& s, std::vector<zmq::message_t>* routing = nullptr);
+
+Message error_message(uint64_t request_id, ErrorCode code, const std::string& text);
+
+}  // namespace moemesh::wire

@@ -1,0 +1,48 @@
+// The expert-host role: holds a subset of routed experts (any MoE layers), runs
+// them over the rows a router dispatches, and returns weighted partial sums.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/wire_message.h"
+#include "model/experts.h"
+
+namespace moemesh {
+
+// "0-7,12,20-23" → ids; throws std::invalid_argument naming the bad part.
+std::vector<int32_t> parse_id_ranges(const std::string& spec, int32_t limit);
+
+class ExpertHost {
+ public:
+  // Loads `experts` of every MoE layer (the MTP layer included) from the checkpoint.
+  ExpertHost(const ModelConfig& cfg, const Checkpoint& ckpt, const std::vector<int32_t>& experts);
+
+  // Answers one message: Dispatch → Combine, Hello → Hello with the experts held.
+  // Throws WireError for a message it cannot accept (the caller replies Error).
+  wire::Message handle(const wire::Message& m);
+
+  const std::vector<int32_t>& experts() const { return ids_; }
+  uint64_t dispatches() const { return dispatches_; }
+
+ private:
+  const ModelConfig& cfg_;
+  std::vector<int32_t> ids_;
+  std::map<int64_t, std::unique_ptr<ExpertSet>> layers_;
+  uint64_t dispatches_ = 0;
+};
+
+// Serves `host` on a ROUTER socket bound to `endpoint` until `stop` is set; calls
+// on_bound with the actual endpoint (tcp port 0 picks a free port). Bad messages
+// are answered with an Error message and counted; the loop keeps serving.
+struct ServeStats {
+  std::atomic<uint64_t> served{0}, bad_frames{0};
+};
+void serve_expert_host(ExpertHost& host, const std::string& endpoint, const std::atomic<bool>& stop,
+                       const std::function<void(const std::string&)>& on_bound, ServeStats& stats);
+
+}  // namespace moemesh

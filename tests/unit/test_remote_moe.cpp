@@ -1,0 +1,148 @@
+// Routed experts on expert hosts over ZeroMQ (tcp loopback): the same logits as
+// in one process; bad frames are answered with an error and the host keeps serving.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <future>
+#include <thread>
+
+#include "actors/wire_message.h"
+#include "model/eval.h"
+#include "services/expert_host/expert_host.h"
+#include "services/router/remote_moe.h"
+#include "tests/support/test_models.h"
+
+using namespace moemesh;
+using namespace moemesh::testing;
+
+namespace {
+// An expert host on its own thread, on a free loopback port.
+struct HostThread {
+  ModelConfig cfg;
+  Checkpoint ckpt;
+  ExpertHost host;
+  std::atomic<bool> stop{false};
+  ServeStats stats;
+  std::string endpoint;
+  std::thread thread;
+
+  HostThread(const std::filesystem::path& dir, std::vector<int32_t> experts)
+      : cfg(ModelConfig::load(dir)), ckpt(dir), host(cfg, ckpt, experts) {
+    std::promise<std::string> bound;
+    thread = std::thread([&] {
+      serve_expert_host(host, "tcp://127.0.0.1:0", stop, [&](const std::string& ep) { bound.set_value(ep); }, stats);
+    });
+    endpoint = bound.get_future().get();
+  }
+  ~HostThread() {
+    stop = true;
+    thread.join();
+  }
+};
+
+std::vector<float> all_logits(Engine& e, const std::vector<int32_t>& tokens) {
+  StepOutput s = e.step({{1, tokens, true}});
+  e.release(1);
+  return s.logits;
+}
+}  // namespace
+
+TEST(RemoteMoe, ExpertHostsComputeWhatOneProcessComputes) {
+  const auto& dir = test_model("tiny", true);
+  HostThread a(dir, {0, 1, 2, 3, 4, 5, 6, 7}), b(dir, {8, 9, 10, 11, 12, 13, 14, 15});
+  Engine local(dir);
+  const auto tokens = random_tokens(24, local.config().vocab_size, 3);
+  const auto want = all_logits(local, tokens);
+  for (auto wire : {WireActivations::F32, WireActivations::BF16, WireActivations::FP8}) {
+    EngineOptions o;
+    o.make_moe = [&](const ModelConfig& c, const Checkpoint& ck, const std::vector<int64_t>& layers) {
+      return std::make_unique<RemoteMoe>(c, ck, layers,
+                                         std::vector<ExpertHostSpec>{{a.endpoint, a.host.experts()}, {b.endpoint, b.host.experts()}},
+                                         wire);
+    };
+    Engine remote(dir, o);
+    const auto got = all_logits(remote, tokens);
+    if (wire != WireActivations::FP8) {
+      // f32 on the wire: only the order of summing the two hosts' partial sums differs;
+      // bf16 activations: their rounding (2^-9 relative) through the experts.
+      const Diff d = compare(got, want);
+      const double tol = wire == WireActivations::F32 ? 1e-5 : 2e-2;
+      EXPECT_LE(d.max_abs, tol * d.max_ref) << "wire " << int(wire) << ": " << d.max_abs << " of " << d.max_ref;
+    } else {
+      // e4m3 keeps 3 mantissa bits (up to 6% per value): compare in the mean.
+      double num = 0, den = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        num += double(got[i] - want[i]) * (got[i] - want[i]);
+        den += double(want[i]) * want[i];
+      }
+      EXPECT_LE(std::sqrt(num / den), 0.1) << "fp8 dispatch: relative RMS error";
+    }
+  }
+  EXPECT_GT(a.host.dispatches(), 0u);
+  EXPECT_GT(b.host.dispatches(), 0u);
+}
+
+TEST(RemoteMoe, BadFramesGetAnErrorAndTheHostKeepsServing) {
+  const auto& dir = test_model("tiny");
+  HostThread h(dir, {0, 1, 2, 3});
+  zmq::context_t ctx;
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::rcvtimeo, 5000);
+  s.connect(h.endpoint);
+  auto expect_error = [&](const std::string& what) {
+    auto reply = wire::receive(s);
+    ASSERT_TRUE(reply) << what << ": no reply";
+    EXPECT_EQ(reply->header.type, wire::MsgType::Error) << what;
+  };
+  // Garbage bytes.
+  s.send(zmq::str_buffer("not a header"), zmq::send_flags::none);
+  expect_error("garbage");
+  // A valid header announcing a payload that does not come.
+  wire::Header bad;
+  bad.type = wire::MsgType::Dispatch;
+  bad.payloads = 1;
+  bad.payload_bytes[0] = 10;
+  s.send(zmq::buffer(wire::encode_header(bad)), zmq::send_flags::none);
+  expect_error("missing payload");
+  // A dispatch naming an expert the host does not hold.
+  wire::Message m;
+  m.header.type = wire::MsgType::Dispatch;
+  m.header.layer = 1;
+  m.header.aux = 1;
+  m.header.rank = 2;
+  m.header.dtype = DType::F32;
+  m.header.shape = {1, uint32_t(h.cfg.hidden_size), 0, 0};
+  m.add_payload(std::vector<float>(h.cfg.hidden_size, 0.1f));
+  m.add_payload(std::vector<int32_t>{9});
+  m.add_payload(std::vector<float>{1.0f});
+  wire::send(s, m);
+  expect_error("expert not held");
+  // Still serving: a proper request is answered.
+  wire::Message hello;
+  hello.header.type = wire::MsgType::Hello;
+  hello.header.request_id = 77;
+  wire::send(s, hello);
+  auto reply = wire::receive(s);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.type, wire::MsgType::Hello);
+  EXPECT_EQ(reply->header.request_id, 77u);
+  EXPECT_EQ(h.stats.bad_frames.load(), 3u);
+}
+
+TEST(RemoteMoe, AMissingHostFailsTheRequestClearly) {
+  const auto& dir = test_model("tiny");
+  HostThread a(dir, {0, 1, 2, 3, 4, 5, 6, 7});
+  EngineOptions o;
+  o.make_moe = [&](const ModelConfig& c, const Checkpoint& ck, const std::vector<int64_t>& layers) {
+    // Experts 8-15 on a port nobody listens on.
+    return std::make_unique<RemoteMoe>(c, ck, layers,
+                                       std::vector<ExpertHostSpec>{{a.endpoint, a.host.experts()},
+                                                                   {"tcp://127.0.0.1:1", {8, 9, 10, 11, 12, 13, 14, 15}}},
+                                       WireActivations::F32, std::chrono::milliseconds(300));
+  };
+  Engine e(dir, o);
+  EXPECT_THROW(e.step({{1, random_tokens(8, e.config().vocab_size, 1), false}}), MoeDispatchError);
+  EXPECT_EQ(e.cache().used_pages(), 0) << "a failed step leaves no cache behind";
+  EXPECT_THROW(RemoteMoe(e.config(), Checkpoint(dir), {1}, {{a.endpoint, {0, 1}}}), std::invalid_argument)
+      << "experts without a host are refused at start";
+}
