@@ -7,32 +7,47 @@
 
 namespace moemesh {
 namespace {
+
 std::mutex g_shard_mu;  // shards open lazily from several threads
+
+// A shard named by the index must be a plain file name inside the directory.
+bool plain_file_name(const std::string& f) {
+  if (f.empty() || f == "." || f.find("..") != std::string::npos) return false;
+  for (char c : f)
+    if (c == '/' || c == '\\' || c == '\0') return false;
+  return true;
 }
+
+}  // namespace
 
 Checkpoint::Checkpoint(const std::filesystem::path& dir) : dir_(dir) {
   const auto index = dir / "model.safetensors.index.json";
-  if (std::filesystem::exists(index)) {
-    std::ifstream in(index);
+  std::error_code ec;
+  if (std::filesystem::exists(index, ec)) {
+    std::ifstream in(index, std::ios::binary);
+    if (!in) throw CheckpointError(index.string() + ": cannot open");
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(in);
     } catch (const nlohmann::json::exception& e) {
       throw CheckpointError(index.string() + ": invalid JSON: " + e.what());
     }
-    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
-      throw CheckpointError(index.string() + ": no \"weight_map\" object");
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string()) throw CheckpointError(index.string() + ": weight_map['" + it.key() + "'] is not a file name");
+    if (!j.is_object()) throw CheckpointError(index.string() + ": not a JSON object");
+    const auto wm = j.find("weight_map");
+    if (wm == j.end() || !wm->is_object()) throw CheckpointError(index.string() + ": no \"weight_map\" object");
+    for (auto it = wm->begin(); it != wm->end(); ++it) {
+      if (!it.value().is_string())
+        throw CheckpointError(index.string() + ": weight_map['" + it.key() + "'] is not a file name");
       const std::string file = it.value().get<std::string>();
-      if (file.empty() || file.find('/') != std::string::npos || file.find("..") != std::string::npos)
-        throw CheckpointError(index.string() + ": weight_map['" + it.key() + "'] names '" + file + "', not a file in the directory");
+      if (!plain_file_name(file))
+        throw CheckpointError(index.string() + ": weight_map['" + it.key() + "'] names '" + file +
+                              "', not a plain file name in the directory");
       weight_map_[it.key()] = file;
     }
     return;
   }
   const auto single = dir / "model.safetensors";
-  if (!std::filesystem::exists(single))
+  if (!std::filesystem::exists(single, ec))
     throw CheckpointError(dir.string() + ": neither model.safetensors nor model.safetensors.index.json");
   SafetensorsFile& f = shard("model.safetensors");
   for (const auto& t : f.tensors()) weight_map_[t.name] = "model.safetensors";
@@ -50,10 +65,17 @@ bool Checkpoint::has(const std::string& name) const { return weight_map_.count(n
 TensorView Checkpoint::get(const std::string& name) const {
   auto it = weight_map_.find(name);
   if (it == weight_map_.end()) throw CheckpointError("missing tensor '" + name + "' in " + dir_.string());
-  SafetensorsFile& f = shard(it->second);
-  const TensorInfo* info = f.find(name);
-  if (!info) throw CheckpointError("tensor '" + name + "' is listed in the index but missing from " + it->second);
-  return f.view(*info);
+  SafetensorsFile* f = nullptr;
+  try {
+    f = &shard(it->second);
+  } catch (const CheckpointError& e) {
+    throw CheckpointError("tensor '" + name + "': " + e.what());
+  }
+  const TensorInfo* info = f->find(name);
+  if (!info)
+    throw CheckpointError("tensor '" + name + "' is listed in the index but missing from " + it->second + " (" +
+                          f->path().string() + ")");
+  return f->view(*info);
 }
 
 TensorView Checkpoint::get(const std::string& name, DType dtype, const Shape& shape) const {
