@@ -142,15 +142,16 @@ void Tokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out) c
   });
 }
 
-void Tokenizer::encode_normalized_added(std::string_view text, std::vector<int32_t>& out) const {
+template <class Gap>
+void Tokenizer::split_on_added(std::string_view text, const Trie& trie, std::vector<int32_t>& out, Gap&& gap) {
   size_t pos = 0;
   while (pos < text.size()) {
-    auto [at, tok] = find_added(text, pos, norm_trie_);
+    auto [at, tok] = find_added(text, pos, trie);
     if (!tok) {
-      encode_plain(text.substr(pos), out);
+      gap(text.substr(pos));
       return;
     }
-    encode_plain(text.substr(pos, at - pos), out);
+    gap(text.substr(pos, at - pos));
     out.push_back(tok->id);
     pos = at + tok->content.size();
   }
@@ -162,17 +163,9 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
   out.reserve(text.size() / 3 + 2);
   if (add_special_tokens && add_bos_) out.push_back(*bos_);
   // Tokens matched on the raw text first, then those matched after normalization.
-  size_t pos = 0;
-  while (pos < text.size()) {
-    auto [at, tok] = find_added(text, pos, raw_trie_);
-    if (!tok) {
-      encode_normalized_added(text.substr(pos), out);
-      break;
-    }
-    encode_normalized_added(text.substr(pos, at - pos), out);
-    out.push_back(tok->id);
-    pos = at + tok->content.size();
-  }
+  split_on_added(text, raw_trie_, out, [&](std::string_view rest) {
+    split_on_added(rest, norm_trie_, out, [&](std::string_view plain) { encode_plain(plain, out); });
+  });
   if (add_special_tokens && add_eos_ && eos_) out.push_back(*eos_);
   return out;
 }

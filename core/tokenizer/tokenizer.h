@@ -56,7 +56,6 @@ class Tokenizer {
  private:
   Tokenizer() = default;
   void encode_plain(std::string_view text, std::vector<int32_t>& out) const;
-  void encode_normalized_added(std::string_view text, std::vector<int32_t>& out) const;
 
   std::unique_ptr<Bpe> bpe_;
   std::unique_ptr<PreTokenizer> pre_;
@@ -72,6 +71,9 @@ class Tokenizer {
     const AddedToken* longest_at(std::string_view s, size_t i) const;
   };
   static std::pair<size_t, const AddedToken*> find_added(std::string_view s, size_t from, const Trie& trie);
+  // Appends the ids of `trie`'s tokens found in `text`; the text between them goes to gap(piece).
+  template <class Gap>
+  static void split_on_added(std::string_view text, const Trie& trie, std::vector<int32_t>& out, Gap&& gap);
   Trie raw_trie_, norm_trie_;
   size_t vocab_size_ = 0;
   std::optional<int32_t> bos_, eos_;
