@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "kernels/cpu/sampling.h"
 #include "model/engine.h"
 
 namespace moemesh {
@@ -22,7 +23,16 @@ struct SpeculationStats {
 };
 
 // Exactly `n` new tokens after `prompt` (EOS does not stop it), drafting `k` per step.
-std::vector<int32_t> speculative_greedy(Engine& engine, SeqId seq, const std::vector<int32_t>& prompt, int64_t n,
-                                        int k, SpeculationStats* stats = nullptr);
+// Greedy: drafts are the MTP module's argmax and are kept while they equal the main
+// model's argmax, so the output is plain greedy decoding's. Sampling: drafts are
+// drawn from the MTP module's sampling distribution and verified by rejection
+// sampling (cpu::verify_draft), so the output follows the main model's distribution.
+std::vector<int32_t> speculative_generate(Engine& engine, SeqId seq, const std::vector<int32_t>& prompt, int64_t n,
+                                          int k, const cpu::SamplingParams& sampling, SpeculationStats* stats = nullptr);
+
+inline std::vector<int32_t> speculative_greedy(Engine& engine, SeqId seq, const std::vector<int32_t>& prompt, int64_t n,
+                                               int k, SpeculationStats* stats = nullptr) {
+  return speculative_generate(engine, seq, prompt, n, k, cpu::SamplingParams{}, stats);
+}
 
 }  // namespace moemesh

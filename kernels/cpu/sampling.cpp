@@ -68,3 +68,26 @@ int32_t Sampler::sample(const float* logits, int64_t n) {
 }
 
 }  // namespace moemesh::cpu
+
+namespace moemesh::cpu {
+
+Verdict verify_draft(const std::vector<float>& p, const std::vector<float>& q, int32_t draft, Sampler& rng) {
+  const double pd = p.at(draft), qd = q.at(draft);
+  if (qd > 0.0 && rng.uniform() * qd < pd) return {draft, true};
+  // The residual distribution max(0, p - q), renormalised.
+  double total = 0.0;
+  for (size_t i = 0; i < p.size(); ++i) total += std::max(0.0, double(p[i]) - double(q[i]));
+  if (total <= 0.0) return {draft, true};  // p == q: nothing to correct
+  double u = rng.uniform() * total;
+  int32_t last = draft;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const double r = std::max(0.0, double(p[i]) - double(q[i]));
+    if (r <= 0.0) continue;
+    last = static_cast<int32_t>(i);
+    u -= r;
+    if (u < 0.0) return {last, false};
+  }
+  return {last, false};
+}
+
+}  // namespace moemesh::cpu

@@ -37,3 +37,18 @@ class Sampler {
 };
 
 }  // namespace moemesh::cpu
+
+namespace moemesh::cpu {
+
+// Speculative verification that keeps the output distribution unchanged
+// (Leviathan et al., Chen et al.): the target distribution p, the draft
+// distribution q it was drawn from, the drafted token. Accepts it with
+// probability min(1, p/q); otherwise returns a token drawn from
+// normalize(max(0, p - q)). Either way the returned token is distributed as p.
+struct Verdict {
+  int32_t token;
+  bool accepted;
+};
+Verdict verify_draft(const std::vector<float>& p, const std::vector<float>& q, int32_t draft, Sampler& rng);
+
+}  // namespace moemesh::cpu

@@ -60,7 +60,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", a->sp.seed, "sampling seed");
   cmd->add_flag("--ignore-eos", a->ignore_eos, "do not stop at the end-of-sequence token");
   cmd->add_option("--speculative", a->speculative,
-                  "draft K tokens per step with the MTP module (greedy; generates exactly --max-new-tokens)")
+                  "draft K tokens per step with the MTP module and verify them (exact for greedy, rejection sampling otherwise; generates exactly --max-new-tokens)")
       ->check(CLI::Range(0, 16));
   cmd->callback([a] {
     std::shared_ptr<const tok::Tokenizer> tk;
@@ -84,10 +84,9 @@ void add_generate_command(CLI::App& app) {
     cpu::Sampler sampler(a->sp);
     using clock = std::chrono::steady_clock;
     if (a->speculative > 0) {
-      if (!a->sp.greedy()) throw CLI::ValidationError("--speculative", "needs greedy decoding (--temperature 0)");
       SpeculationStats st;
       const auto t0 = clock::now();
-      const auto out = speculative_greedy(engine, 1, prompt, a->max_new, a->speculative, &st);
+      const auto out = speculative_generate(engine, 1, prompt, a->max_new, a->speculative, a->sp, &st);
       const double dt = std::chrono::duration<double>(clock::now() - t0).count();
       if (tk) {
         std::cout << tk->decode(out, true) << "\n";

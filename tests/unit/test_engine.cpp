@@ -335,3 +335,21 @@ TEST(Engine, SpeculativeGreedyEqualsPlainGreedy) {
   }
   EXPECT_EQ(e.cache().used_pages(), 0);
 }
+
+TEST(Engine, SpeculativeSamplingIsSeededAndRollsBack) {
+  Engine e(test_model("tiny"));
+  const int64_t V = e.config().vocab_size;
+  const auto prompt = random_tokens(6, V, 300);
+  const cpu::SamplingParams sp{0.8f, 40, 0.95f, 5};
+  SpeculationStats st;
+  const auto a = speculative_generate(e, 1, prompt, 20, 2, sp, &st);
+  EXPECT_EQ(e.length(1), static_cast<int64_t>(prompt.size() + 19));
+  e.release(1);
+  const auto b = speculative_generate(e, 2, prompt, 20, 2, sp);
+  e.release(2);
+  EXPECT_EQ(a, b) << "same seed, same output";
+  ASSERT_EQ(a.size(), 20u);
+  for (int32_t t : a) EXPECT_TRUE(t >= 0 && t < V);
+  EXPECT_GT(st.drafted[0], 0);
+  EXPECT_EQ(e.cache().used_pages(), 0);
+}

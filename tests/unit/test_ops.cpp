@@ -235,3 +235,33 @@ TEST(Sampling, TopKTopPRestrictTheSupport) {
   EXPECT_EQ(hist.size(), 3u);
   for (auto [tok, cnt] : hist) EXPECT_NEAR(double(cnt) / n, probs[tok], 0.02);
 }
+
+TEST(Sampling, DraftVerificationKeepsTheTargetDistribution) {
+  // For random target p and draft q: draw d ~ q, verify; the result must follow p.
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 4; ++trial) {
+    const int n = 6;
+    std::vector<float> p(n), q(n);
+    std::uniform_real_distribution<float> u(0.0f, 1.0f);
+    float sp = 0, sq = 0;
+    for (int i = 0; i < n; ++i) { p[i] = u(rng); q[i] = trial == 3 ? (i == 2 ? 1.0f : 0.0f) : u(rng); sp += p[i]; sq += q[i]; }
+    for (int i = 0; i < n; ++i) { p[i] /= sp; q[i] /= sq; }
+    cpu::Sampler s({1.0f, 0, 1.0f, 99u + trial});
+    std::discrete_distribution<int> draw(q.begin(), q.end());
+    std::vector<int> hist(n, 0);
+    int accepted = 0;
+    const int draws = 100000;
+    for (int k = 0; k < draws; ++k) {
+      const auto v = cpu::verify_draft(p, q, draw(rng), s);
+      hist[v.token]++;
+      accepted += v.accepted;
+    }
+    double expected_accept = 0;
+    for (int i = 0; i < n; ++i) {
+      EXPECT_NEAR(double(hist[i]) / draws, p[i], 0.01) << "trial " << trial << " token " << i;
+      expected_accept += std::min(p[i], q[i]);
+    }
+    // Acceptance rate is Σ min(p, q).
+    EXPECT_NEAR(double(accepted) / draws, expected_accept, 0.01);
+  }
+}
