@@ -60,7 +60,9 @@ void BM_ReadBandwidth(benchmark::State& st) {
     std::atomic<uint64_t> total{0};
     cpu::parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
       uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      for (int64_t i = b; i + 4 <= e; i += 4) { s0 += buf[i]; s1 += buf[i + 1]; s2 += buf[i + 2]; s3 += buf[i + 3]; }
+      int64_t i = b;
+      for (; i + 4 <= e; i += 4) { s0 += buf[i]; s1 += buf[i + 1]; s2 += buf[i + 2]; s3 += buf[i + 3]; }
+      for (; i < e; ++i) s0 += buf[i];
       total += s0 + s1 + s2 + s3;
     });
     benchmark::DoNotOptimize(total.load());

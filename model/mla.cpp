@@ -57,7 +57,6 @@ MlaLayer::MlaLayer(const ModelConfig& cfg, const Checkpoint& ckpt, const std::st
 void MlaLayer::forward(const float* x, const std::vector<SeqChunk>& chunks, LatentKvCache& cache,
                        int64_t layer, MlaMode mode, float* out) const {
   const int64_t T = batch_rows(chunks);
-  const int64_t hid = cfg_.hidden_size;
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
 
   std::vector<float> q(T * H_ * qk_);
@@ -91,7 +90,6 @@ void MlaLayer::forward(const float* x, const std::vector<SeqChunk>& chunks, Late
     else attend_absorbed(c, q.data(), cache, layer, attn.data());
   }
   cpu::linear(attn.data(), T, o_, out);
-  (void)hid;
 }
 
 void MlaLayer::attend_absorbed(const SeqChunk& c, const float* q, const LatentKvCache& cache,

@@ -29,7 +29,6 @@ double measure_bandwidth() {
   std::vector<uint64_t> buf(n, 1);
   double best = 0;
   for (int rep = 0; rep < 3; ++rep) {
-    std::vector<uint64_t> partial(cpu::num_threads() * 8, 0);
     std::atomic<uint64_t> total{0};
     const auto t0 = clock_type::now();
     cpu::parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {

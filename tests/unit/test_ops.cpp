@@ -216,7 +216,6 @@ TEST(Sampling, TopKTopPRestrictTheSupport) {
 
   // top_p: the smallest prefix reaching the mass.
   cpu::sampling_distribution(logits.data(), 300, {1.0f, 0, 0.5f, 0}, probs);
-  std::vector<double> full(300);
   double z = 0;
   for (int i = 0; i < 300; ++i) z += std::exp(double(logits[i]));
   double acc = 0;
