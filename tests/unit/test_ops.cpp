@@ -207,7 +207,9 @@ TEST(Sampling, TopKTopPRestrictTheSupport) {
   double mass = 0;
   for (int i = 0; i < 300; ++i) {
     const bool top5 = std::find(order.begin(), order.begin() + 5, i) != order.begin() + 5;
-    if (!top5) EXPECT_EQ(probs[i], 0.0f);
+    if (!top5) {
+      EXPECT_EQ(probs[i], 0.0f);
+    }
     mass += probs[i];
   }
   EXPECT_NEAR(mass, 1.0, 1e-5);
