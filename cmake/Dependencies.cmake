@@ -20,3 +20,10 @@ if(MOEMESH_CUDA)
   endif()
   find_package(CUDAToolkit REQUIRED)
 endif()
+
+# CAF 0.17 ships no CMake config: imported targets of our own.
+find_path(CAF_INCLUDE_DIR caf/all.hpp REQUIRED)
+find_library(CAF_CORE_LIBRARY caf_core REQUIRED)
+add_library(caf::core UNKNOWN IMPORTED)
+set_target_properties(caf::core PROPERTIES IMPORTED_LOCATION ${CAF_CORE_LIBRARY}
+                      INTERFACE_INCLUDE_DIRECTORIES ${CAF_INCLUDE_DIR})

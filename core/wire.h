@@ -32,9 +32,13 @@ enum class MsgType : uint16_t {
   Combine = 6,      // expert host → router: weighted partial sums [tokens, hidden]
   DraftRequest = 7, // attention → mtp-draft: hidden states + tokens
   DraftResponse = 8,
-  Control = 9,      // payload 0: JSON command (load/unload experts, drain, rebalance)
+  Control = 9,      // payload 0: JSON command (load/unload experts, drain, rebalance, stats); reply: JSON
+  Generate = 10,    // client → attention: payload 0 JSON generation request
+  Tokens = 11,      // attention → client: payload 0 JSON {"tokens": [...], "finish": ...}
+  Score = 12,       // client → attention: payload 0 int32 token ids; aux 1: MTP logits too
+  Logits = 13,      // attention → client: payload 0 f32 [T, vocab]; payload 1 MTP logits [T-1, vocab]
 };
-constexpr uint16_t kMaxMsgType = 9;
+constexpr uint16_t kMaxMsgType = 13;
 
 enum class ErrorCode : uint32_t { None = 0, BadFrame = 1, Unsupported = 2, Overloaded = 3, Failed = 4, Timeout = 5 };
 

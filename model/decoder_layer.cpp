@@ -40,13 +40,16 @@ void DecoderLayer::forward(float* h, const std::vector<SeqChunk>& chunks, Latent
     return;
   }
   if (!moe) throw std::logic_error("MoE layer " + std::to_string(layer_) + " run without an expert executor");
-  moe->routed(layer_, x.data(), T, y.data());
+  // The shared expert runs while the routed experts are away (in the mesh).
+  moe->begin(layer_, x.data(), T);
+  std::vector<float> z;
   if (shared_) {
-    // Routed and shared outputs are summed before the residual, as the reference does.
-    std::vector<float> z(T * H);
+    z.resize(T * H);
     shared_->forward(x.data(), T, H, z.data());
-    cpu::add_inplace(y.data(), z.data(), T * H);
   }
+  moe->end(y.data());
+  // Routed and shared outputs are summed before the residual, as the reference does.
+  if (shared_) cpu::add_inplace(y.data(), z.data(), T * H);
   cpu::add_inplace(h, y.data(), T * H);
 }
 

@@ -84,27 +84,34 @@ StepOutput Engine::step(const std::vector<StepInput>& inputs) {
   return out;
 }
 
-std::vector<float> Engine::mtp_step(SeqId seq, const std::vector<int32_t>& next_tokens,
-                                    const float* prev_hidden, std::vector<float>* logits_out) {
-  if (!mtp_) throw std::logic_error("this model has no MTP module loaded");
+std::vector<float> mtp_cache_step(const MtpModule& mtp, LatentKvCache& cache, MlaMode mode, MoeExecutor* moe, int64_t vocab,
+                                  SeqId seq, const std::vector<int32_t>& next_tokens, const float* prev_hidden,
+                                  std::vector<float>* logits_out) {
   std::vector<StepInput> in{{seq, next_tokens, true}};
-  check_token_ids(next_tokens.data(), static_cast<int64_t>(next_tokens.size()), cfg_.vocab_size);
-  std::vector<SeqChunk> chunks = plan_chunks(in, *mtp_cache_);
+  check_token_ids(next_tokens.data(), static_cast<int64_t>(next_tokens.size()), vocab);
+  std::vector<SeqChunk> chunks = plan_chunks(in, cache);
   std::vector<float> h;
   try {
-    h = mtp_->forward(next_tokens.data(), prev_hidden, chunks, *mtp_cache_, opts_.mla_mode, moe_.get());
+    h = mtp.forward(next_tokens.data(), prev_hidden, chunks, cache, mode, moe);
   } catch (...) {
-    mtp_cache_->truncate(seq, chunks[0].start);
+    cache.truncate(seq, chunks[0].start);
     throw;
   }
-  mtp_cache_->set_length(seq, chunks[0].start + chunks[0].len);
+  cache.set_length(seq, chunks[0].start + chunks[0].len);
   if (logits_out) {
     std::vector<int64_t> rows(next_tokens.size());
     for (size_t r = 0; r < rows.size(); ++r) rows[r] = static_cast<int64_t>(r);
-    logits_out->resize(rows.size() * cfg_.vocab_size);
-    mtp_->logits(h.data(), rows, logits_out->data());
+    logits_out->resize(rows.size() * vocab);
+    mtp.logits(h.data(), rows, logits_out->data());
   }
   return h;
+}
+
+std::vector<float> Engine::mtp_step(SeqId seq, const std::vector<int32_t>& next_tokens,
+                                    const float* prev_hidden, std::vector<float>* logits_out) {
+  if (!mtp_) throw std::logic_error("this model has no MTP module loaded");
+  return mtp_cache_step(*mtp_, *mtp_cache_, opts_.mla_mode, moe_.get(), cfg_.vocab_size, seq, next_tokens, prev_hidden,
+                        logits_out);
 }
 
 void Engine::release(SeqId seq) {

@@ -84,6 +84,12 @@ class Engine {
   std::unique_ptr<LatentKvCache> mtp_cache_;
 };
 
+// One MTP step over `seq`'s MTP cache: rows i use (prev_hidden[i], next_tokens[i]).
+// Returns the module's output hidden states; logits of every row into logits_out.
+std::vector<float> mtp_cache_step(const MtpModule& mtp, LatentKvCache& cache, MlaMode mode, MoeExecutor* moe, int64_t vocab,
+                                  SeqId seq, const std::vector<int32_t>& next_tokens, const float* prev_hidden,
+                                  std::vector<float>* logits_out);
+
 // Plans chunks for inputs, reserving cache pages; throws KvCacheFull and rolls
 // back reservations made so far when a sequence does not fit.
 std::vector<SeqChunk> plan_chunks(const std::vector<StepInput>& inputs, LatentKvCache& cache);

@@ -18,6 +18,16 @@ class MoeExecutor {
   virtual ~MoeExecutor() = default;
   // x: [tokens, hidden]; out: [tokens, hidden], overwritten with Σ routed experts.
   virtual void routed(int64_t layer, const float* x, int64_t tokens, float* out) = 0;
+  // The same in two halves, so the caller can compute the shared expert in
+  // between: begin() may send the work away, end() waits for it. `x` must stay
+  // valid until end(). By default begin() only remembers and end() computes.
+  virtual void begin(int64_t layer, const float* x, int64_t tokens) {
+    pending_ = {layer, x, tokens};
+  }
+  virtual void end(float* out) { routed(pending_.layer, pending_.x, pending_.tokens, out); }
+
+ private:
+  struct Call { int64_t layer = 0; const float* x = nullptr; int64_t tokens = 0; } pending_;
 };
 
 // Gates and experts of the given MoE layers, all in this process.

@@ -23,6 +23,22 @@ MtpModule::MtpModule(const ModelConfig& cfg, const Checkpoint& ckpt, const Trans
     if (!main) throw CheckpointError("missing tensor '" + p + "shared_head.head.weight'");
     head_ = main->head();
   }
+  load_rest(ckpt);
+}
+
+MtpModule::MtpModule(const ModelConfig& cfg, const Checkpoint& ckpt) : cfg_(cfg), block_(cfg, ckpt, cfg.mtp_layer()) {
+  const std::string p = layer_prefix(cfg.mtp_layer());
+  const int64_t H = cfg.hidden_size;
+  const std::string embed = ckpt.has(p + "embed_tokens.weight") ? p + "embed_tokens.weight" : "model.embed_tokens.weight";
+  own_embed_.emplace(ckpt, embed, cfg.vocab_size, H);
+  embed_ = &*own_embed_;
+  head_ = load_linear(ckpt, ckpt.has(p + "shared_head.head.weight") ? p + "shared_head.head" : "lm_head", cfg.vocab_size, H);
+  load_rest(ckpt);
+}
+
+void MtpModule::load_rest(const Checkpoint& ckpt) {
+  const std::string p = layer_prefix(cfg_.mtp_layer());
+  const int64_t H = cfg_.hidden_size;
   enorm_ = load_vector(ckpt, p + "enorm.weight", H);
   hnorm_ = load_vector(ckpt, p + "hnorm.weight", H);
   head_norm_ = load_vector(ckpt, p + "shared_head.norm.weight", H);

@@ -15,6 +15,8 @@ class MtpModule {
  public:
   // `main` supplies the embedding and head when the MTP layer has no copies of its own.
   MtpModule(const ModelConfig& cfg, const Checkpoint& ckpt, const Transformer* main);
+  // Without the main model (the mtp-draft role): embedding and head from the checkpoint.
+  MtpModule(const ModelConfig& cfg, const Checkpoint& ckpt);
 
   int64_t layer() const { return cfg_.mtp_layer(); }
   bool is_moe() const { return block_.is_moe(); }
@@ -30,6 +32,7 @@ class MtpModule {
 
  private:
   const ModelConfig& cfg_;
+  void load_rest(const Checkpoint& ckpt);
   std::optional<TokenEmbedding> own_embed_;
   const TokenEmbedding* embed_;
   std::vector<float> enorm_, hnorm_, head_norm_;

@@ -12,6 +12,7 @@ const char* finish_reason_name(FinishReason r) {
     case FinishReason::Stop: return "stop";
     case FinishReason::Length: return "length";
     case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Error: return "error";
   }
   return "?";
 }
@@ -65,6 +66,7 @@ void Scheduler::admit() {
     if (!engine_.reserve(r.id, total)) break;
     Active a;
     a.sampler = std::make_unique<cpu::Sampler>(r.sampling);
+    a.speculate = drafter_ != nullptr;
     a.req = std::move(r);
     waiting_.pop_front();
     const uint64_t id = a.req.id;
@@ -72,56 +74,178 @@ void Scheduler::admit() {
   }
 }
 
+void Scheduler::set_drafter(Drafter* drafter, int k) {
+  if (k < 0) throw std::invalid_argument("draft length must be >= 0");
+  drafter_ = k > 0 ? drafter : nullptr;
+  spec_k_ = drafter_ ? k : 0;
+  spec_stats_.drafted.assign(spec_k_, 0);
+  spec_stats_.accepted.assign(spec_k_, 0);
+}
+
 void Scheduler::finish(std::map<uint64_t, Active>::iterator it, FinishReason why, std::vector<TokenEvent>& events) {
-  if (!events.empty() && events.back().id == it->first) events.back().finish = why;
-  else events.push_back({it->first, -1, why});
+  if (!events.empty() && events.back().id == it->first && events.back().finish == FinishReason::None) events.back().finish = why;
+  else events.push_back({it->first, -1, why, {}});
   engine_.release(it->first);
+  if (it->second.speculate && drafter_) {
+    try {
+      drafter_->release(it->first);
+    } catch (const std::exception&) {
+      // The drafter forgets the sequence when it restarts anyway.
+    }
+  }
   running_.erase(it);
+}
+
+bool Scheduler::emit(std::map<uint64_t, Active>::iterator it, int32_t tok, std::vector<TokenEvent>& events) {
+  Active& a = it->second;
+  a.generated.push_back(tok);
+  events.push_back({it->first, tok, FinishReason::None, {}});
+  if (std::find(a.req.stop_ids.begin(), a.req.stop_ids.end(), tok) != a.req.stop_ids.end()) {
+    finish(it, FinishReason::Stop, events);
+    return true;
+  }
+  if (static_cast<int64_t>(a.generated.size()) >= a.req.max_new_tokens) {
+    finish(it, FinishReason::Length, events);
+    return true;
+  }
+  return false;
 }
 
 std::vector<TokenEvent> Scheduler::step() {
   std::vector<TokenEvent> events;
-  for (uint64_t id : cancelled_) events.push_back({id, -1, FinishReason::Cancelled});
+  for (uint64_t id : cancelled_) events.push_back({id, -1, FinishReason::Cancelled, {}});
   cancelled_.clear();
   admit();
   if (running_.empty()) return events;
 
-  // Decodes first (one token each), then prompt chunks in admission order.
+  // Decodes first (one token each, plus drafts when speculating), then prompt
+  // chunks in admission order.
+  const int64_t H = engine_.config().hidden_size, V = engine_.config().vocab_size;
   int64_t budget = opts_.step_tokens;
   std::vector<StepInput> inputs;
   std::vector<uint64_t> ids;
+  std::map<uint64_t, Draft> drafts;
   for (auto& [id, a] : running_) {
     if (a.prefilled < static_cast<int64_t>(a.req.prompt.size()) || budget == 0) continue;
-    inputs.push_back({id, {a.generated.back()}, false});
+    StepInput in{id, {a.generated.back()}, false};
+    const int64_t left = a.req.max_new_tokens - static_cast<int64_t>(a.generated.size());
+    const int k = static_cast<int>(std::min<int64_t>({spec_k_, left - 1, budget - 1}));
+    if (a.speculate && k > 0 && !a.pend_t.empty()) {
+      try {
+        DraftCall call{id, a.mtp_len, a.pend_t, a.pend_h.data(), k, a.req.sampling, false};
+        Draft d = drafter_->draft(call);
+        if (static_cast<int>(d.tokens.size()) != k) throw std::runtime_error("the drafter returned the wrong number of tokens");
+        a.mtp_len += static_cast<int64_t>(a.pend_t.size());
+        in.tokens.insert(in.tokens.end(), d.tokens.begin(), d.tokens.end());
+        in.all_logits = true;
+        drafts.emplace(id, std::move(d));
+      } catch (const std::exception& e) {
+        // No drafts for this request from now on; it goes on without speculation.
+        a.speculate = false;
+        a.pend_h.clear();
+        a.pend_t.clear();
+      }
+    }
+    budget -= static_cast<int64_t>(in.tokens.size());
+    inputs.push_back(std::move(in));
     ids.push_back(id);
-    --budget;
   }
   for (auto& [id, a] : running_) {
     const int64_t left = static_cast<int64_t>(a.req.prompt.size()) - a.prefilled;
-    if (left == 0 || budget == 0) continue;
+    if (left == 0 || budget <= 0) continue;
     const int64_t n = std::min(left, budget);
     inputs.push_back({id, std::vector<int32_t>(a.req.prompt.begin() + a.prefilled, a.req.prompt.begin() + a.prefilled + n), false});
     ids.push_back(id);
     budget -= n;
   }
   if (inputs.empty()) return events;
-  const StepOutput out = engine_.step(inputs);
-  const int64_t V = engine_.config().vocab_size;
+  std::vector<int64_t> lengths;
+  for (const auto& in : inputs) lengths.push_back(engine_.length(in.seq));
+  StepOutput out;
+  try {
+    out = engine_.step(inputs);
+  } catch (const std::exception& e) {
+    // Nothing of this step stays in the cache; its requests fail, the rest go on.
+    for (uint64_t id : ids) {
+      auto it = running_.find(id);
+      if (it == running_.end()) continue;
+      finish(it, FinishReason::Error, events);
+      events.back().error = e.what();
+    }
+    return events;
+  }
+  size_t logit_row = 0;
+  std::vector<float> p, q;
   for (size_t i = 0; i < inputs.size(); ++i) {
+    const SeqChunk& c = out.chunks[i];
+    const float* logits = out.logits.data() + logit_row * V;
+    logit_row += inputs[i].all_logits ? static_cast<size_t>(c.len) : 1;
     auto it = running_.find(ids[i]);
     Active& a = it->second;
+    const float* hidden = out.hidden.data() + c.row * H;
     const bool was_prefill = a.prefilled < static_cast<int64_t>(a.req.prompt.size());
     if (was_prefill) {
       a.prefilled += static_cast<int64_t>(inputs[i].tokens.size());
+      if (a.speculate) {
+        a.pend_h.insert(a.pend_h.end(), hidden, hidden + c.len * H);
+        // The token after each row; the last row's is the one sampled below.
+        for (int64_t r = a.prefilled - c.len + 1; r < a.prefilled + 1 && r < static_cast<int64_t>(a.req.prompt.size()); ++r)
+          a.pend_t.push_back(a.req.prompt[r]);
+      }
       if (a.prefilled < static_cast<int64_t>(a.req.prompt.size())) continue;  // more chunks to go
+      const int32_t tok = a.sampler->sample(logits, V);  // prefill chunks carry only the last row's logits
+      if (a.speculate) a.pend_t.push_back(tok);
+      emit(it, tok, events);
+      continue;
     }
-    const int32_t tok = a.sampler->sample(out.last_logits(i, V), V);
-    a.generated.push_back(tok);
-    events.push_back({ids[i], tok, FinishReason::None});
-    if (std::find(a.req.stop_ids.begin(), a.req.stop_ids.end(), tok) != a.req.stop_ids.end())
-      finish(it, FinishReason::Stop, events);
-    else if (static_cast<int64_t>(a.generated.size()) >= a.req.max_new_tokens)
-      finish(it, FinishReason::Length, events);
+    auto d = drafts.find(ids[i]);
+    if (d == drafts.end()) {
+      const int32_t tok = a.sampler->sample(logits, V);
+      if (a.speculate) {
+        a.pend_h.insert(a.pend_h.end(), hidden, hidden + H);
+        a.pend_t.push_back(tok);
+      }
+      emit(it, tok, events);
+      continue;
+    }
+    // Verify the drafts: keep them while the main model agrees (greedy) or while
+    // rejection sampling accepts them; the token after is the main model's.
+    const Draft& dr = d->second;
+    const int k = static_cast<int>(dr.tokens.size());
+    const bool greedy = a.req.sampling.greedy();
+    int acc = 0;
+    int32_t next = -1;
+    ++spec_stats_.steps;
+    for (int j = 0; j <= k; ++j) {
+      const float* lj = logits + j * V;
+      if (j == k) {
+        next = a.sampler->sample(lj, V);
+        break;
+      }
+      ++spec_stats_.drafted[j];
+      bool ok;
+      if (greedy) {
+        next = cpu::argmax(lj, V);
+        ok = next == dr.tokens[j];
+      } else {
+        cpu::sampling_distribution(lj, V, a.req.sampling, p);
+        cpu::sampling_distribution(dr.logits.data() + j * V, V, a.req.sampling, q);
+        const cpu::Verdict v = cpu::verify_draft(p, q, dr.tokens[j], *a.sampler);
+        next = v.token;
+        ok = v.accepted;
+      }
+      if (!ok) break;
+      ++spec_stats_.accepted[j];
+      ++acc;
+    }
+    // The cache keeps the last token and the accepted drafts.
+    engine_.truncate(ids[i], lengths[i] + acc + 1);
+    a.pend_h.assign(hidden, hidden + (acc + 1) * H);
+    a.pend_t.assign(dr.tokens.begin(), dr.tokens.begin() + acc);
+    a.pend_t.push_back(next);
+    bool done = false;
+    for (int j = 0; j < acc && !done; ++j) done = emit(it, dr.tokens[j], events);
+    if (!done) emit(it, next, events);
   }
   return events;
 }

@@ -14,7 +14,9 @@
 #include <vector>
 
 #include "kernels/cpu/sampling.h"
+#include "model/drafter.h"
 #include "model/engine.h"
+#include "model/speculative.h"
 
 namespace moemesh {
 
@@ -26,13 +28,14 @@ struct GenerationRequest {
   cpu::SamplingParams sampling;
 };
 
-enum class FinishReason { None, Stop, Length, Cancelled };
+enum class FinishReason { None, Stop, Length, Cancelled, Error };
 const char* finish_reason_name(FinishReason r);
 
 struct TokenEvent {
   uint64_t id = 0;
   int32_t token = -1;
   FinishReason finish = FinishReason::None;  // set on the request's last event
+  std::string error;                         // why, with FinishReason::Error
 };
 
 struct SchedulerOptions {
@@ -57,7 +60,14 @@ class Scheduler {
   // at the next step. Unknown ids are ignored.
   void cancel(uint64_t id);
 
+  // Speculative decoding for every request from now on: up to `k` drafts per
+  // decode step from `drafter` (not owned), verified in the same engine step.
+  void set_drafter(Drafter* drafter, int k);
+  const SpeculationStats& speculation() const { return spec_stats_; }
+
   // One engine step; returns the tokens it produced and the requests it finished.
+  // When the step itself fails (e.g. the experts cannot be reached), the
+  // requests in it finish with FinishReason::Error and the rest go on.
   std::vector<TokenEvent> step();
   bool idle() const { return waiting_.empty() && running_.empty() && cancelled_.empty(); }
 
@@ -70,7 +80,15 @@ class Scheduler {
     int64_t prefilled = 0;  // prompt tokens in the cache
     std::vector<int32_t> generated;
     std::unique_ptr<cpu::Sampler> sampler;
+    // Speculation: main-model hidden states the drafter has not seen, the token
+    // after each, and the drafter's cache length.
+    bool speculate = false;
+    std::vector<float> pend_h;
+    std::vector<int32_t> pend_t;
+    int64_t mtp_len = 0;
   };
+  // Emits `tok` for `it`; finishes it (and returns true) on a stop id or the length limit.
+  bool emit(std::map<uint64_t, Active>::iterator it, int32_t tok, std::vector<TokenEvent>& events);
   void admit();
   void finish(std::map<uint64_t, Active>::iterator it, FinishReason why, std::vector<TokenEvent>& events);
 
@@ -79,6 +97,9 @@ class Scheduler {
   std::deque<GenerationRequest> waiting_;
   std::map<uint64_t, Active> running_;  // ordered: deterministic batch order
   std::vector<uint64_t> cancelled_;
+  Drafter* drafter_ = nullptr;
+  int spec_k_ = 0;
+  SpeculationStats spec_stats_;
 };
 
 }  // namespace moemesh

@@ -1,5 +1,8 @@
 // moemesh eval: logits of every position for given sequences, for comparing
 // implementations (docs/EVAL.md).
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 
 #include <spdlog/spdlog.h>
@@ -8,13 +11,17 @@
 #include "services/expert_host/expert_host.h"
 #include "services/router/remote_moe.h"
 #include "services/cli/commands.h"
+#include "services/mesh/mesh_eval.h"
+#include "services/mesh/mesh_launcher.h"
 
 namespace moemesh::cli {
 
 void add_eval_command(CLI::App& app) {
   struct Args {
     std::string model, input, out, mla = "auto", wire = "f32";
-    std::vector<std::string> hosts;
+    std::vector<std::string> hosts, sets;
+    bool mesh = false;
+    std::string config;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("eval", "run token sequences through the model and write every position's logits");
@@ -25,6 +32,10 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--expert-host", a->hosts,
                   "run routed experts on expert hosts: ENDPOINT=IDS, e.g. tcp://127.0.0.1:5555=0-7 (repeatable)");
   cmd->add_option("--wire", a->wire, "activations sent to expert hosts")->check(CLI::IsMember({"f32", "bf16", "fp8"}));
+  cmd->add_flag("--mesh", a->mesh,
+                "run through the mesh: router, expert hosts, mtp-draft and attention each in its own process over tcp loopback");
+  cmd->add_option("--config", a->config, "with --mesh: cluster config (default: two expert hosts holding every expert)");
+  cmd->add_option("--set", a->sets, "with --mesh: override a config value (repeatable)");
   cmd->callback([a] {
     std::ifstream in(a->input);
     if (!in) throw std::runtime_error("cannot open " + a->input);
@@ -35,6 +46,37 @@ void add_eval_command(CLI::App& app) {
       throw std::runtime_error(a->input + ": invalid JSON: " + e.what());
     }
     const EvalRequest req = EvalRequest::from_json(j);
+    if (a->mesh) {
+      // f32 on every hop unless --wire says otherwise, so the mesh can be compared exactly.
+      std::vector<std::string> sets{"router.dispatch=" + a->wire, "attention.activations=" + a->wire};
+      if (a->wire == "fp8") sets.back() = "attention.activations=bf16";
+      sets.insert(sets.end(), a->sets.begin(), a->sets.end());
+      nlohmann::json cj = load_cluster_json(a->config, sets, "tcp");
+      cj["model"] = a->model;
+      int64_t tokens = 0;
+      for (const auto& s : req.sequences) tokens += static_cast<int64_t>(s.size());
+      cj["attention"]["kv_tokens"] = std::max<int64_t>(cj["attention"].value("kv_tokens", int64_t{16384}),
+                                                        tokens + static_cast<int64_t>(req.greedy_prompt.size()) + req.greedy_new_tokens + 1024);
+      char* self = realpath("/proc/self/exe", nullptr);
+      const std::string bin = self ? self : "moemesh";
+      free(self);
+      zmq::context_t ctx(1);
+      const auto dir = std::filesystem::temp_directory_path() / ("moemesh-eval-" + std::to_string(getpid()));
+      nlohmann::json out;
+      {
+        ProcessMesh mesh(bin, cj, dir, ctx);
+        const MeshEndpoints ep = mesh.start([](const std::string& s) { spdlog::info("eval --mesh: {}", s); });
+        AttentionClient client(ctx, ep.attention);
+        const ModelConfig mc = ModelConfig::load(a->model);
+        out = run_eval_on_mesh(client, req, mc.vocab_size, !ep.mtp.empty());
+      }
+      std::filesystem::remove_all(dir);
+      std::ofstream o(a->out);
+      o << out.dump() << "\n";
+      if (!o) throw std::runtime_error("cannot write " + a->out);
+      spdlog::info("eval --mesh: {} sequences -> {}", req.sequences.size(), a->out);
+      return;
+    }
     EngineOptions opts;
     opts.mla_mode = a->mla == "naive" ? MlaMode::Naive : a->mla == "absorbed" ? MlaMode::Absorbed : MlaMode::Auto;
     int64_t tokens = 0;

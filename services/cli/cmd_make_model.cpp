@@ -8,6 +8,24 @@
 
 namespace moemesh::cli {
 
+void write_model(const MakeModelOptions& opts, const std::string& out, std::string tok_dir) {
+  if (tok_dir.empty() && opts.preset == "demo") {
+    const char* env = std::getenv("MOEMESH_TOKENIZER_DIR");
+    tok_dir = env ? env : MOEMESH_DEFAULT_TOKENIZER_DIR;
+    if (!std::filesystem::exists(std::filesystem::path(tok_dir) / "tokenizer.json"))
+      throw std::runtime_error("the demo model carries DeepSeek-V3's tokenizer, but " + tok_dir +
+                               " has no tokenizer.json: run scripts/setup.sh or pass --tokenizer DIR");
+  }
+  const ModelConfig c = make_model(opts, out);
+  if (!tok_dir.empty()) {
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+      std::filesystem::copy_file(std::filesystem::path(tok_dir) / f, std::filesystem::path(out) / f,
+                                 std::filesystem::copy_options::overwrite_existing);
+  }
+  spdlog::info("wrote {} ({} layers, {} experts, vocab {}, {}) to {}", opts.preset, c.num_hidden_layers,
+               c.n_routed_experts, c.vocab_size, opts.fp8 ? "fp8" : "bf16", out);
+}
+
 void add_make_model_command(CLI::App& app) {
   auto opts = std::make_shared<MakeModelOptions>();
   auto out = std::make_shared<std::string>();
@@ -37,22 +55,7 @@ void add_make_model_command(CLI::App& app) {
     }
     if (*dtype == "f32") throw CLI::ValidationError("--dtype f32 is only for --dequantize-from");
     opts->fp8 = *dtype == "fp8";
-    std::string tok_dir = *tokenizer;
-    if (tok_dir.empty() && opts->preset == "demo") {
-      const char* env = std::getenv("MOEMESH_TOKENIZER_DIR");
-      tok_dir = env ? env : MOEMESH_DEFAULT_TOKENIZER_DIR;
-      if (!std::filesystem::exists(std::filesystem::path(tok_dir) / "tokenizer.json"))
-        throw std::runtime_error("the demo model carries DeepSeek-V3's tokenizer, but " + tok_dir +
-                                 " has no tokenizer.json: run scripts/setup.sh or pass --tokenizer DIR");
-    }
-    const ModelConfig c = make_model(*opts, *out);
-    if (!tok_dir.empty()) {
-      for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-        std::filesystem::copy_file(std::filesystem::path(tok_dir) / f, std::filesystem::path(*out) / f,
-                                   std::filesystem::copy_options::overwrite_existing);
-    }
-    spdlog::info("wrote {} ({} layers, {} experts, vocab {}, {}) to {}", opts->preset, c.num_hidden_layers,
-                 c.n_routed_experts, c.vocab_size, *dtype, *out);
+    write_model(*opts, *out, *tokenizer);
   });
 }
 

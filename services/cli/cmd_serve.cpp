@@ -1,45 +1,115 @@
-// moemesh serve ROLE: one role of the mesh as its own process.
+// moemesh serve ROLE: one role of the mesh as its own process, configured by the
+// cluster config (--config), environment (MOEMESH__*) and --set overrides. The
+// first line on stdout is the endpoint it bound, for whoever started it.
 #include <csignal>
 #include <iostream>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
+#include "core/model_config.h"
 #include "services/cli/commands.h"
-#include "services/expert_host/expert_host.h"
+#include "services/mesh/cluster_config.h"
 
 namespace moemesh::cli {
 namespace {
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
+
+struct ServeArgs {
+  std::string config, model, name, experts, bind;
+  std::vector<std::string> sets;
+};
+
+ClusterConfig load(const ServeArgs& a) {
+  std::vector<std::string> sets = a.sets;
+  if (!a.model.empty()) sets.push_back("model=" + nlohmann::json(a.model).dump());
+  nlohmann::json j = load_cluster_json(a.config, sets, "tcp");
+  ClusterConfig c = ClusterConfig::from_json(j);
+  if (c.model.empty()) throw std::invalid_argument("no model: give --model DIR or \"model\" in the cluster config");
+  return c;
+}
+
+void announce(const std::string& endpoint) { std::cout << endpoint << std::endl; }
+
+void common_options(CLI::App* cmd, const std::shared_ptr<ServeArgs>& a) {
+  cmd->add_option("--config", a->config, "cluster config (JSON)");
+  cmd->add_option("--model", a->model, "checkpoint directory (overrides the config's model)");
+  cmd->add_option("--set", a->sets, "override a config value, e.g. --set router.deadline_ms=500 (repeatable)");
+  cmd->add_option("--bind", a->bind, "endpoint to bind (overrides the config; tcp port 0: any free port)");
+}
 }  // namespace
+
+void wait_for_signal(const std::function<bool()>& also) {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  while (!g_stop && !(also && also())) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
 
 void add_serve_command(CLI::App& app) {
   auto* serve = app.add_subcommand("serve", "run one role of the mesh");
   serve->require_subcommand(1);
-  struct Args { std::string model, experts, bind = "tcp://127.0.0.1:0"; };
-  auto a = std::make_shared<Args>();
-  auto* eh = serve->add_subcommand("expert-host", "serve a subset of routed experts over ZeroMQ");
-  eh->add_option("--model", a->model, "checkpoint directory")->required();
-  eh->add_option("--experts", a->experts, "expert ids held, e.g. 0-127 or 0-7,64-71 (default: all)");
-  eh->add_option("--bind", a->bind, "ZeroMQ endpoint (tcp port 0: any free port)");
-  eh->callback([a] {
-    const ModelConfig cfg = ModelConfig::load(a->model);
-    Checkpoint ckpt(a->model);
-    const auto ids = a->experts.empty() ? ExpertSet::all(cfg)
-                                        : parse_id_ranges(a->experts, static_cast<int32_t>(cfg.n_routed_experts));
-    ExpertHost host(cfg, ckpt, ids);
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    ServeStats stats;
-    serve_expert_host(host, a->bind, g_stop,
-                      [&](const std::string& ep) {
-                        // The first line on stdout is the endpoint, for whoever started us.
-                        std::cout << ep << std::endl;
-                        spdlog::info("expert host: {} experts of {} MoE layers on {}", ids.size(),
-                                     cfg.num_hidden_layers - cfg.first_k_dense_replace + cfg.num_nextn_predict_layers, ep);
-                      },
-                      stats);
-    spdlog::info("expert host: stopped after {} messages ({} bad)", stats.served.load(), stats.bad_frames.load());
+  zmq::context_t* ctx = new zmq::context_t(1);  // lives as long as the process
+
+  auto r = std::make_shared<ServeArgs>();
+  auto* router = serve->add_subcommand("router", "the gates of every MoE layer and the expert placement table");
+  common_options(router, r);
+  router->callback([r, ctx] {
+    ClusterConfig c = load(*r);
+    if (!r->bind.empty()) c.router.bind = r->bind;
+    RouterService s(c.router, *ctx);
+    announce(s.start());
+    wait_for_signal();
+  });
+
+  auto e = std::make_shared<ServeArgs>();
+  auto* eh = serve->add_subcommand("expert-host", "serve a subset of routed experts");
+  common_options(eh, e);
+  eh->add_option("--name", e->name, "this host's entry in the config's expert_hosts (and its name in the mesh)");
+  eh->add_option("--experts", e->experts, "expert ids held: all, none (the router assigns), or ranges like 0-127,200");
+  eh->callback([e, ctx] {
+    ClusterConfig c = load(*e);
+    ExpertHostConfig h;
+    for (const auto& x : c.expert_hosts)
+      if (x.options.name == e->name) h = x;
+    if (h.options.model.empty()) {
+      // Not in the config: a host joining with its own name.
+      h.options.model = c.model;
+      h.options.name = e->name;
+      h.options.router = c.router_connect;
+      h.options.bind = "tcp://127.0.0.1:0";
+    }
+    if (!e->experts.empty()) h.experts = e->experts;
+    if (!e->bind.empty()) h.options.bind = e->bind;
+    if (e->config.empty() && e->sets.empty()) h.options.router.clear();  // standalone: dispatched to directly
+    const ModelConfig mc = ModelConfig::load(c.model);
+    h.options.experts = resolve_experts(h.experts, static_cast<int32_t>(mc.n_routed_experts));
+    ExpertHostService s(h.options, *ctx);
+    announce(s.start());
+    auto left = s.left();
+    wait_for_signal([&] { return left.wait_for(std::chrono::seconds(0)) == std::future_status::ready; });
+  });
+
+  auto m = std::make_shared<ServeArgs>();
+  auto* mtp = serve->add_subcommand("mtp-draft", "the MTP layer: drafts tokens for speculative decoding");
+  common_options(mtp, m);
+  mtp->callback([m, ctx] {
+    ClusterConfig c = load(*m);
+    if (!m->bind.empty()) c.mtp.bind = m->bind;
+    MtpDraftService s(c.mtp, *ctx);
+    announce(s.start());
+    wait_for_signal();
+  });
+
+  auto a = std::make_shared<ServeArgs>();
+  auto* attn = serve->add_subcommand("attention", "embeddings, MLA layers, KV cache, LM head, sampler and scheduler");
+  common_options(attn, a);
+  attn->callback([a, ctx] {
+    ClusterConfig c = load(*a);
+    if (!a->bind.empty()) c.attention.bind = a->bind;
+    AttentionService s(c.attention, *ctx);
+    announce(s.start());
+    wait_for_signal();
   });
 }
 

@@ -1,7 +1,11 @@
 // Each subcommand registers itself on the moemesh CLI11 app.
 #pragma once
 
+#include <string>
+
 #include <CLI/CLI.hpp>
+
+#include "model/checkpoint_maker.h"
 
 namespace moemesh::cli {
 
@@ -10,5 +14,11 @@ void add_eval_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
+void add_up_command(CLI::App& app);
+
+// Writes a random-weight checkpoint (the demo preset also gets DeepSeek-V3's tokenizer).
+void write_model(const MakeModelOptions& opts, const std::string& out, std::string tokenizer_dir = {});
+// Blocks until SIGINT or SIGTERM (or `also` becomes true).
+void wait_for_signal(const std::function<bool()>& also = {});
 
 }  // namespace moemesh::cli

@@ -3,13 +3,17 @@
 #include <iostream>
 
 #include <spdlog/cfg/env.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "actors/mesh_actor.h"
 #include "kernels/cpu/thread_pool.h"
 #include "services/cli/cmd_tokenize.h"
 #include "services/cli/commands.h"
 
 int main(int argc, char** argv) {
+  // Logs go to stderr: stdout carries results (and a role's endpoint).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("moemesh"));
   CLI::App app{"moemesh: serves DeepSeek-V3-architecture models as a mesh of services"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "moemesh 0.1.0");
@@ -24,12 +28,16 @@ int main(int argc, char** argv) {
   moemesh::cli::add_bench_command(app);
   moemesh::cli::add_tokenize_commands(app);
   moemesh::cli::add_serve_command(app);
+  moemesh::cli::add_up_command(app);
   app.parse_complete_callback([&] {
     spdlog::set_level(spdlog::level::from_str(log_level));
     spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL overrides
     spdlog::set_pattern("%^[%H:%M:%S.%e %l]%$ %v");
     if (threads > 0) moemesh::cpu::set_num_threads(threads);
   });
+  struct ActorSystemGuard {
+    ~ActorSystemGuard() { moemesh::shutdown_actor_system(); }
+  } guard;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -34,9 +34,37 @@ std::vector<int32_t> parse_id_ranges(const std::string& spec, int32_t limit) {
 }
 
 ExpertHost::ExpertHost(const ModelConfig& cfg, const Checkpoint& ckpt, const std::vector<int32_t>& experts)
-    : cfg_(cfg), ids_(experts) {
-  for (int64_t l = 0; l < cfg.num_hidden_layers + cfg.num_nextn_predict_layers; ++l)
-    if (cfg.is_moe_layer(l)) layers_[l] = std::make_unique<ExpertSet>(cfg, ckpt, l, experts);
+    : cfg_(cfg), ckpt_(ckpt) {
+  build(experts);
+}
+
+void ExpertHost::build(std::vector<int32_t> ids) {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  for (int32_t e : ids)
+    if (e < 0 || e >= cfg_.n_routed_experts) throw std::invalid_argument("expert " + std::to_string(e) + " out of range");
+  // Weights are memory-mapped: rebuilding the sets maps them again, nothing is copied twice.
+  std::map<int64_t, std::unique_ptr<ExpertSet>> layers;
+  for (int64_t l = 0; l < cfg_.num_hidden_layers + cfg_.num_nextn_predict_layers; ++l)
+    if (cfg_.is_moe_layer(l) && ckpt_.has("model.layers." + std::to_string(l) + ".mlp.gate.weight"))
+      layers[l] = std::make_unique<ExpertSet>(cfg_, ckpt_, l, ids);
+  layers_ = std::move(layers);
+  ids_ = std::move(ids);
+}
+
+const std::vector<int32_t>& ExpertHost::load(const std::vector<int32_t>& experts) {
+  std::vector<int32_t> ids = ids_;
+  ids.insert(ids.end(), experts.begin(), experts.end());
+  build(ids);
+  return ids_;
+}
+
+const std::vector<int32_t>& ExpertHost::unload(const std::vector<int32_t>& experts) {
+  std::vector<int32_t> ids;
+  for (int32_t e : ids_)
+    if (std::find(experts.begin(), experts.end(), e) == experts.end()) ids.push_back(e);
+  build(ids);
+  return ids_;
 }
 
 wire::Message ExpertHost::handle(const wire::Message& m) {
@@ -85,6 +113,7 @@ wire::Message ExpertHost::handle(const wire::Message& m) {
   std::vector<float> y(rows * H, 0.0f);
   layer->second->forward(x.data(), r, y.data());
   ++dispatches_;
+  rows_ += static_cast<uint64_t>(rows);
 
   wire::Message out;
   out.header.type = wire::MsgType::Combine;

@@ -28,12 +28,19 @@ class ExpertHost {
 
   const std::vector<int32_t>& experts() const { return ids_; }
   uint64_t dispatches() const { return dispatches_; }
+  uint64_t rows() const { return rows_; }
+
+  // Loads more experts, or drops some (ids not held are ignored); returns what it holds now.
+  const std::vector<int32_t>& load(const std::vector<int32_t>& experts);
+  const std::vector<int32_t>& unload(const std::vector<int32_t>& experts);
 
  private:
+  void build(std::vector<int32_t> ids);
   const ModelConfig& cfg_;
+  const Checkpoint& ckpt_;
   std::vector<int32_t> ids_;
   std::map<int64_t, std::unique_ptr<ExpertSet>> layers_;
-  uint64_t dispatches_ = 0;
+  uint64_t dispatches_ = 0, rows_ = 0;
 };
 
 // Serves `host` on a ROUTER socket bound to `endpoint` until `stop` is set; calls

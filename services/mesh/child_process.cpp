@@ -1,14 +1,15 @@
-#include "tests/support/child_process.h"
+#include "services/mesh/child_process.h"
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <stdexcept>
 #include <thread>
 
-namespace moemesh::testing {
+namespace moemesh {
 
 ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
   int fds[2];
@@ -16,6 +17,7 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive whoever started us
     dup2(fds[1], 1);
     close(fds[0]);
     close(fds[1]);
@@ -72,4 +74,22 @@ int ChildProcess::stop(int sig) {
   return status;
 }
 
-}  // namespace moemesh::testing
+}  // namespace moemesh
+
+namespace moemesh {
+
+void ChildProcess::signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+bool ChildProcess::running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace moemesh

@@ -1,0 +1,48 @@
+// What every role's actor shares: the CAF atoms, the local message types that
+// carry wire messages and continuations between threads and actors, and the
+// actor system the roles of one process run in.
+#pragma once
+
+#include <functional>
+#include <future>
+#include <memory>
+
+#include <caf/all.hpp>
+
+#include "actors/wire_message.h"
+
+namespace moemesh {
+
+// A wire message that arrived on one of a transport's sockets.
+struct Inbound {
+  int socket = 0;                        // 0: the bound ROUTER socket; >0: a peer's DEALER
+  std::vector<zmq::message_t> routing;   // ROUTER identity frames (socket 0)
+  std::optional<wire::Message> message;  // empty when the frame was malformed
+  std::string error;                     // why it was malformed
+  uint64_t request_id = 0;               // best effort for malformed frames
+};
+using InboundPtr = std::shared_ptr<Inbound>;
+
+// Work handed back to an actor: runs inside the actor, so it may touch its state.
+using Continuation = std::shared_ptr<std::function<void()>>;
+
+using inbound_atom = caf::atom_constant<caf::atom("inbound")>;
+using run_atom = caf::atom_constant<caf::atom("run")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
+
+// Runs `fn` inside `actor` (from any thread).
+inline void run_in(const caf::actor& actor, std::function<void()> fn) {
+  caf::anon_send(actor, run_atom::value, std::make_shared<std::function<void()>>(std::move(fn)));
+}
+
+// One actor system per process, made on first use; roles spawn their actors in it.
+caf::actor_system& actor_system();
+// Waits for every actor and destroys the system; call before main returns (a
+// process that never calls it, like a test binary, leaves it to the OS).
+void shutdown_actor_system();
+
+}  // namespace moemesh
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(moemesh::InboundPtr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(moemesh::Continuation)

@@ -1,0 +1,224 @@
+#include "actors/transport.h"
+
+#include <cerrno>
+#include <cstdio>
+
+#include <spdlog/spdlog.h>
+
+namespace moemesh {
+
+uint64_t payload_bytes(const wire::Message& m) {
+  uint64_t n = wire::kHeaderBytes;
+  for (const auto& p : m.payloads) n += p.size();
+  return n;
+}
+
+Transport::Transport(zmq::context_t& ctx) : ctx_(ctx) {}
+
+Transport::~Transport() { stop(); }
+
+std::string Transport::start(const std::string& endpoint, caf::actor owner) {
+  owner_ = std::move(owner);
+  char name[64];
+  std::snprintf(name, sizeof name, "inproc://moemesh-transport-%p", static_cast<void*>(this));
+  wake_endpoint_ = name;
+  wake_rx_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
+  wake_rx_->bind(wake_endpoint_);
+  wake_tx_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
+  wake_tx_->connect(wake_endpoint_);
+  std::string bound;
+  if (!endpoint.empty()) {
+    router_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
+    router_->set(zmq::sockopt::linger, 0);
+    router_->set(zmq::sockopt::router_mandatory, false);
+    router_->bind(endpoint);
+    bound = router_->get(zmq::sockopt::last_endpoint);
+  }
+  thread_ = std::thread([this] { loop(); });
+  return bound;
+}
+
+void Transport::stop() {
+  if (!thread_.joinable()) return;
+  stop_ = true;
+  push(Command{});  // wakes the loop
+  thread_.join();
+  std::lock_guard<std::mutex> lock(mu_);  // senders check wake_tx_ under it
+  peers_.clear();
+  router_.reset();
+  wake_tx_.reset();
+  wake_rx_.reset();
+  queue_.clear();
+  owner_ = caf::actor{};
+}
+
+void Transport::push(Command c) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!wake_tx_) return;
+  queue_.push_back(std::move(c));
+  if (queue_.size() == 1) wake_tx_->send(zmq::message_t(), zmq::send_flags::dontwait);
+}
+
+int Transport::connect(const std::string& endpoint) {
+  Command c;
+  c.kind = Command::Connect;
+  c.endpoint = endpoint;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    c.socket = next_socket_++;
+  }
+  const int id = c.socket;
+  push(std::move(c));
+  return id;
+}
+
+void Transport::disconnect(int socket) {
+  Command c;
+  c.kind = Command::Disconnect;
+  c.socket = socket;
+  push(std::move(c));
+}
+
+void Transport::send(int socket, wire::Message m) {
+  Command c;
+  c.socket = socket;
+  c.message = std::move(m);
+  push(std::move(c));
+}
+
+void Transport::reply(std::vector<zmq::message_t> routing, wire::Message m) {
+  Command c;
+  c.socket = 0;
+  c.routing = std::move(routing);
+  c.message = std::move(m);
+  push(std::move(c));
+}
+
+void Transport::drain_commands() {
+  std::deque<Command> q;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    q.swap(queue_);
+    zmq::message_t m;
+    while (wake_rx_->recv(m, zmq::recv_flags::dontwait)) {
+    }
+  }
+  for (auto& c : q) {
+    try {
+      if (c.kind == Command::Connect) {
+        zmq::socket_t s(ctx_, zmq::socket_type::dealer);
+        s.set(zmq::sockopt::linger, 0);
+        s.connect(c.endpoint);
+        peers_.emplace(c.socket, std::move(s));
+      } else if (c.kind == Command::Disconnect) {
+        peers_.erase(c.socket);
+      } else if (c.socket == 0) {
+        if (!router_ || c.routing.empty()) continue;
+        bytes_sent_ += payload_bytes(c.message);
+        wire::send(*router_, c.message, &c.routing);
+      } else {
+        auto it = peers_.find(c.socket);
+        if (it == peers_.end()) continue;  // disconnected meanwhile
+        bytes_sent_ += payload_bytes(c.message);
+        wire::send(it->second, c.message);
+      }
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("transport: {}", e.what());
+    }
+  }
+}
+
+void Transport::deliver(int socket, zmq::socket_t& s) {
+  auto in = std::make_shared<Inbound>();
+  in->socket = socket;
+  try {
+    auto m = wire::receive(s, socket == 0 ? &in->routing : nullptr);
+    if (!m) return;
+    in->message = std::move(m);
+  } catch (const wire::WireError& e) {
+    // Answered here for every role: the sender hears what was wrong, the role
+    // never sees the frame.
+    ++bad_frames_;
+    spdlog::warn("transport: {}", e.what());
+    if (socket == 0 && !in->routing.empty()) {
+      wire::Message err = wire::error_message(0, e.code(), e.what());
+      wire::send(s, err, &in->routing);
+    }
+    return;
+  }
+  caf::anon_send(owner_, inbound_atom::value, std::move(in));
+}
+
+void Transport::loop() {
+  while (!stop_) {
+    std::vector<zmq::pollitem_t> items;
+    std::vector<int> which;
+    items.push_back({static_cast<void*>(*wake_rx_), 0, ZMQ_POLLIN, 0});
+    which.push_back(-1);
+    if (router_) {
+      items.push_back({static_cast<void*>(*router_), 0, ZMQ_POLLIN, 0});
+      which.push_back(0);
+    }
+    for (auto& [id, s] : peers_) {
+      items.push_back({static_cast<void*>(s), 0, ZMQ_POLLIN, 0});
+      which.push_back(id);
+    }
+    try {
+      zmq::poll(items, std::chrono::milliseconds(500));
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (!(items[i].revents & ZMQ_POLLIN)) continue;
+        if (which[i] == -1) continue;
+        zmq::socket_t& s = which[i] == 0 ? *router_ : peers_.at(which[i]);
+        // Up to a few messages per socket per round, so no peer starves the others.
+        for (int n = 0; n < 16 && (s.get(zmq::sockopt::events) & ZMQ_POLLIN); ++n) deliver(which[i], s);
+      }
+      drain_commands();
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      if (e.num() == ETERM) return;
+      spdlog::error("transport: {}", e.what());
+    }
+  }
+}
+
+RequestChannel::RequestChannel(zmq::context_t& ctx, const std::string& endpoint) : ctx_(ctx), endpoint_(endpoint) {
+  reconnect();
+}
+
+void RequestChannel::reconnect() {
+  sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+  sock_->set(zmq::sockopt::linger, 0);
+  sock_->connect(endpoint_);
+}
+
+std::optional<wire::Message> RequestChannel::call(wire::Message m, std::chrono::milliseconds timeout) {
+  const uint64_t id = m.header.request_id;
+  send(std::move(m));
+  return wait(id, timeout);
+}
+
+void RequestChannel::send(wire::Message m) {
+  bytes_sent_ += payload_bytes(m);
+  wire::send(*sock_, m);
+}
+
+std::optional<wire::Message> RequestChannel::wait(uint64_t id, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    zmq::pollitem_t item{static_cast<void*>(*sock_), 0, ZMQ_POLLIN, 0};
+    try {
+      if (zmq::poll(&item, 1, left) == 0) return std::nullopt;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      throw;
+    }
+    auto r = wire::receive(*sock_);
+    if (!r) continue;
+    bytes_received_ += payload_bytes(*r);
+    if (r->header.request_id == id) return r;
+  }
+}
+
+}  // namespace moemesh

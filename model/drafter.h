@@ -1,0 +1,74 @@
+// Draft tokens for speculative decoding. The scheduler asks a Drafter for k
+// tokens after feeding it the main model's hidden states it has not seen; the
+// drafter is the MTP module in this process (LocalDrafter) or the mtp-draft
+// role (RemoteDrafter). Rolling back is implicit: each call names the MTP cache
+// length to continue from, and everything past it is dropped first.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "kernels/cpu/sampling.h"
+#include "model/engine.h"
+
+namespace moemesh {
+
+struct Draft {
+  std::vector<int32_t> tokens;    // k drafted tokens
+  std::vector<float> logits;      // [k, vocab]: the MTP logits each was drawn from (sampling only)
+  std::vector<float> fed_logits;  // [rows, vocab] of the fed rows, when asked for
+};
+
+struct DraftCall {
+  SeqId seq = 0;
+  int64_t base = 0;               // MTP cache length to continue from
+  std::vector<int32_t> tokens;    // token i+1 for each fed row
+  const float* hidden = nullptr;  // [tokens.size(), hidden]: the main model's hidden state at i
+  int k = 0;                      // tokens to draft (0: only feed)
+  cpu::SamplingParams sampling;   // greedy: argmax drafts
+  bool want_fed_logits = false;
+};
+
+class Drafter {
+ public:
+  virtual ~Drafter() = default;
+  // Throws on failure; the caller then goes on without speculation.
+  virtual Draft draft(const DraftCall& call) = 0;
+  virtual void release(SeqId seq) = 0;
+};
+
+// The drafting loop over any MTP runner: feed, then chain the module's own
+// hidden state k-1 times. Shared by LocalDrafter and the mtp-draft role.
+class MtpDraftLoop {
+ public:
+  // step(seq, next_tokens, prev_hidden, logits_out) appends rows to seq's MTP cache.
+  using StepFn = std::function<std::vector<float>(SeqId, const std::vector<int32_t>&, const float*, std::vector<float>*)>;
+  using TruncateFn = std::function<void(SeqId, int64_t)>;
+  MtpDraftLoop(int64_t vocab, int64_t hidden, StepFn step, TruncateFn truncate);
+  Draft draft(const DraftCall& call);
+  void release(SeqId seq) { samplers_.erase(seq); }
+
+ private:
+  int64_t vocab_, hidden_;
+  StepFn step_;
+  TruncateFn truncate_;
+  std::map<SeqId, std::unique_ptr<cpu::Sampler>> samplers_;  // per sequence, for drawing drafts
+};
+
+class LocalDrafter : public Drafter {
+ public:
+  explicit LocalDrafter(Engine& engine);
+  Draft draft(const DraftCall& call) override { return loop_.draft(call); }
+  void release(SeqId seq) override {
+    loop_.release(seq);
+    engine_.mtp_truncate(seq, 0);
+  }
+
+ private:
+  Engine& engine_;
+  MtpDraftLoop loop_;
+};
+
+}  // namespace moemesh

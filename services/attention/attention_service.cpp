@@ -1,0 +1,319 @@
+#include "services/attention/attention_service.h"
+
+#include <deque>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/compute_queue.h"
+#include "actors/mesh_actor.h"
+#include "actors/transport.h"
+#include "services/attention/generate_protocol.h"
+#include "services/attention/router_client.h"
+#include "services/mtp_draft/mtp_draft_service.h"
+
+namespace moemesh {
+namespace {
+
+// A client's ROUTER identity, kept as bytes: a request is answered many times.
+using Identity = std::vector<std::string>;
+Identity identity_of(const std::vector<zmq::message_t>& routing) {
+  Identity id;
+  for (const auto& f : routing) id.emplace_back(static_cast<const char*>(f.data()), f.size());
+  return id;
+}
+std::vector<zmq::message_t> routing_of(const Identity& id) {
+  std::vector<zmq::message_t> r;
+  for (const auto& s : id) r.emplace_back(s.data(), s.size());
+  return r;
+}
+
+wire::Message json_message(wire::MsgType type, uint64_t request_id, const nlohmann::json& j) {
+  wire::Message m;
+  m.header.type = type;
+  m.header.request_id = request_id;
+  const std::string s = j.dump();
+  m.add_payload(s.data(), s.size());
+  return m;
+}
+
+class AttentionActor : public caf::event_based_actor {
+ public:
+  AttentionActor(caf::actor_config& c, AttentionOptions opts, zmq::context_t* ctx, std::promise<std::string>* bound)
+      : caf::event_based_actor(c), opts_(std::move(opts)), ctx_(*ctx), transport_(*ctx), bound_(bound) {}
+
+  caf::behavior make_behavior() override {
+    try {
+      EngineOptions eo;
+      eo.kv_tokens = opts_.kv_tokens;
+      eo.load_mtp = false;  // the mtp-draft role holds it
+      zmq::context_t* ctx = &ctx_;
+      const AttentionOptions o = opts_;
+      eo.make_moe = [ctx, o](const ModelConfig& cfg, const Checkpoint&, const std::vector<int64_t>& layers) -> std::unique_ptr<MoeExecutor> {
+        if (layers.empty()) return nullptr;
+        if (o.router.empty()) throw std::runtime_error("this model has MoE layers: the attention role needs a router address");
+        return std::make_unique<RouterClient>(*ctx, o.router, cfg.hidden_size, o.activations, o.router_timeout);
+      };
+      engine_ = std::make_unique<Engine>(opts_.model, eo);
+      scheduler_ = std::make_unique<Scheduler>(*engine_, opts_.scheduler);
+      if (!opts_.mtp.empty()) {
+        drafter_ = std::make_unique<RemoteDrafter>(ctx_, opts_.mtp, engine_->config().vocab_size, engine_->config().hidden_size);
+        if (opts_.speculative > 0) scheduler_->set_drafter(drafter_.get(), opts_.speculative);
+      }
+      bound_->set_value(transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this)));
+    } catch (...) {
+      bound_->set_exception(std::current_exception());
+      quit();
+      return {};
+    }
+    spdlog::info("attention: {} layers, KV cache {} tokens, router {}, speculation {}", engine_->config().num_hidden_layers,
+                 opts_.kv_tokens, opts_.router.empty() ? "-" : opts_.router,
+                 opts_.speculative > 0 && drafter_ ? std::to_string(opts_.speculative) + " drafts via " + opts_.mtp : "off");
+    return {
+        [this](inbound_atom, const InboundPtr& in) { on_inbound(*in); },
+        [this](run_atom, const Continuation& f) { (*f)(); },
+    };
+  }
+
+  void on_exit() override {
+    compute_.reset();  // finishes the job in flight; its reply still goes out
+    transport_.stop();
+  }
+
+ private:
+  struct Client {
+    Identity who;
+    uint64_t request_id = 0;
+  };
+
+  void on_inbound(Inbound& in) {
+    const wire::Message& m = *in.message;
+    try {
+      if (in.socket != 0) return;
+      switch (m.header.type) {
+        case wire::MsgType::Generate: return on_generate(in);
+        case wire::MsgType::Score: return on_score(in);
+        case wire::MsgType::Control: return on_control(in);
+        default:
+          throw wire::WireError(wire::ErrorCode::Unsupported,
+                                "attention: cannot handle message type " + std::to_string(static_cast<int>(m.header.type)));
+      }
+    } catch (const wire::WireError& e) {
+      spdlog::warn("attention: {}", e.what());
+      transport_.reply(std::move(in.routing), wire::error_message(m.header.request_id, e.code(), e.what()));
+    }
+  }
+
+  nlohmann::json json_payload(const wire::Message& m) {
+    if (m.payloads.size() != 1) throw wire::WireError(wire::ErrorCode::BadFrame, "attention: one JSON payload expected");
+    try {
+      return nlohmann::json::parse(std::string(m.payload_as<char>(0), m.payload_size(0)));
+    } catch (const nlohmann::json::exception& e) {
+      throw wire::WireError(wire::ErrorCode::BadFrame, std::string("attention: invalid JSON: ") + e.what());
+    }
+  }
+
+  void on_generate(Inbound& in) {
+    GenerationRequest r;
+    try {
+      r = parse_generate_request(json_payload(*in.message));
+    } catch (const std::invalid_argument& e) {
+      throw wire::WireError(wire::ErrorCode::BadFrame, std::string("attention: ") + e.what());
+    }
+    r.id = next_id_++;
+    const Client c{identity_of(in.routing), in.message->header.request_id};
+    by_client_[{c.who, c.request_id}] = r.id;
+    clients_[r.id] = c;
+    queued_.push_back(std::move(r));
+    kick();
+  }
+
+  void on_score(Inbound& in) {
+    const wire::Message& m = *in.message;
+    if (m.payloads.size() != 1 || m.payload_size(0) == 0 || m.payload_size(0) % 4 != 0)
+      throw wire::WireError(wire::ErrorCode::BadFrame, "attention: Score needs one payload of int32 token ids");
+    const auto* p = m.payload_as<int32_t>(0);
+    std::vector<int32_t> tokens(p, p + m.payload_size(0) / 4);
+    const bool want_mtp = m.header.aux & 1;
+    if (want_mtp && !drafter_) throw wire::WireError(wire::ErrorCode::Unsupported, "attention: no mtp-draft role configured for MTP logits");
+    scores_.push_back({identity_of(in.routing), m.header.request_id, std::move(tokens), want_mtp});
+    kick();
+  }
+
+  void on_control(Inbound& in) {
+    const nlohmann::json j = json_payload(*in.message);
+    const std::string cmd = j.is_object() ? j.value("cmd", "") : "";
+    nlohmann::json r;
+    if (cmd == "cancel") {
+      // Cancels the caller's own Generate with that request id.
+      const auto it = by_client_.find({identity_of(in.routing), j.value("request", uint64_t{0})});
+      r["cancelled"] = it != by_client_.end();
+      if (it != by_client_.end()) {
+        cancels_.push_back(it->second);
+        kick();
+      }
+    } else if (cmd == "stats") {
+      r = stats_;
+      r["clients"] = clients_.size();
+    } else {
+      throw wire::WireError(wire::ErrorCode::Unsupported, "attention: control commands: cancel {request}, stats");
+    }
+    transport_.reply(std::move(in.routing), json_message(wire::MsgType::Control, in.message->header.request_id, r));
+  }
+
+  // Starts the next compute job when none is running. The scheduler and engine
+  // are touched only by that job, so submissions wait here until it is done.
+  void kick() {
+    if (busy_) return;
+    auto self = caf::actor_cast<caf::actor>(this);
+    for (auto& r : queued_) {
+      const uint64_t id = r.id;
+      try {
+        scheduler_->submit(std::move(r));
+      } catch (const RequestRefused& e) {
+        send_tokens(id, {}, "error", e.what());
+      }
+    }
+    queued_.clear();
+    for (uint64_t id : cancels_) scheduler_->cancel(id);
+    cancels_.clear();
+    if (!scores_.empty()) {
+      busy_ = true;
+      auto job = std::make_shared<ScoreJob>(std::move(scores_.front()));
+      scores_.pop_front();
+      compute_->post([this, self, job] {
+        run_score(*job);
+        run_in(self, [this] {
+          busy_ = false;
+          kick();
+        });
+      });
+      return;
+    }
+    if (scheduler_->idle()) return;
+    busy_ = true;
+    compute_->post([this, self] {
+      auto events = std::make_shared<std::vector<TokenEvent>>(scheduler_->step());
+      nlohmann::json st{{"running", scheduler_->running()},
+                        {"waiting", scheduler_->waiting()},
+                        {"kv_pages_used", engine_->cache().used_pages()},
+                        {"kv_pages_total", engine_->cache().total_pages()},
+                        {"drafted", scheduler_->speculation().drafted},
+                        {"accepted", scheduler_->speculation().accepted},
+                        {"verify_steps", scheduler_->speculation().steps}};
+      run_in(self, [this, events, st] {
+        busy_ = false;
+        stats_ = st;
+        ++stats_steps_;
+        stats_["steps"] = stats_steps_;
+        deliver(*events);
+        kick();
+      });
+    });
+  }
+
+  void deliver(const std::vector<TokenEvent>& events) {
+    // One Tokens message per request per step.
+    std::map<uint64_t, TokensUpdate> out;
+    std::vector<uint64_t> order;
+    for (const auto& e : events) {
+      auto [it, fresh] = out.try_emplace(e.id);
+      if (fresh) order.push_back(e.id);
+      if (e.token >= 0) it->second.tokens.push_back(e.token);
+      if (e.finish != FinishReason::None) {
+        it->second.finish = finish_reason_name(e.finish);
+        it->second.error = e.error;
+      }
+    }
+    for (uint64_t id : order) send_tokens(id, out[id].tokens, out[id].finish, out[id].error);
+  }
+
+  void send_tokens(uint64_t id, const std::vector<int32_t>& tokens, const std::string& finish, const std::string& error) {
+    auto c = clients_.find(id);
+    if (c == clients_.end()) return;
+    nlohmann::json j{{"tokens", tokens}};
+    if (!finish.empty()) j["finish"] = finish;
+    if (!error.empty()) j["error"] = error;
+    transport_.reply(routing_of(c->second.who), json_message(wire::MsgType::Tokens, c->second.request_id, j));
+    if (!finish.empty()) {
+      by_client_.erase({c->second.who, c->second.request_id});
+      clients_.erase(c);
+    }
+  }
+
+  struct ScoreJob {
+    Identity who;
+    uint64_t request_id;
+    std::vector<int32_t> tokens;
+    bool mtp;
+  };
+
+  // Every position's logits (and the MTP module's, from the drafter) on a fresh sequence.
+  void run_score(const ScoreJob& job) {
+    wire::Message r;
+    const SeqId seq = 0x53434f5245000000ull + next_score_++;
+    try {
+      const int64_t V = engine_->config().vocab_size, H = engine_->config().hidden_size;
+      const int64_t T = static_cast<int64_t>(job.tokens.size());
+      StepOutput s = engine_->step({{seq, job.tokens, true}});
+      engine_->release(seq);
+      r.header.type = wire::MsgType::Logits;
+      r.header.request_id = job.request_id;
+      r.header.dtype = DType::F32;
+      r.header.rank = 2;
+      r.header.shape = {static_cast<uint32_t>(T), static_cast<uint32_t>(V), 0, 0};
+      r.add_payload(s.logits);
+      std::vector<float> mtp;
+      if (job.mtp && T >= 2) {
+        DraftCall call{seq, 0, std::vector<int32_t>(job.tokens.begin() + 1, job.tokens.end()), s.hidden.data(), 0, {}, true};
+        mtp = drafter_->draft(call).fed_logits;
+        drafter_->release(seq);
+      }
+      (void)H;
+      r.add_payload(mtp);
+    } catch (const std::exception& e) {
+      engine_->release(seq);
+      r = wire::error_message(job.request_id, wire::ErrorCode::Failed, std::string("attention: ") + e.what());
+    }
+    transport_.reply(routing_of(job.who), std::move(r));
+  }
+
+  AttentionOptions opts_;
+  zmq::context_t& ctx_;
+  Transport transport_;
+  std::promise<std::string>* bound_;
+  std::unique_ptr<ComputeQueue> compute_ = std::make_unique<ComputeQueue>();
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<RemoteDrafter> drafter_;
+  bool busy_ = false;
+  std::vector<GenerationRequest> queued_;
+  std::vector<uint64_t> cancels_;
+  std::deque<ScoreJob> scores_;
+  std::map<uint64_t, Client> clients_;
+  std::map<std::pair<Identity, uint64_t>, uint64_t> by_client_;
+  uint64_t next_id_ = 1, next_score_ = 1, stats_steps_ = 0;
+  nlohmann::json stats_ = nlohmann::json::object();
+};
+
+}  // namespace
+
+AttentionService::AttentionService(AttentionOptions opts, zmq::context_t& ctx) : opts_(std::move(opts)), ctx_(ctx) {}
+AttentionService::~AttentionService() { stop(); }
+
+std::string AttentionService::start() {
+  std::promise<std::string> bound;
+  auto f = bound.get_future();
+  actor_ = actor_system().spawn<AttentionActor>(opts_, &ctx_, &bound);
+  return f.get();
+}
+
+void AttentionService::stop() {
+  if (!actor_) return;
+  caf::scoped_actor self{actor_system()};
+  self->send_exit(actor_, caf::exit_reason::user_shutdown);
+  self->wait_for(actor_);
+  actor_ = caf::actor{};
+}
+
+}  // namespace moemesh

@@ -1,0 +1,114 @@
+// moemesh up: the whole mesh on this machine — every role as actors in this
+// process over inproc (default), or each role as its own process over tcp
+// loopback (--processes). With no model it makes the demo model on first run.
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include <spdlog/spdlog.h>
+
+#include "core/model_config.h"
+#include "core/tokenizer/chat_template.h"
+#include "core/tokenizer/streaming_decoder.h"
+#include "services/attention/attention_client.h"
+#include "services/cli/commands.h"
+#include "services/mesh/mesh_launcher.h"
+
+namespace moemesh::cli {
+namespace {
+
+std::filesystem::path default_model_dir() {
+  if (const char* m = std::getenv("MOEMESH_MODEL")) return m;
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  const std::filesystem::path cache = xdg ? xdg : home ? std::filesystem::path(home) / ".cache" : "/tmp";
+  return cache / "moemesh" / "models" / "demo";
+}
+
+// One chat turn through the mesh, streamed to stdout.
+void chat_once(zmq::context_t& ctx, const std::string& attention, const std::string& model, const std::string& message,
+               int64_t max_new) {
+  auto tk = tok::Tokenizer::load(model);
+  const auto tpl = tok::ChatTemplate::for_tokenizer(*tk);
+  GenerationRequest r;
+  r.prompt = tk->encode(tpl.render(nlohmann::json::array({{{"role", "user"}, {"content", message}}}), true), false);
+  r.max_new_tokens = max_new;
+  r.stop_ids = {static_cast<int32_t>(ModelConfig::load(model).eos_token_id)};
+  tok::StreamingDecoder text(tk);
+  AttentionClient client(ctx, attention);
+  const auto t0 = std::chrono::steady_clock::now();
+  const TokensUpdate all = client.generate(r, [&](const TokensUpdate& u) {
+    // A random-weight model may pick ids past the tokenizer's vocabulary (padding rows).
+    for (int32_t t : u.tokens)
+      if (t < static_cast<int32_t>(tk->vocab_size())) std::cout << text.push(t) << std::flush;
+  });
+  std::cout << text.finish() << "\n";
+  const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (all.finish == "error") throw std::runtime_error("generation failed: " + all.error);
+  spdlog::info("{} tokens in {:.2f} s ({:.1f} tok/s), finish: {}", all.tokens.size(), dt, all.tokens.size() / dt, all.finish);
+}
+
+}  // namespace
+
+void add_up_command(CLI::App& app) {
+  struct Args {
+    std::string model, config, chat;
+    std::vector<std::string> sets;
+    bool processes = false;
+    int64_t max_new = 64;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("up", "run the whole mesh on this machine");
+  cmd->add_option("--model", a->model, "checkpoint directory (default: the demo model, made on first run)");
+  cmd->add_option("--config", a->config, "cluster config (JSON); default: every role on this machine");
+  cmd->add_option("--set", a->sets, "override a config value, e.g. --set attention.speculative=0 (repeatable)");
+  cmd->add_flag("--processes", a->processes, "each role as its own process over tcp loopback");
+  cmd->add_option("--chat", a->chat, "send one chat message through the mesh, print the answer and stop");
+  cmd->add_option("--max-new-tokens", a->max_new, "answer length limit for --chat")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->callback([a] {
+    nlohmann::json j = load_cluster_json(a->config, a->sets, a->processes ? "tcp" : "inproc");
+    std::string model = !a->model.empty() ? a->model : j.value("model", std::string());
+    if (model.empty()) {
+      model = default_model_dir().string();
+      if (!std::filesystem::exists(std::filesystem::path(model) / "config.json")) {
+        spdlog::info("making the demo model in {} (first run only)", model);
+        MakeModelOptions o;
+        o.preset = "demo";
+        o.fp8 = true;
+        o.seed = 1;
+        write_model(o, model);
+      }
+    }
+    j["model"] = model;
+    const auto progress = [](const std::string& s) { spdlog::info("up: {}", s); };
+    zmq::context_t ctx(1);
+    std::unique_ptr<InProcessMesh> local;
+    std::unique_ptr<ProcessMesh> procs;
+    MeshEndpoints ep;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (a->processes) {
+      char* self = realpath("/proc/self/exe", nullptr);
+      const std::string bin = self ? self : "moemesh";
+      free(self);
+      const auto dir = std::filesystem::temp_directory_path() / ("moemesh-up-" + std::to_string(getpid()));
+      procs = std::make_unique<ProcessMesh>(bin, j, dir, ctx);
+      ep = procs->start(progress);
+    } else {
+      local = std::make_unique<InProcessMesh>(ClusterConfig::from_json(j), ctx);
+      ep = local->start(progress);
+    }
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    spdlog::info("up: mesh ready in {:.1f} s — attention {}, router {}, {} expert hosts{}", dt, ep.attention, ep.router,
+                 ep.expert_hosts.size(), ep.mtp.empty() ? "" : ", mtp-draft " + ep.mtp);
+    if (!a->chat.empty()) {
+      chat_once(ctx, ep.attention, model, a->chat, a->max_new);
+      return;
+    }
+    std::cout << ep.attention << std::endl;
+    wait_for_signal();
+    spdlog::info("up: stopping");
+  });
+}
+
+}  // namespace moemesh::cli

@@ -1,0 +1,185 @@
+#include "services/expert_host/expert_host_service.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/compute_queue.h"
+#include "actors/mesh_actor.h"
+#include "actors/transport.h"
+#include "core/model_config.h"
+#include "services/expert_host/expert_host.h"
+
+namespace moemesh {
+namespace {
+
+wire::Message json_message(wire::MsgType type, uint64_t request_id, const nlohmann::json& j) {
+  wire::Message m;
+  m.header.type = type;
+  m.header.request_id = request_id;
+  const std::string s = j.dump();
+  m.add_payload(s.data(), s.size());
+  return m;
+}
+
+class ExpertHostActor : public caf::event_based_actor {
+ public:
+  ExpertHostActor(caf::actor_config& c, ExpertHostOptions opts, zmq::context_t* ctx, std::promise<std::string>* bound,
+                  std::promise<void>* leave)
+      : caf::event_based_actor(c), opts_(std::move(opts)), transport_(*ctx), bound_(bound), leave_(leave) {}
+
+  caf::behavior make_behavior() override {
+    try {
+      cfg_ = ModelConfig::load(opts_.model);
+      ckpt_ = std::make_unique<Checkpoint>(opts_.model);
+      host_ = std::make_unique<ExpertHost>(cfg_, *ckpt_, opts_.experts);
+      held_ = host_->experts();
+      if (opts_.capacity < 0) opts_.capacity = cfg_.n_routed_experts;
+      endpoint_ = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
+      if (opts_.name.empty()) opts_.name = endpoint_;
+      if (!opts_.router.empty()) {
+        router_ = transport_.connect(opts_.router);
+        transport_.send(router_, json_message(wire::MsgType::Hello, 1, report()));
+      }
+      bound_->set_value(endpoint_);
+    } catch (...) {
+      bound_->set_exception(std::current_exception());
+      quit();
+      return {};
+    }
+    spdlog::info("expert host {}: {} experts on {}{}", opts_.name, held_.size(), endpoint_,
+                 opts_.router.empty() ? "" : ", registered with " + opts_.router);
+    if (router_) delayed_send(this, opts_.heartbeat, tick_atom::value);
+    return {
+        [this](inbound_atom, const InboundPtr& in) { on_inbound(in); },
+        [this](run_atom, const Continuation& f) { (*f)(); },
+        [this](tick_atom) {
+          if (leaving_) return;
+          transport_.send(router_, json_message(wire::MsgType::Heartbeat, 0, report()));
+          delayed_send(this, opts_.heartbeat, tick_atom::value);
+        },
+    };
+  }
+
+  void on_exit() override {
+    compute_.reset();  // finishes the job in flight; its reply still goes out
+    transport_.stop();
+  }
+
+ private:
+  nlohmann::json report() const {
+    return {{"role", "expert-host"}, {"name", opts_.name}, {"endpoint", endpoint_}, {"experts", held_},
+            {"capacity", opts_.capacity}, {"dispatches", dispatches_}, {"rows", rows_}};
+  }
+
+  void on_inbound(const InboundPtr& in) {
+    if (in->socket != 0) return;  // the router's answers to Hello/Heartbeat
+    const wire::Header& h = in->message->header;
+    spdlog::debug("expert host {}: message type {}", opts_.name, static_cast<int>(h.type));
+    auto self = caf::actor_cast<caf::actor>(this);
+    if (h.type == wire::MsgType::Control) return on_control(in);
+    if (h.type == wire::MsgType::Hello) {
+      transport_.reply(std::move(in->routing), json_message(wire::MsgType::Hello, h.request_id, report()));
+      return;
+    }
+    // Dispatches (and anything else, which handle() refuses) run on the compute queue.
+    ExpertHost* host = host_.get();
+    Transport* t = &transport_;
+    compute_->post([in, host, t, self, this] {
+      wire::Message reply;
+      try {
+        reply = host->handle(*in->message);
+      } catch (const wire::WireError& e) {
+        spdlog::warn("expert host: {}", e.what());
+        reply = wire::error_message(in->message->header.request_id, e.code(), e.what());
+      }
+      const uint64_t d = host->dispatches(), r = host->rows();
+      t->reply(std::move(in->routing), std::move(reply));
+      run_in(self, [this, d, r] {
+        dispatches_ = d;
+        rows_ = r;
+      });
+    });
+  }
+
+  void on_control(const InboundPtr& in) {
+    const wire::Header& h = in->message->header;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(std::string(in->message->payload_as<char>(0), in->message->payload_size(0)));
+    } catch (const std::exception& e) {
+      transport_.reply(std::move(in->routing), wire::error_message(h.request_id, wire::ErrorCode::BadFrame,
+                                                                   std::string("expert host: invalid control JSON: ") + e.what()));
+      return;
+    }
+    const std::string cmd = j.is_object() ? j.value("cmd", "") : "";
+    if (cmd == "leave") {
+      spdlog::info("expert host {}: drained, leaving", opts_.name);
+      leaving_ = true;
+      transport_.reply(std::move(in->routing), json_message(wire::MsgType::Control, h.request_id, {{"cmd", "leave"}, {"ok", true}}));
+      leave_->set_value();
+      return;
+    }
+    if ((cmd != "load" && cmd != "unload") || !j.contains("experts") || !j["experts"].is_array()) {
+      transport_.reply(std::move(in->routing), wire::error_message(h.request_id, wire::ErrorCode::Unsupported,
+                                                                   "expert host: control commands are load, unload (with experts) and leave"));
+      return;
+    }
+    std::vector<int32_t> ids;
+    for (const auto& e : j["experts"])
+      if (e.is_number_integer() && e.get<int64_t>() >= 0 && e.get<int64_t>() < cfg_.n_routed_experts) ids.push_back(e.get<int32_t>());
+    ExpertHost* host = host_.get();
+    Transport* t = &transport_;
+    auto self = caf::actor_cast<caf::actor>(this);
+    const int64_t capacity = opts_.capacity;
+    compute_->post([in, host, t, self, this, cmd, ids, capacity, id = h.request_id] {
+      std::vector<int32_t> want = ids;
+      if (cmd == "load") {
+        // Never beyond capacity.
+        const int64_t room = capacity - static_cast<int64_t>(host->experts().size());
+        if (room < static_cast<int64_t>(want.size())) want.resize(static_cast<size_t>(std::max<int64_t>(room, 0)));
+      }
+      const std::vector<int32_t> now = cmd == "load" ? host->load(want) : host->unload(want);
+      spdlog::info("expert host: {} {} experts, holds {}", cmd == "load" ? "loaded" : "unloaded", want.size(), now.size());
+      t->reply(std::move(in->routing), json_message(wire::MsgType::Control, id, {{"cmd", cmd}, {"experts", now}}));
+      run_in(self, [this, now] { held_ = now; });
+    });
+  }
+
+  ExpertHostOptions opts_;
+  Transport transport_;
+  std::promise<std::string>* bound_;
+  std::promise<void>* leave_;
+  std::unique_ptr<ComputeQueue> compute_ = std::make_unique<ComputeQueue>();
+  ModelConfig cfg_;
+  std::unique_ptr<Checkpoint> ckpt_;
+  std::unique_ptr<ExpertHost> host_;
+  std::vector<int32_t> held_;
+  std::string endpoint_;
+  int router_ = 0;
+  bool leaving_ = false;
+  uint64_t dispatches_ = 0, rows_ = 0;
+};
+
+}  // namespace
+
+ExpertHostService::ExpertHostService(ExpertHostOptions opts, zmq::context_t& ctx)
+    : opts_(std::move(opts)), ctx_(ctx), left_(leave_.get_future().share()) {}
+
+ExpertHostService::~ExpertHostService() { stop(); }
+
+std::string ExpertHostService::start() {
+  std::promise<std::string> bound;
+  auto f = bound.get_future();
+  actor_ = actor_system().spawn<ExpertHostActor>(opts_, &ctx_, &bound, &leave_);
+  return f.get();
+}
+
+void ExpertHostService::stop() {
+  if (!actor_) return;
+  caf::scoped_actor self{actor_system()};
+  self->send_exit(actor_, caf::exit_reason::user_shutdown);
+  self->wait_for(actor_);
+  actor_ = caf::actor{};
+}
+
+}  // namespace moemesh

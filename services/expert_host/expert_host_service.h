@@ -1,0 +1,46 @@
+// The expert-host role as an actor: serves Dispatch messages on its ROUTER
+// socket (compute on its compute queue), registers with a router and
+// heartbeats, and loads, unloads or leaves when the router says so.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <zmq.hpp>
+
+namespace moemesh {
+
+struct ExpertHostOptions {
+  std::string model;
+  std::string name;                    // unique in the mesh (default: the bound endpoint)
+  std::string bind = "tcp://127.0.0.1:0";
+  std::string router;                  // router endpoint to register with; empty: none
+  std::vector<int32_t> experts;        // held from the start; empty with join: the router assigns
+  bool join = false;
+  int64_t capacity = -1;               // experts it may hold (-1: all)
+  std::chrono::milliseconds heartbeat{250};
+};
+
+class ExpertHostService {
+ public:
+  ExpertHostService(ExpertHostOptions opts, zmq::context_t& ctx);
+  ~ExpertHostService();
+  // Loads its experts, binds, registers; returns the bound endpoint.
+  std::string start();
+  void stop();
+  // Becomes ready when the router told this host to leave (after a drain).
+  std::shared_future<void> left() const { return left_; }
+
+ private:
+  ExpertHostOptions opts_;
+  zmq::context_t& ctx_;
+  caf::actor actor_;
+  std::promise<void> leave_;
+  std::shared_future<void> left_;
+};
+
+}  // namespace moemesh

@@ -1,0 +1,52 @@
+// The cluster config: one JSON file naming the model, every role's address and
+// options, and which experts each expert host holds (docs/MESH.md). Values come
+// from built-in defaults, then the file, then MOEMESH__* environment variables,
+// then --set flags (later wins).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "services/attention/attention_service.h"
+#include "services/expert_host/expert_host_service.h"
+#include "services/mtp_draft/mtp_draft_service.h"
+#include "services/router/router_service.h"
+
+namespace moemesh {
+
+struct ExpertHostConfig {
+  ExpertHostOptions options;
+  std::string experts = "all";  // "all", "none" (join: the router assigns) or ranges "0-127,200"
+};
+
+struct ClusterConfig {
+  std::string model;
+  RouterOptions router;
+  std::string router_connect;  // where the other roles reach the router (default: its bind)
+  AttentionOptions attention;
+  bool mtp_enabled = true;
+  MtpDraftOptions mtp;
+  std::string mtp_connect;
+  std::vector<ExpertHostConfig> expert_hosts;
+
+  // Built-in defaults: every role on inproc:// ("inproc") or tcp loopback with
+  // free ports ("tcp").
+  static nlohmann::json defaults(const std::string& transport);
+  // Throws std::invalid_argument naming the field.
+  static ClusterConfig from_json(const nlohmann::json& j);
+};
+
+// Applies "a.b.c=value" (value parsed as JSON, else taken as a string).
+void apply_override(nlohmann::json& j, const std::string& assignment);
+// MOEMESH__ROUTER__DEADLINE_MS=500 → router.deadline_ms = 500.
+void apply_env_overrides(nlohmann::json& j, char** environ);
+// Defaults ← file (if any) ← environment ← `sets`.
+nlohmann::json load_cluster_json(const std::string& file, const std::vector<std::string>& sets,
+                                 const std::string& transport = "inproc");
+
+// Expert ids from a host's spec for a model with n experts.
+std::vector<int32_t> resolve_experts(const std::string& spec, int32_t n_experts);
+
+}  // namespace moemesh

@@ -1,0 +1,161 @@
+#include "services/mesh/mesh_launcher.h"
+
+#include <signal.h>
+
+#include <fstream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "core/model_config.h"
+#include "services/attention/attention_client.h"
+
+namespace moemesh {
+
+void wait_for_experts(zmq::context_t& ctx, const std::string& router, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  std::string last = "no answer from the router";
+  while (std::chrono::steady_clock::now() < until) {
+    try {
+      const auto s = control_call(ctx, router, {{"cmd", "stats"}}, std::chrono::milliseconds(2000));
+      if (!s["hosts"].empty() && s["uncovered"].empty()) return;
+      last = std::to_string(s["uncovered"].size()) + " experts have no host yet";
+    } catch (const std::exception& e) {
+      last = e.what();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("the mesh did not come up: " + last);
+}
+
+InProcessMesh::InProcessMesh(ClusterConfig config, zmq::context_t& ctx) : c_(std::move(config)), ctx_(ctx) {}
+InProcessMesh::~InProcessMesh() { stop(); }
+
+MeshEndpoints InProcessMesh::start(const Progress& progress) {
+  auto say = [&](const std::string& s) {
+    if (progress) progress(s);
+  };
+  MeshEndpoints ep;
+  const ModelConfig mc = ModelConfig::load(c_.model);
+  say("router: loading gates");
+  router_ = std::make_unique<RouterService>(c_.router, ctx_);
+  ep.router = router_->start();
+  // Roles reach the router where it actually bound (a tcp port 0 became a real port).
+  const std::string router = c_.router_connect == c_.router.bind ? ep.router : c_.router_connect;
+  for (size_t i = 0; i < c_.expert_hosts.size(); ++i) {
+    ExpertHostOptions o = c_.expert_hosts[i].options;
+    o.router = router;
+    o.experts = resolve_experts(c_.expert_hosts[i].experts, static_cast<int32_t>(mc.n_routed_experts));
+    say("expert host " + o.name + ": loading " + std::to_string(o.experts.size()) + " experts");
+    hosts_.push_back(std::make_unique<ExpertHostService>(o, ctx_));
+    ep.expert_hosts.push_back(hosts_.back()->start());
+  }
+  if (mc.n_routed_experts > 0 && !c_.expert_hosts.empty()) wait_for_experts(ctx_, ep.router, std::chrono::seconds(120));
+  AttentionOptions a = c_.attention;
+  a.router = router;
+  if (c_.mtp_enabled && mc.num_nextn_predict_layers > 0) {
+    say("mtp-draft: loading the MTP layer");
+    MtpDraftOptions m = c_.mtp;
+    m.router = router;
+    mtp_ = std::make_unique<MtpDraftService>(m, ctx_);
+    ep.mtp = mtp_->start();
+    a.mtp = c_.mtp_connect == c_.mtp.bind ? ep.mtp : c_.mtp_connect;
+  } else {
+    a.mtp.clear();
+  }
+  say("attention: loading embeddings, attention layers and the LM head");
+  attention_ = std::make_unique<AttentionService>(a, ctx_);
+  ep.attention = attention_->start();
+  return ep;
+}
+
+void InProcessMesh::stop() {
+  // Clients first, so no role waits on one already gone.
+  if (attention_) attention_->stop();
+  if (mtp_) mtp_->stop();
+  for (auto& h : hosts_) h->stop();
+  if (router_) router_->stop();
+  attention_.reset();
+  mtp_.reset();
+  hosts_.clear();
+  router_.reset();
+}
+
+ProcessMesh::ProcessMesh(std::string binary, nlohmann::json config, std::filesystem::path workdir, zmq::context_t& ctx)
+    : binary_(std::move(binary)), config_(std::move(config)), ctx_(ctx) {
+  // Every role in its own process: inproc addresses cannot cross, use tcp loopback.
+  auto tcp = [](nlohmann::json& section) {
+    if (section.is_object() && section.value("bind", "").rfind("inproc://", 0) == 0) section["bind"] = "tcp://127.0.0.1:0";
+  };
+  tcp(config_["router"]);
+  tcp(config_["attention"]);
+  tcp(config_["mtp_draft"]);
+  for (auto& h : config_["expert_hosts"]) tcp(h);
+  ClusterConfig::from_json(config_);  // fail here, not in a child
+  std::filesystem::create_directories(workdir);
+  file_ = workdir / "cluster.json";
+  std::ofstream(file_) << config_.dump(2) << "\n";
+}
+
+ProcessMesh::~ProcessMesh() { stop(); }
+
+std::unique_ptr<ChildProcess> ProcessMesh::spawn(const std::vector<std::string>& args, std::string* endpoint) {
+  std::vector<std::string> argv{binary_};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto c = std::make_unique<ChildProcess>(argv);
+  // The first line a role prints is the endpoint it bound.
+  *endpoint = c->read_line(std::chrono::seconds(120));
+  if (endpoint->empty()) throw std::runtime_error("moemesh " + args[0] + " " + args[1] + " did not start");
+  return c;
+}
+
+MeshEndpoints ProcessMesh::start(const Progress& progress) {
+  auto say = [&](const std::string& s) {
+    if (progress) progress(s);
+  };
+  const std::string cfg = file_.string();
+  say("router: starting");
+  router_ = spawn({"serve", "router", "--config", cfg}, &ep_.router);
+  const std::string set_router = "router.connect=" + ep_.router;
+  for (const auto& h : config_["expert_hosts"]) {
+    say("expert host " + h.value("name", std::string("?")) + ": starting");
+    std::string ep;
+    hosts_.push_back(spawn({"serve", "expert-host", "--config", cfg, "--name", h.value("name", ""), "--set", set_router}, &ep));
+    ep_.expert_hosts.push_back(ep);
+  }
+  if (!config_["expert_hosts"].empty()) wait_for_experts(ctx_, ep_.router, std::chrono::seconds(120));
+  std::vector<std::string> attn{"serve", "attention", "--config", cfg, "--set", set_router};
+  const ModelConfig mc = ModelConfig::load(config_.value("model", std::string()));
+  if (config_["mtp_draft"].value("enabled", true) && mc.num_nextn_predict_layers > 0) {
+    say("mtp-draft: starting");
+    mtp_ = spawn({"serve", "mtp-draft", "--config", cfg, "--set", set_router}, &ep_.mtp);
+    attn.insert(attn.end(), {"--set", "mtp_draft.connect=" + ep_.mtp});
+  } else {
+    attn.insert(attn.end(), {"--set", "mtp_draft.enabled=false"});
+  }
+  say("attention: starting");
+  attention_ = spawn(attn, &ep_.attention);
+  return ep_;
+}
+
+ChildProcess& ProcessMesh::add_expert_host(const std::string& name, const std::string& experts) {
+  std::string ep;
+  hosts_.push_back(spawn({"serve", "expert-host", "--config", file_.string(), "--name", name, "--experts", experts,
+                          "--set", "router.connect=" + ep_.router},
+                         &ep));
+  ep_.expert_hosts.push_back(ep);
+  return *hosts_.back();
+}
+
+void ProcessMesh::stop() {
+  if (attention_) attention_->stop(SIGTERM);
+  if (mtp_) mtp_->stop(SIGTERM);
+  for (auto& h : hosts_) h->stop(SIGTERM);
+  if (router_) router_->stop(SIGTERM);
+  attention_.reset();
+  mtp_.reset();
+  hosts_.clear();
+  router_.reset();
+}
+
+}  // namespace moemesh

@@ -1,0 +1,76 @@
+// Starting a whole mesh on this machine: every role as actors in this process
+// (InProcessMesh, inproc:// by default), or every role as its own `moemesh
+// serve` process over tcp loopback (ProcessMesh). Both start the router first,
+// then the expert hosts (and wait until every expert has a host), the
+// mtp-draft role, and the attention role last.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "services/mesh/child_process.h"
+#include "services/mesh/cluster_config.h"
+
+namespace moemesh {
+
+struct MeshEndpoints {
+  std::string router, attention, mtp;
+  std::vector<std::string> expert_hosts;
+};
+
+using Progress = std::function<void(const std::string&)>;
+
+// Polls the router until every expert has a ready host; throws after `timeout`.
+void wait_for_experts(zmq::context_t& ctx, const std::string& router, std::chrono::milliseconds timeout);
+
+class InProcessMesh {
+ public:
+  InProcessMesh(ClusterConfig config, zmq::context_t& ctx);
+  ~InProcessMesh();
+  MeshEndpoints start(const Progress& progress = {});
+  void stop();
+
+ private:
+  ClusterConfig c_;
+  zmq::context_t& ctx_;
+  std::unique_ptr<RouterService> router_;
+  std::vector<std::unique_ptr<ExpertHostService>> hosts_;
+  std::unique_ptr<MtpDraftService> mtp_;
+  std::unique_ptr<AttentionService> attention_;
+};
+
+class ProcessMesh {
+ public:
+  // `binary`: the moemesh executable; `config`: the cluster JSON (inproc
+  // addresses become tcp loopback ones); `workdir` holds the config the roles read.
+  ProcessMesh(std::string binary, nlohmann::json config, std::filesystem::path workdir, zmq::context_t& ctx);
+  ~ProcessMesh();
+  MeshEndpoints start(const Progress& progress = {});
+  void stop();
+
+  // Starts one more expert host (experts: ids, "all" or "none" to be assigned).
+  ChildProcess& add_expert_host(const std::string& name, const std::string& experts);
+  ChildProcess& expert_host(size_t i) { return *hosts_.at(i); }
+  ChildProcess& router() { return *router_; }
+  ChildProcess& attention() { return *attention_; }
+  ChildProcess* mtp() { return mtp_.get(); }
+  const MeshEndpoints& endpoints() const { return ep_; }
+
+ private:
+  std::unique_ptr<ChildProcess> spawn(const std::vector<std::string>& args, std::string* endpoint);
+  std::string binary_;
+  nlohmann::json config_;
+  std::filesystem::path file_;
+  zmq::context_t& ctx_;
+  MeshEndpoints ep_;
+  std::unique_ptr<ChildProcess> router_, mtp_, attention_;
+  std::vector<std::unique_ptr<ChildProcess>> hosts_;
+};
+
+}  // namespace moemesh
