@@ -45,12 +45,18 @@ TokensUpdate AttentionClient::generate(const GenerationRequest& r, const std::fu
   }
 }
 
-AttentionClient::Scores AttentionClient::score(const std::vector<int32_t>& tokens, bool mtp) {
+AttentionClient::Scores AttentionClient::score(const std::vector<std::vector<int32_t>>& sequences, bool mtp) {
+  std::vector<int32_t> tokens, lengths;
+  for (const auto& s : sequences) {
+    tokens.insert(tokens.end(), s.begin(), s.end());
+    lengths.push_back(static_cast<int32_t>(s.size()));
+  }
   wire::Message m;
   m.header.type = wire::MsgType::Score;
   m.header.request_id = channel_.next_id();
   m.header.aux = mtp ? 1 : 0;
   m.add_payload(tokens);
+  m.add_payload(lengths);
   auto r = channel_.call(std::move(m), timeout_);
   if (!r) {
     channel_.reconnect();

@@ -29,10 +29,12 @@ class AttentionClient {
   TokensUpdate generate(const GenerationRequest& r, const std::function<void(const TokensUpdate&)>& on_update = {});
 
   struct Scores {
-    std::vector<float> logits;      // [T, vocab]
-    std::vector<float> mtp_logits;  // [T-1, vocab] when asked for
+    std::vector<float> logits;      // [T, vocab] per sequence, in order
+    std::vector<float> mtp_logits;  // [T-1, vocab] per sequence, when asked for
   };
-  Scores score(const std::vector<int32_t>& tokens, bool mtp);
+  // Every position's logits of each sequence, scored together in one step.
+  Scores score(const std::vector<std::vector<int32_t>>& sequences, bool mtp);
+  Scores score(const std::vector<int32_t>& tokens, bool mtp) { return score(std::vector<std::vector<int32_t>>{tokens}, mtp); }
 
  private:
   RequestChannel channel_;

@@ -130,13 +130,26 @@ class AttentionActor : public caf::event_based_actor {
 
   void on_score(Inbound& in) {
     const wire::Message& m = *in.message;
-    if (m.payloads.size() != 1 || m.payload_size(0) == 0 || m.payload_size(0) % 4 != 0)
-      throw wire::WireError(wire::ErrorCode::BadFrame, "attention: Score needs one payload of int32 token ids");
+    if (m.payloads.empty() || m.payloads.size() > 2 || m.payload_size(0) == 0 || m.payload_size(0) % 4 != 0)
+      throw wire::WireError(wire::ErrorCode::BadFrame, "attention: Score needs int32 token ids (and optionally int32 sequence lengths)");
     const auto* p = m.payload_as<int32_t>(0);
     std::vector<int32_t> tokens(p, p + m.payload_size(0) / 4);
+    std::vector<int32_t> lengths{static_cast<int32_t>(tokens.size())};
+    if (m.payloads.size() == 2) {
+      if (m.payload_size(1) == 0 || m.payload_size(1) % 4 != 0 || m.payload_size(1) / 4 > 4096)
+        throw wire::WireError(wire::ErrorCode::BadFrame, "attention: Score lengths must be 1..4096 int32 values");
+      lengths.assign(m.payload_as<int32_t>(1), m.payload_as<int32_t>(1) + m.payload_size(1) / 4);
+      int64_t total = 0;
+      for (int32_t l : lengths) {
+        if (l < 1) throw wire::WireError(wire::ErrorCode::BadFrame, "attention: Score lengths must be >= 1");
+        total += l;
+      }
+      if (total != static_cast<int64_t>(tokens.size()))
+        throw wire::WireError(wire::ErrorCode::BadFrame, "attention: Score lengths do not add up to the token count");
+    }
     const bool want_mtp = m.header.aux & 1;
     if (want_mtp && !drafter_) throw wire::WireError(wire::ErrorCode::Unsupported, "attention: no mtp-draft role configured for MTP logits");
-    scores_.push_back({identity_of(in.routing), m.header.request_id, std::move(tokens), want_mtp});
+    scores_.push_back({identity_of(in.routing), m.header.request_id, std::move(tokens), std::move(lengths), want_mtp});
     kick();
   }
 
@@ -245,34 +258,47 @@ class AttentionActor : public caf::event_based_actor {
     Identity who;
     uint64_t request_id;
     std::vector<int32_t> tokens;
+    std::vector<int32_t> lengths;  // of each sequence in `tokens`
     bool mtp;
   };
 
-  // Every position's logits (and the MTP module's, from the drafter) on a fresh sequence.
+  // Every position's logits of each sequence, all in one engine step as eval does
+  // (and the MTP module's, from the drafter, one sequence at a time).
   void run_score(const ScoreJob& job) {
     wire::Message r;
-    const SeqId seq = 0x53434f5245000000ull + next_score_++;
+    const SeqId base = 0x53434f5245000000ull + (next_score_ << 12);
+    ++next_score_;
+    std::vector<StepInput> inputs;
+    size_t at = 0;
+    for (size_t i = 0; i < job.lengths.size(); ++i) {
+      inputs.push_back({base + i, std::vector<int32_t>(job.tokens.begin() + at, job.tokens.begin() + at + job.lengths[i]), true});
+      at += job.lengths[i];
+    }
     try {
       const int64_t V = engine_->config().vocab_size, H = engine_->config().hidden_size;
-      const int64_t T = static_cast<int64_t>(job.tokens.size());
-      StepOutput s = engine_->step({{seq, job.tokens, true}});
-      engine_->release(seq);
+      StepOutput s = engine_->step(inputs);
+      for (const auto& in : inputs) engine_->release(in.seq);
       r.header.type = wire::MsgType::Logits;
       r.header.request_id = job.request_id;
       r.header.dtype = DType::F32;
       r.header.rank = 2;
-      r.header.shape = {static_cast<uint32_t>(T), static_cast<uint32_t>(V), 0, 0};
+      r.header.shape = {static_cast<uint32_t>(job.tokens.size()), static_cast<uint32_t>(V), 0, 0};
       r.add_payload(s.logits);
       std::vector<float> mtp;
-      if (job.mtp && T >= 2) {
-        DraftCall call{seq, 0, std::vector<int32_t>(job.tokens.begin() + 1, job.tokens.end()), s.hidden.data(), 0, {}, true};
-        mtp = drafter_->draft(call).fed_logits;
-        drafter_->release(seq);
+      if (job.mtp) {
+        for (size_t i = 0; i < inputs.size(); ++i) {
+          const SeqChunk& c = s.chunks[i];
+          if (c.len < 2) continue;
+          DraftCall call{inputs[i].seq, 0, std::vector<int32_t>(inputs[i].tokens.begin() + 1, inputs[i].tokens.end()),
+                         s.hidden.data() + c.row * H, 0, {}, true};
+          const Draft d = drafter_->draft(call);
+          drafter_->release(inputs[i].seq);
+          mtp.insert(mtp.end(), d.fed_logits.begin(), d.fed_logits.end());
+        }
       }
-      (void)H;
       r.add_payload(mtp);
     } catch (const std::exception& e) {
-      engine_->release(seq);
+      for (const auto& in : inputs) engine_->release(in.seq);
       r = wire::error_message(job.request_id, wire::ErrorCode::Failed, std::string("attention: ") + e.what());
     }
     transport_.reply(routing_of(job.who), std::move(r));

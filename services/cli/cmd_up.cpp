@@ -86,13 +86,21 @@ void add_up_command(CLI::App& app) {
     std::unique_ptr<InProcessMesh> local;
     std::unique_ptr<ProcessMesh> procs;
     MeshEndpoints ep;
+    std::filesystem::path workdir;
+    struct Cleanup {
+      std::filesystem::path* dir;
+      ~Cleanup() {
+        std::error_code ec;
+        if (!dir->empty()) std::filesystem::remove_all(*dir, ec);
+      }
+    } cleanup{&workdir};
     const auto t0 = std::chrono::steady_clock::now();
     if (a->processes) {
       char* self = realpath("/proc/self/exe", nullptr);
       const std::string bin = self ? self : "moemesh";
       free(self);
-      const auto dir = std::filesystem::temp_directory_path() / ("moemesh-up-" + std::to_string(getpid()));
-      procs = std::make_unique<ProcessMesh>(bin, j, dir, ctx);
+      workdir = std::filesystem::temp_directory_path() / ("moemesh-up-" + std::to_string(getpid()));
+      procs = std::make_unique<ProcessMesh>(bin, j, workdir, ctx);
       ep = procs->start(progress);
     } else {
       local = std::make_unique<InProcessMesh>(ClusterConfig::from_json(j), ctx);

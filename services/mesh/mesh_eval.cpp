@@ -12,13 +12,21 @@ std::vector<std::vector<float>> rows_of(const std::vector<float>& data, int64_t 
 nlohmann::json run_eval_on_mesh(AttentionClient& client, const EvalRequest& req, int64_t vocab, bool mtp) {
   nlohmann::json out;
   out["sequences"] = nlohmann::json::array();
-  for (const auto& seq : req.sequences) {
-    const auto s = client.score(seq, mtp);
-    nlohmann::json j;
-    j["tokens"] = seq;
-    j["logits"] = rows_of(s.logits, vocab);
-    if (mtp) j["mtp_logits"] = rows_of(s.mtp_logits, vocab);
-    out["sequences"].push_back(std::move(j));
+  if (!req.sequences.empty()) {
+    const auto s = client.score(req.sequences, mtp);
+    size_t row = 0, mrow = 0;
+    for (const auto& seq : req.sequences) {
+      const size_t n = seq.size();
+      nlohmann::json j;
+      j["tokens"] = seq;
+      j["logits"] = rows_of(std::vector<float>(s.logits.begin() + row * vocab, s.logits.begin() + (row + n) * vocab), vocab);
+      if (mtp) {
+        j["mtp_logits"] = rows_of(std::vector<float>(s.mtp_logits.begin() + mrow * vocab, s.mtp_logits.begin() + (mrow + n - 1) * vocab), vocab);
+        mrow += n - 1;
+      }
+      row += n;
+      out["sequences"].push_back(std::move(j));
+    }
   }
   if (req.has_greedy) {
     std::vector<int32_t> toks;
