@@ -16,6 +16,10 @@ caf::actor_system& actor_system() {
     // compute queues, so two scheduler threads are plenty.
     g_cfg = new caf::actor_system_config;
     g_cfg->set("scheduler.max-threads", 2);
+    // Workers that wait on a condition variable wake as soon as a message comes;
+    // work stealing's idle workers poll and can sleep for milliseconds, which
+    // would sit on every hop of every MoE layer.
+    g_cfg->set("scheduler.policy", caf::atom("sharing"));
     g_sys = new caf::actor_system(*g_cfg);
   }
   return *g_sys;

@@ -1,5 +1,7 @@
 #include "model/engine.h"
 
+#include <future>
+
 #include <spdlog/spdlog.h>
 
 namespace moemesh {
@@ -55,7 +57,15 @@ Engine::Engine(const std::filesystem::path& dir, const EngineOptions& opts)
     mtp_cache_ = std::make_unique<LatentKvCache>(1, cfg_.kv_latent_dim(), opts.page_tokens,
                                                  (opts.kv_tokens + opts.page_tokens - 1) / opts.page_tokens);
   }
-  moe_ = opts.make_moe ? opts.make_moe(cfg_, ckpt_, moe_layers) : std::make_unique<LocalMoe>(cfg_, ckpt_, moe_layers);
+  auto make = [&] {
+    return opts.make_moe ? opts.make_moe(cfg_, ckpt_, moe_layers) : std::make_unique<LocalMoe>(cfg_, ckpt_, moe_layers);
+  };
+  moe_ = make();
+  lanes_.push_back(moe_.get());
+  for (int i = 1; i < opts.moe_lanes; ++i) {
+    extra_lanes_.push_back(make());
+    lanes_.push_back(extra_lanes_.back().get());
+  }
   spdlog::debug("engine: {} layers ({} MoE), mtp {}", cfg_.num_hidden_layers, moe_layers.size(), has_mtp());
 }
 
@@ -77,6 +87,65 @@ StepOutput Engine::step(const std::vector<StepInput>& inputs) {
   for (size_t i = 0; i < inputs.size(); ++i) {
     const SeqChunk& c = out.chunks[i];
     const int64_t first = inputs[i].all_logits ? c.row : c.row + c.len - 1;
+    for (int64_t r = first; r < c.row + c.len; ++r) out.logit_rows.push_back(r);
+  }
+  out.logits.resize(out.logit_rows.size() * cfg_.vocab_size);
+  main_.logits(out.hidden.data(), out.logit_rows, out.logits.data());
+  return out;
+}
+
+StepOutput Engine::step_overlapped(const std::vector<StepInput>& a, const std::vector<StepInput>& b) {
+  if (lanes_.size() < 2 || a.empty() || b.empty()) {
+    std::vector<StepInput> all = a;
+    all.insert(all.end(), b.begin(), b.end());
+    return step(all);
+  }
+  std::vector<int32_t> ta, tb;
+  for (const auto& in : a) {
+    check_token_ids(in.tokens.data(), static_cast<int64_t>(in.tokens.size()), cfg_.vocab_size);
+    ta.insert(ta.end(), in.tokens.begin(), in.tokens.end());
+  }
+  for (const auto& in : b) {
+    check_token_ids(in.tokens.data(), static_cast<int64_t>(in.tokens.size()), cfg_.vocab_size);
+    tb.insert(tb.end(), in.tokens.begin(), in.tokens.end());
+  }
+  // Cache pages are planned here, on one thread; the two forwards then only
+  // write rows of their own sequences.
+  std::vector<SeqChunk> ca = plan_chunks(a, cache_), cb;
+  try {
+    cb = plan_chunks(b, cache_);
+  } catch (...) {
+    for (const auto& c : ca) cache_.truncate(c.seq, c.start);
+    throw;
+  }
+  StepOutput out;
+  std::vector<float> hb;
+  try {
+    auto second = std::async(std::launch::async, [&] { return main_.forward(tb.data(), cb, cache_, opts_.mla_mode, lanes_[1]); });
+    std::exception_ptr first_error;
+    try {
+      out.hidden = main_.forward(ta.data(), ca, cache_, opts_.mla_mode, lanes_[0]);
+    } catch (...) {
+      first_error = std::current_exception();
+    }
+    hb = second.get();  // always joined before anything unwinds
+    if (first_error) std::rethrow_exception(first_error);
+  } catch (...) {
+    for (const auto& c : ca) cache_.truncate(c.seq, c.start);
+    for (const auto& c : cb) cache_.truncate(c.seq, c.start);
+    throw;
+  }
+  const int64_t rows_a = static_cast<int64_t>(ta.size());
+  for (auto& c : cb) c.row += rows_a;
+  out.chunks = ca;
+  out.chunks.insert(out.chunks.end(), cb.begin(), cb.end());
+  out.hidden.insert(out.hidden.end(), hb.begin(), hb.end());
+  for (const auto& c : out.chunks) cache_.set_length(c.seq, c.start + c.len);
+  std::vector<StepInput> all = a;
+  all.insert(all.end(), b.begin(), b.end());
+  for (size_t i = 0; i < all.size(); ++i) {
+    const SeqChunk& c = out.chunks[i];
+    const int64_t first = all[i].all_logits ? c.row : c.row + c.len - 1;
     for (int64_t r = first; r < c.row + c.len; ++r) out.logit_rows.push_back(r);
   }
   out.logits.resize(out.logit_rows.size() * cfg_.vocab_size);

@@ -24,6 +24,10 @@ struct EngineOptions {
   // Where routed experts run; default: all of them in this process (LocalMoe).
   std::function<std::unique_ptr<MoeExecutor>(const ModelConfig&, const Checkpoint&, const std::vector<int64_t>& layers)>
       make_moe;
+  // Executors made for step_overlapped (2: one micro-batch computes attention
+  // while the other's experts run elsewhere). Only worth it when make_moe sends
+  // the experts away.
+  int moe_lanes = 1;
 };
 
 // New tokens of one sequence for a step.
@@ -58,6 +62,11 @@ class Engine {
   // Appends the inputs' tokens to their sequences. Throws KvCacheFull (nothing
   // changed) when the cache cannot hold them, std::out_of_range on bad token ids.
   StepOutput step(const std::vector<StepInput>& inputs);
+  // The same step as two micro-batches in flight at once, each with its own MoE
+  // executor: while one waits for its routed experts, the other computes. The
+  // output is in the order a then b, as step(a + b) would give it.
+  StepOutput step_overlapped(const std::vector<StepInput>& a, const std::vector<StepInput>& b);
+  int moe_lanes() const { return static_cast<int>(lanes_.size()); }
 
   // MTP over one sequence: rows i use (prev_hidden[i], next_tokens[i]) at
   // positions start.. of the sequence's MTP cache. Returns its output hidden.
@@ -80,6 +89,8 @@ class Engine {
   Transformer main_;
   std::unique_ptr<MtpModule> mtp_;
   std::unique_ptr<MoeExecutor> moe_;
+  std::vector<MoeExecutor*> lanes_;  // moe_ first
+  std::vector<std::unique_ptr<MoeExecutor>> extra_lanes_;
   LatentKvCache cache_;
   std::unique_ptr<LatentKvCache> mtp_cache_;
 };

@@ -163,7 +163,18 @@ std::vector<TokenEvent> Scheduler::step() {
   for (const auto& in : inputs) lengths.push_back(engine_.length(in.seq));
   StepOutput out;
   try {
-    out = engine_.step(inputs);
+    if (engine_.moe_lanes() >= 2 && inputs.size() >= 2) {
+      // Two micro-batches of about equal tokens, in flight together.
+      int64_t total = 0, acc = 0;
+      for (const auto& in : inputs) total += static_cast<int64_t>(in.tokens.size());
+      size_t cut = 0;
+      while (cut + 1 < inputs.size() && (acc += static_cast<int64_t>(inputs[cut].tokens.size())) * 2 < total) ++cut;
+      ++cut;
+      out = engine_.step_overlapped(std::vector<StepInput>(inputs.begin(), inputs.begin() + cut),
+                                    std::vector<StepInput>(inputs.begin() + cut, inputs.end()));
+    } else {
+      out = engine_.step(inputs);
+    }
   } catch (const std::exception& e) {
     // Nothing of this step stays in the cache; its requests fail, the rest go on.
     for (uint64_t id : ids) {

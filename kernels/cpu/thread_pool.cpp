@@ -24,7 +24,14 @@ thread_local bool t_inside_pool = false;
 
 // Decode issues thousands of short loops a second: threads spin this many pauses
 // (tens of microseconds) for the next job or the last chunk before sleeping.
-constexpr int kSpins = 20000;
+// MOEMESH_POOL_SPIN overrides it (less where roles share cores with each other).
+int spins() {
+  static const int n = [] {
+    const char* env = std::getenv("MOEMESH_POOL_SPIN");
+    return env ? std::max(0, std::atoi(env)) : 20000;
+  }();
+  return n;
+}
 
 // Workers wait for a job generation number; the caller works too, then waits for
 // all chunks. Chunks are claimed from a shared atomic counter.
@@ -56,7 +63,7 @@ class Pool {
     }
     cv_.notify_all();
     work();
-    for (int i = 0; i < kSpins && pending_.load(std::memory_order_acquire) != 0; ++i) MOEMESH_PAUSE();
+    for (int i = 0, n = spins(); i < n && pending_.load(std::memory_order_acquire) != 0; ++i) MOEMESH_PAUSE();
     if (pending_.load(std::memory_order_acquire) != 0) {
       std::unique_lock<std::mutex> lk(mu_);
       done_cv_.wait(lk, [&] { return pending_.load() == 0; });
@@ -103,7 +110,7 @@ class Pool {
 
   void loop(uint64_t seen) {
     for (;;) {
-      for (int i = 0; i < kSpins && generation_.load(std::memory_order_acquire) == seen; ++i) MOEMESH_PAUSE();
+      for (int i = 0, n = spins(); i < n && generation_.load(std::memory_order_acquire) == seen; ++i) MOEMESH_PAUSE();
       {
         std::unique_lock<std::mutex> lk(mu_);
         cv_.wait(lk, [&] { return generation_.load() != seen; });

@@ -47,6 +47,7 @@ class AttentionActor : public caf::event_based_actor {
       EngineOptions eo;
       eo.kv_tokens = opts_.kv_tokens;
       eo.load_mtp = false;  // the mtp-draft role holds it
+      eo.moe_lanes = opts_.micro_batches;
       zmq::context_t* ctx = &ctx_;
       const AttentionOptions o = opts_;
       eo.make_moe = [ctx, o](const ModelConfig& cfg, const Checkpoint&, const std::vector<int64_t>& layers) -> std::unique_ptr<MoeExecutor> {

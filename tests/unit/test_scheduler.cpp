@@ -125,3 +125,67 @@ TEST(Scheduler, CancelFreesTheCache) {
   EXPECT_EQ(out[1].size(), 0u) << "nothing after the cancel";
   EXPECT_EQ(e.cache().used_pages(), 0);
 }
+
+TEST(Scheduler, SpeculationInTheBatchEqualsPlainGreedyAndStopsWhereItShould) {
+  EngineOptions o;
+  o.kv_tokens = 8192;
+  Engine e(test_model("tiny"), o);
+  const int64_t V = e.config().vocab_size;
+  std::vector<GenerationRequest> reqs;
+  for (uint64_t i = 0; i < 5; ++i) reqs.push_back({200 + i, random_tokens(2 + 9 * i, V, 70 + i), int64_t(3 + 4 * i), {}, {}});
+  auto run = [&](int k, int64_t step_tokens) {
+    Scheduler s(e, {step_tokens, 64, 1024});
+    LocalDrafter d(e);
+    if (k > 0) s.set_drafter(&d, k);
+    for (const auto& r : reqs) s.submit(r);
+    auto out = drain(s);
+    EXPECT_EQ(e.cache().used_pages(), 0);
+    return std::make_pair(out, s.speculation());
+  };
+  const auto plain = run(0, 256).first;
+  for (int k : {1, 3}) {
+    const auto [spec, stats] = run(k, 16);  // small budget: chunked prefill beside verification
+    EXPECT_EQ(spec, plain) << "k=" << k;
+    ASSERT_EQ(stats.drafted.size(), static_cast<size_t>(k));
+    EXPECT_GT(stats.drafted[0], 0);
+  }
+  // A stop id inside accepted drafts ends the request right there.
+  const auto& first = plain.at(200 + 4);
+  GenerationRequest r = reqs[4];
+  r.stop_ids = {first[2]};
+  Scheduler s(e);
+  LocalDrafter d(e);
+  s.set_drafter(&d, 3);
+  s.submit(r);
+  std::map<uint64_t, FinishReason> why;
+  const auto out = drain(s, &why);
+  const size_t stop_at = std::find(first.begin(), first.end(), first[2]) - first.begin();
+  EXPECT_EQ(out.at(r.id), std::vector<int32_t>(first.begin(), first.begin() + stop_at + 1));
+  EXPECT_EQ(why.at(r.id), FinishReason::Stop);
+}
+
+TEST(Scheduler, TwoMicroBatchesGiveTheSameTokens) {
+  EngineOptions o;
+  o.kv_tokens = 8192;
+  Engine one(test_model("tiny"), o);
+  o.moe_lanes = 2;
+  Engine two(test_model("tiny"), o);
+  ASSERT_EQ(two.moe_lanes(), 2);
+  const int64_t V = one.config().vocab_size;
+  auto run = [&](Engine& e) {
+    Scheduler s(e, {24, 64, 1024});
+    for (uint64_t i = 0; i < 6; ++i) s.submit({300 + i, random_tokens(3 + 5 * i, V, 90 + i), 6, {}, {}});
+    return drain(s);
+  };
+  EXPECT_EQ(run(two), run(one));
+  // The overlapped step's logits are the plain step's (rows are computed alike;
+  // only the batch split differs).
+  const std::vector<StepInput> a{{1, random_tokens(7, V, 1), true}}, b{{2, random_tokens(5, V, 2), true}, {3, {4}, false}};
+  std::vector<StepInput> ab = a;
+  ab.insert(ab.end(), b.begin(), b.end());
+  const StepOutput x = one.step(ab), y = two.step_overlapped(a, b);
+  ASSERT_EQ(x.logit_rows, y.logit_rows);
+  ASSERT_EQ(x.logits.size(), y.logits.size());
+  EXPECT_LT(compare(x.logits, y.logits).max_abs, 1e-4);
+  for (SeqId s : {1, 2, 3}) EXPECT_EQ(one.length(s), two.length(s));
+}

@@ -1,0 +1,152 @@
+// moemesh bench-mesh: generation throughput of the whole mesh — every role in
+// its own process over tcp loopback, every role as actors in one process over
+// inproc — against the single-process engine under the same scheduler; bytes on
+// the wire per token; MTP speculation's acceptance and speedup.
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "model/scheduler.h"
+#include "services/attention/attention_client.h"
+#include "services/cli/commands.h"
+#include "services/mesh/mesh_launcher.h"
+
+namespace moemesh::cli {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+std::vector<std::vector<int32_t>> prompts(int batch, int64_t len, int64_t vocab) {
+  std::vector<std::vector<int32_t>> out(batch);
+  uint64_t x = 12345;
+  for (auto& p : out)
+    for (int64_t i = 0; i < len; ++i) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      p.push_back(static_cast<int32_t>((x >> 33) % vocab));
+    }
+  return out;
+}
+
+// Tokens/s of `batch` concurrent requests in one process, one scheduler.
+double run_local(const std::string& model, int batch, int64_t prompt, int64_t n, int spec) {
+  EngineOptions eo;
+  eo.kv_tokens = batch * (prompt + n + 64);
+  Engine e(model, eo);
+  Scheduler s(e);
+  std::unique_ptr<LocalDrafter> d;
+  if (spec > 0) {
+    d = std::make_unique<LocalDrafter>(e);
+    s.set_drafter(d.get(), spec);
+  }
+  const auto ps = prompts(batch, prompt, e.config().vocab_size);
+  const auto t0 = clock_type::now();
+  for (int i = 0; i < batch; ++i) s.submit({static_cast<uint64_t>(i + 1), ps[i], n, {}, {}});
+  int64_t tokens = 0;
+  while (!s.idle())
+    for (const auto& ev : s.step()) tokens += ev.token >= 0;
+  return tokens / std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+// Tokens/s of `batch` concurrent clients of a running mesh.
+double run_clients(zmq::context_t& ctx, const std::string& attention, int batch, int64_t prompt, int64_t n, int64_t vocab) {
+  const auto ps = prompts(batch, prompt, vocab);
+  std::atomic<int64_t> tokens{0};
+  std::vector<std::thread> th;
+  const auto t0 = clock_type::now();
+  for (int i = 0; i < batch; ++i)
+    th.emplace_back([&, i] {
+      AttentionClient c(ctx, attention);
+      GenerationRequest r;
+      r.prompt = ps[i];
+      r.max_new_tokens = n;
+      const auto u = c.generate(r);
+      if (u.finish == "error") throw std::runtime_error(u.error);
+      tokens += static_cast<int64_t>(u.tokens.size());
+    });
+  for (auto& t : th) t.join();
+  return tokens / std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+}  // namespace
+
+void add_bench_mesh_command(CLI::App& app) {
+  struct Args {
+    std::string model;
+    std::vector<int> batches{1, 8, 32};
+    int64_t prompt = 16, tokens = 32;
+    int spec = 2;
+    std::vector<std::string> sets;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("bench-mesh", "throughput of the mesh against one process, wire bytes per token, MTP speedup");
+  cmd->add_option("--model", a->model, "checkpoint directory")->required();
+  cmd->add_option("--batches", a->batches, "concurrent requests")->delimiter(',');
+  cmd->add_option("--prompt", a->prompt, "prompt tokens per request");
+  cmd->add_option("--tokens", a->tokens, "new tokens per request");
+  cmd->add_option("--speculative", a->spec, "drafts per step for the MTP rows");
+  cmd->add_option("--set", a->sets, "override a cluster config value for every mesh run (repeatable)");
+  cmd->callback([a] {
+    const ModelConfig mc = ModelConfig::load(a->model);
+    char* self = realpath("/proc/self/exe", nullptr);
+    const std::string bin = self ? self : "moemesh";
+    free(self);
+    zmq::context_t ctx(1);
+    auto config = [&](std::vector<std::string> sets, const std::string& transport) {
+      sets.insert(sets.begin(), a->sets.begin(), a->sets.end());
+      nlohmann::json j = load_cluster_json("", sets, transport);
+      j["model"] = a->model;
+      j["attention"]["kv_tokens"] = 64 * (a->prompt + a->tokens + 64);
+      return j;
+    };
+    const auto dir = std::filesystem::temp_directory_path() / ("moemesh-bench-" + std::to_string(getpid()));
+    std::cout << "| batch | one process tok/s | mesh inproc tok/s | mesh tcp tok/s | tcp / one process |\n|---:|---:|---:|---:|---:|\n";
+    for (int b : a->batches) {
+      const double local = run_local(a->model, b, a->prompt, a->tokens, 0);
+      double inproc = 0, tcp = 0;
+      {
+        InProcessMesh m(ClusterConfig::from_json(config({"attention.speculative=0", "mtp_draft.enabled=false"}, "inproc")), ctx);
+        const auto ep = m.start();
+        inproc = run_clients(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size);
+      }
+      {
+        ProcessMesh m(bin, config({"attention.speculative=0", "mtp_draft.enabled=false"}, "tcp"), dir, ctx);
+        const auto ep = m.start();
+        tcp = run_clients(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size);
+      }
+      std::printf("| %d | %.1f | %.1f | %.1f | %.2f |\n", b, local, inproc, tcp, tcp / local);
+      std::fflush(stdout);
+    }
+    // Router traffic per generated token, bf16 and fp8 dispatch (tcp, batch 8).
+    std::cout << "\n| dispatch | router bytes sent per token | tok/s |\n|---|---:|---:|\n";
+    for (const char* d : {"bf16", "fp8"}) {
+      ProcessMesh m(bin, config({"attention.speculative=0", "mtp_draft.enabled=false", std::string("router.dispatch=") + d}, "tcp"), dir, ctx);
+      const auto ep = m.start();
+      const double tps = run_clients(ctx, ep.attention, 8, a->prompt, a->tokens, mc.vocab_size);
+      const auto st = control_call(ctx, ep.router, {{"cmd", "stats"}});
+      const double bytes = st["bytes_sent"].get<double>() / (8.0 * static_cast<double>(a->prompt + a->tokens));
+      std::printf("| %s | %.0f | %.1f |\n", d, bytes, tps);
+    }
+    if (mc.num_nextn_predict_layers > 0 && a->spec > 0) {
+      std::cout << "\n| speculation (batch 1, tcp mesh) | tok/s | acceptance per draft position |\n|---|---:|---|\n";
+      for (int k : {0, a->spec}) {
+        ProcessMesh m(bin, config({"attention.speculative=" + std::to_string(k)}, "tcp"), dir, ctx);
+        const auto ep = m.start();
+        const double tps = run_clients(ctx, ep.attention, 1, a->prompt, a->tokens * 4, mc.vocab_size);
+        const auto st = control_call(ctx, ep.attention, {{"cmd", "stats"}});
+        std::string acc;
+        for (size_t i = 0; i < st["drafted"].size(); ++i)
+          acc += (i ? ", " : "") + std::to_string(st["accepted"][i].get<double>() / std::max(1.0, st["drafted"][i].get<double>())).substr(0, 4);
+        std::printf("| k=%d | %.1f | %s |\n", k, tps, acc.empty() ? "-" : acc.c_str());
+      }
+    }
+    std::filesystem::remove_all(dir);
+  });
+}
+
+}  // namespace moemesh::cli

@@ -1,0 +1,97 @@
+// The whole mesh as actors in one process (inproc), and over ipc: it generates
+// what the single-process engine generates, refuses what it cannot take with a
+// reason, and keeps serving.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include "model/scheduler.h"
+#include "services/attention/attention_client.h"
+#include "services/mesh/mesh_launcher.h"
+#include "tests/support/test_models.h"
+
+using namespace moemesh;
+using namespace moemesh::testing;
+
+namespace {
+ClusterConfig config(const std::vector<std::string>& sets) {
+  nlohmann::json j = load_cluster_json("", sets, "inproc");
+  j["model"] = test_model("tiny", true).string();
+  return ClusterConfig::from_json(j);
+}
+
+std::vector<int32_t> local_greedy(const std::vector<int32_t>& prompt, int64_t n) {
+  Engine e(test_model("tiny", true));
+  Scheduler s(e);
+  s.submit({1, prompt, n, {}, {}});
+  std::vector<int32_t> out;
+  while (!s.idle())
+    for (const auto& ev : s.step())
+      if (ev.token >= 0) out.push_back(ev.token);
+  return out;
+}
+}  // namespace
+
+TEST(LocalMesh, InprocMeshGeneratesWhatOneEngineGenerates) {
+  zmq::context_t ctx(1);
+  InProcessMesh mesh(config({R"(expert_hosts=[{"name": "e", "experts": "all"}])", "router.dispatch=f32",
+                             "attention.activations=f32", "attention.speculative=0", "attention.micro_batches=1"}),
+                     ctx);
+  const MeshEndpoints ep = mesh.start();
+  AttentionClient c(ctx, ep.attention);
+  for (int i = 0; i < 3; ++i) {
+    GenerationRequest r;
+    r.prompt = random_tokens(5 + 4 * i, 1024, 40 + i);
+    r.max_new_tokens = 10;
+    const TokensUpdate u = c.generate(r);
+    EXPECT_EQ(u.finish, "length");
+    EXPECT_EQ(u.tokens, local_greedy(r.prompt, 10)) << "prompt " << i;
+  }
+}
+
+TEST(LocalMesh, IpcMeshWithMicroBatchesAndSpeculationServesAndRefusesCleanly) {
+  const std::string base = "ipc://" + temp_dir("ipc-mesh").string() + "/";
+  zmq::context_t ctx(1);
+  InProcessMesh mesh(config({"router.bind=" + base + "router", "attention.bind=" + base + "attention",
+                             "mtp_draft.bind=" + base + "mtp", "expert_hosts.0.bind=" + base + "e0",
+                             "expert_hosts.1.bind=" + base + "e1", "attention.speculative=2", "attention.micro_batches=2",
+                             "attention.kv_tokens=1024"}),
+                     ctx);
+  const MeshEndpoints ep = mesh.start();
+  EXPECT_EQ(ep.attention, base + "attention");
+  std::vector<std::thread> th;
+  std::vector<TokensUpdate> res(6);
+  for (int i = 0; i < 6; ++i)
+    th.emplace_back([&, i] {
+      AttentionClient c(ctx, ep.attention);
+      GenerationRequest r;
+      r.prompt = random_tokens(4 + i, 1024, 90 + i);
+      r.max_new_tokens = 9;
+      r.sampling.temperature = i % 2 ? 0.8f : 0.0f;
+      r.sampling.seed = i;
+      res[i] = c.generate(r);
+    });
+  for (auto& t : th) t.join();
+  for (const auto& r : res) {
+    EXPECT_EQ(r.finish, "length") << r.error;
+    EXPECT_EQ(r.tokens.size(), 9u);
+  }
+  AttentionClient c(ctx, ep.attention);
+  GenerationRequest bad;
+  bad.prompt = {1, 2, 5000};  // past the vocabulary
+  TokensUpdate u = c.generate(bad);
+  EXPECT_EQ(u.finish, "error");
+  EXPECT_NE(u.error.find("5000"), std::string::npos) << u.error;
+  bad.prompt = {1, 2, 3};
+  bad.max_new_tokens = 5000;  // never fits a 1024-token cache
+  u = c.generate(bad);
+  EXPECT_EQ(u.finish, "error");
+  EXPECT_NE(u.error.find("KV cache"), std::string::npos) << u.error;
+  // Still serving.
+  GenerationRequest ok;
+  ok.prompt = {7, 8, 9};
+  ok.max_new_tokens = 4;
+  EXPECT_EQ(c.generate(ok).tokens.size(), 4u);
+  const auto stats = control_call(ctx, ep.attention, {{"cmd", "stats"}});
+  EXPECT_EQ(stats["kv_pages_used"], 0) << "finished requests leave no cache behind";
+}
