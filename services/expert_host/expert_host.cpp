@@ -134,35 +134,4 @@ wire::Message ExpertHost::handle(const wire::Message& m) {
   return out;
 }
 
-void serve_expert_host(ExpertHost& host, const std::string& endpoint, const std::atomic<bool>& stop,
-                       const std::function<void(const std::string&)>& on_bound, ServeStats& stats) {
-  zmq::context_t ctx(1);
-  zmq::socket_t sock(ctx, zmq::socket_type::router);
-  sock.set(zmq::sockopt::rcvtimeo, 100);
-  sock.set(zmq::sockopt::linger, 0);
-  sock.bind(endpoint);
-  on_bound(sock.get(zmq::sockopt::last_endpoint));
-  std::vector<zmq::message_t> routing;
-  while (!stop.load()) {
-    uint64_t request_id = 0;
-    try {
-      auto m = wire::receive(sock, &routing);
-      if (!m) continue;
-      request_id = m->header.request_id;
-      wire::Message reply = host.handle(*m);
-      wire::send(sock, reply, &routing);
-      ++stats.served;
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EINTR) continue;  // a signal: the loop checks `stop`
-      throw;
-    } catch (const wire::WireError& e) {
-      ++stats.bad_frames;
-      spdlog::warn("expert host: {}", e.what());
-      if (routing.empty()) continue;
-      wire::Message err = wire::error_message(request_id, e.code(), e.what());
-      wire::send(sock, err, &routing);
-    }
-  }
-}
-
 }  // namespace moemesh

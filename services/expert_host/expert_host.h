@@ -2,8 +2,6 @@
 // them over the rows a router dispatches, and returns weighted partial sums.
 #pragma once
 
-#include <atomic>
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -42,14 +40,5 @@ class ExpertHost {
   std::map<int64_t, std::unique_ptr<ExpertSet>> layers_;
   uint64_t dispatches_ = 0, rows_ = 0;
 };
-
-// Serves `host` on a ROUTER socket bound to `endpoint` until `stop` is set; calls
-// on_bound with the actual endpoint (tcp port 0 picks a free port). Bad messages
-// are answered with an Error message and counted; the loop keeps serving.
-struct ServeStats {
-  std::atomic<uint64_t> served{0}, bad_frames{0};
-};
-void serve_expert_host(ExpertHost& host, const std::string& endpoint, const std::atomic<bool>& stop,
-                       const std::function<void(const std::string&)>& on_bound, ServeStats& stats);
 
 }  // namespace moemesh

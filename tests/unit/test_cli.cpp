@@ -160,6 +160,22 @@ TEST(Cli, GenerateFromTextAndChat) {
   EXPECT_NE(r.code, 0) << "--prompt and --prompt-ids exclude each other";
 }
 
+TEST(Cli, UpChatsThroughTheWholeMeshInOneProcessAndAsProcesses) {
+  const auto dir = temp_dir("up-model");
+  ASSERT_EQ(run("make-model --preset tiny --vocab 129280 --seed 2 --tokenizer " + kTok.string() + " --out " + dir.string()).code, 0);
+  for (const std::string mode : {"", " --processes"}) {
+    const CliResult r = run("up --model " + dir.string() + mode + " --chat \"Hello there\" --max-new-tokens 6");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("mesh ready"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("2 expert hosts, mtp-draft"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("tok/s"), std::string::npos) << r.out;
+  }
+  // A bad config value is refused with its name, before anything starts.
+  const CliResult bad = run("up --model " + dir.string() + " --set router.deadline_ms=-1 --chat hi");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("router.deadline_ms"), std::string::npos) << bad.out;
+}
+
 TEST(Cli, EvalWithExpertHostsInTheirOwnProcesses) {
   const auto& model = test_model("tiny", true);
   const std::string bin = std::getenv("MOEMESH_BIN");
