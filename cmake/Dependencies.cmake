@@ -4,6 +4,7 @@ find_package(nlohmann_json 3 REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(cppzmq 4.9 CONFIG REQUIRED)
+find_package(boost_headers 1.81 CONFIG REQUIRED)  # Boost.Beast and Asio (header-only)
 
 if(MOEMESH_TESTS)
   find_package(GTest REQUIRED)

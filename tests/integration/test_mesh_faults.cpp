@@ -103,3 +103,31 @@ TEST(MeshFaults, AJoiningHostTakesLoadAndADrainedHostLeavesCleanly) {
   EXPECT_TRUE(late.running());
   EXPECT_EQ(m.router_stats()["failed"], 0);
 }
+
+TEST(MeshFaults, WithoutAReplicaTheAffectedRequestsFailClearlyAndTheMeshKeepsServing) {
+  TestMesh m("mesh-noreplica", {R"(expert_hosts=[{"name": "low", "experts": "0-7"}, {"name": "high", "experts": "8-15"}])",
+                                "router.deadline_ms=500", "router.heartbeat_timeout_ms=1000", "attention.speculative=0"});
+  AttentionClient c(m.ctx, m.ep.attention);
+  GenerationRequest r;
+  r.prompt = random_tokens(12, 1024, 77);
+  r.max_new_tokens = 8;
+  ASSERT_EQ(c.generate(r).finish, "length");
+  m.mesh->expert_host(1).signal(SIGKILL);
+  // Every token routes to 8 of 16 experts, so a request needs experts 8-15 almost surely.
+  TokensUpdate u = c.generate(r);
+  EXPECT_EQ(u.finish, "error");
+  EXPECT_NE(u.error.find("no live expert host"), std::string::npos) << u.error;
+  // Everything else keeps serving: the roles answer, and the failed request left no cache behind.
+  const auto stats = m.router_stats();
+  EXPECT_GE(stats["failed"].get<int64_t>(), 1);
+  EXPECT_FALSE(stats["uncovered"].empty());
+  const auto attn = control_call(m.ctx, m.ep.attention, {{"cmd", "stats"}});
+  EXPECT_EQ(attn["kv_pages_used"], 0);
+  // A host holding the missing experts joins: serving resumes.
+  m.mesh->add_expert_host("high-again", "8-15");
+  ASSERT_TRUE(eventually([&] { return m.router_stats()["uncovered"].empty(); }));
+  EXPECT_EQ(c.generate(r).finish, "length");
+  // Rebalancing on command answers with the moves it made.
+  const auto moves = control_call(m.ctx, m.ep.router, {{"cmd", "rebalance"}});
+  EXPECT_TRUE(moves["moves"].is_array());
+}

@@ -1,0 +1,390 @@
+#include "services/gateway/gateway.h"
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <thread>
+
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/tokenizer/chat_template.h"
+#include "core/tokenizer/streaming_decoder.h"
+
+namespace moemesh {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
+  GatewayOptions opts;
+  std::shared_ptr<const tok::Tokenizer> tk;
+  std::optional<tok::ChatTemplate> tpl;
+  GenerationClient& client;
+  std::vector<int32_t> stop_ids;
+  net::io_context ioc;
+  std::optional<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+  std::atomic<bool> ready{false};
+  std::atomic<size_t> inflight{0};
+
+  Impl(GatewayOptions o, std::shared_ptr<const tok::Tokenizer> t, GenerationClient& c, std::vector<int32_t> s)
+      : opts(std::move(o)), tk(std::move(t)), client(c), stop_ids(std::move(s)) {
+    try {
+      tpl.emplace(tok::ChatTemplate::for_tokenizer(*tk));
+    } catch (const std::exception& e) {
+      spdlog::warn("gateway: no chat template ({}); /v1/chat/completions is off", e.what());
+    }
+  }
+  void accept();
+};
+
+namespace {
+
+const int64_t kIdleSeconds = 120;
+
+std::string now_id(const char* prefix) {
+  static std::atomic<uint64_t> n{1};
+  return std::string(prefix) + std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) + "-" + std::to_string(n++);
+}
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket s, std::shared_ptr<Gateway::Impl> g) : stream_(std::move(s)), g_(std::move(g)) {}
+  void start() { read(); }
+
+ private:
+  using Request = http::request<http::string_body>;
+
+  void read() {
+    parser_.emplace();
+    parser_->body_limit(g_->opts.max_body_bytes);
+    stream_.expires_after(std::chrono::seconds(kIdleSeconds));
+    http::async_read(stream_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      keep_alive_ = false;
+      return reply_error(ApiError(413, "the request body is larger than " + std::to_string(g_->opts.max_body_bytes) + " bytes"));
+    }
+    if (ec) return close();  // end of stream, timeout, garbage
+    req_ = parser_->release();
+    keep_alive_ = req_.keep_alive();
+    try {
+      route();
+    } catch (const ApiError& e) {
+      reply_error(e);
+    } catch (const std::exception& e) {
+      reply_error(ApiError(500, e.what(), "", "server_error"));
+    }
+  }
+
+  void route() {
+    const std::string target(req_.target());
+    const std::string path = target.substr(0, target.find('?'));
+    if (path == "/healthz") return reply(200, "text/plain", "ok\n");
+    if (path == "/readyz") {
+      if (!g_->ready) throw ApiError(503, "not ready", "", "unavailable");
+      return reply(200, "text/plain", "ready\n");
+    }
+    if (path.rfind("/v1/", 0) == 0) authenticate();
+    if (path == "/v1/models") {
+      if (req_.method() != http::verb::get) throw ApiError(405, "use GET");
+      nlohmann::json j{{"object", "list"},
+                       {"data", {{{"id", g_->opts.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "moemesh"}}}}};
+      return reply(200, "application/json", j.dump());
+    }
+    if (path == "/v1/chat/completions" || path == "/v1/completions") {
+      if (req_.method() != http::verb::post) throw ApiError(405, "use POST");
+      if (!g_->ready) throw ApiError(503, "the mesh is not ready", "", "unavailable");
+      nlohmann::json body;
+      try {
+        body = nlohmann::json::parse(req_.body());
+      } catch (const nlohmann::json::exception& e) {
+        throw ApiError(400, std::string("the body is not valid JSON: ") + e.what());
+      }
+      chat_ = path == "/v1/chat/completions";
+      if (chat_ && !g_->tpl) throw ApiError(400, "this model has no chat template: use /v1/completions");
+      api_ = chat_ ? parse_chat_request(body, *g_->tk, *g_->tpl, g_->opts.limits) : parse_completion_request(body, *g_->tk, g_->opts.limits);
+      api_.gen.stop_ids = g_->stop_ids;
+      return generate();
+    }
+    throw ApiError(404, "no route for " + path, "", "not_found_error");
+  }
+
+  void authenticate() {
+    if (g_->opts.api_keys.empty()) return;
+    const std::string auth(req_[http::field::authorization]);
+    const std::string prefix = "Bearer ";
+    if (auth.rfind(prefix, 0) == 0) {
+      const std::string key = auth.substr(prefix.size());
+      for (const auto& k : g_->opts.api_keys)
+        if (k == key) return;
+    }
+    throw ApiError(401, "a valid API key is required (Authorization: Bearer KEY)", "", "authentication_error");
+  }
+
+  void generate() {
+    if (g_->inflight.fetch_add(1) >= g_->opts.max_inflight) {
+      --g_->inflight;
+      throw ApiError(429, "too many requests in flight; retry later", "", "rate_limit_error");
+    }
+    holding_slot_ = true;
+    id_ = now_id(chat_ ? "chatcmpl-" : "cmpl-");
+    created_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    decoder_.emplace(g_->tk);
+    if (api_.stream) start_stream();
+    auto self = shared_from_this();
+    gen_id_ = g_->client.submit(api_.gen, [self](const TokensUpdate& u) {
+      net::post(self->stream_.get_executor(), [self, u] { self->on_update(u); });
+    });
+  }
+
+  void release_slot() {
+    if (holding_slot_) --g_->inflight;
+    holding_slot_ = false;
+  }
+
+  // New text from tokens, cut at a stop string (then the generation is cancelled).
+  std::string text_of(const std::vector<int32_t>& tokens) {
+    std::string delta;
+    for (int32_t t : tokens)
+      if (t >= 0 && t < static_cast<int32_t>(g_->tk->vocab_size())) delta += decoder_->push(t);
+    if (api_.stop.empty()) return delta;
+    const size_t before = text_.size();
+    text_ += delta;
+    size_t cut = std::string::npos;
+    for (const auto& s : api_.stop) {
+      const size_t from = before >= s.size() ? before - s.size() + 1 : 0;
+      const size_t at = text_.find(s, from);
+      if (at != std::string::npos) cut = std::min(cut, at);
+    }
+    if (cut == std::string::npos) return delta;
+    stopped_ = true;
+    g_->client.cancel(gen_id_);
+    const std::string out = cut > before ? text_.substr(before, cut - before) : "";
+    text_.resize(cut);
+    return out;
+  }
+
+  void on_update(const TokensUpdate& u) {
+    if (done_) return;
+    completion_tokens_ += static_cast<int64_t>(u.tokens.size());
+    std::string delta = text_of(u.tokens);
+    std::string finish = u.finish;
+    if (stopped_) finish = "stop";
+    if (finish == "cancelled") finish = "stop";
+    if (!finish.empty() && finish != "error") delta += decoder_->finish();
+    if (finish == "error") {
+      done_ = true;
+      release_slot();
+      if (api_.stream) return stream_error(u.error);
+      return reply_error(ApiError(u.error.find("refused") != std::string::npos || u.error.find("exceeds") != std::string::npos ? 400 : 500,
+                                  "generation failed: " + u.error, "", "server_error"));
+    }
+    if (api_.stream) {
+      if (!delta.empty()) push_event(chunk_json(delta, nullptr));
+      if (!finish.empty()) {
+        push_event(chunk_json("", finish));
+        if (api_.include_usage) {
+          nlohmann::json j = base_json(chat_ ? "chat.completion.chunk" : "text_completion");
+          j["choices"] = nlohmann::json::array();
+          j["usage"] = usage();
+          push_event(j.dump());
+        }
+        push_raw("data: [DONE]\n\n");
+        push_last();
+      }
+    } else {
+      full_ += delta;
+      if (!finish.empty()) {
+        nlohmann::json j = base_json(chat_ ? "chat.completion" : "text_completion");
+        nlohmann::json choice{{"index", 0}, {"finish_reason", finish}, {"logprobs", nullptr}};
+        if (chat_) choice["message"] = {{"role", "assistant"}, {"content", full_}};
+        else choice["text"] = full_;
+        j["choices"] = {choice};
+        j["usage"] = usage();
+        reply(200, "application/json", j.dump());
+      }
+    }
+    if (!finish.empty()) {
+      done_ = true;
+      release_slot();
+    }
+  }
+
+  nlohmann::json usage() const {
+    const int64_t p = static_cast<int64_t>(api_.gen.prompt.size());
+    return {{"prompt_tokens", p}, {"completion_tokens", completion_tokens_}, {"total_tokens", p + completion_tokens_}};
+  }
+
+  nlohmann::json base_json(const char* object) const {
+    return {{"id", id_}, {"object", object}, {"created", created_}, {"model", api_.model.empty() ? g_->opts.model_name : api_.model}};
+  }
+
+  std::string chunk_json(const std::string& delta, const nlohmann::json& finish) {
+    nlohmann::json j = base_json(chat_ ? "chat.completion.chunk" : "text_completion");
+    nlohmann::json choice{{"index", 0}, {"finish_reason", finish}, {"logprobs", nullptr}};
+    if (chat_) {
+      choice["delta"] = nlohmann::json::object();
+      if (first_chunk_) choice["delta"]["role"] = "assistant";
+      if (!delta.empty() || first_chunk_) choice["delta"]["content"] = delta;
+    } else {
+      choice["text"] = delta;
+    }
+    first_chunk_ = false;
+    j["choices"] = {choice};
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+
+  // --- streaming: headers, then chunks, written one at a time ---
+  void start_stream() {
+    auto res = std::make_shared<http::response<http::empty_body>>(http::status::ok, req_.version());
+    res->set(http::field::content_type, "text/event-stream");
+    res->set(http::field::cache_control, "no-cache");
+    res->keep_alive(keep_alive_);
+    res->chunked(true);
+    auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
+    writing_ = true;
+    stream_.expires_never();
+    http::async_write_header(stream_, *sr, [self = shared_from_this(), res, sr](beast::error_code ec, size_t) {
+      self->writing_ = false;
+      if (ec) return self->on_write_error();
+      self->flush();
+    });
+  }
+  void push_event(const std::string& json) { push_raw("data: " + json + "\n\n"); }
+  void push_raw(std::string s) {
+    // A slow reader must not grow memory without bound.
+    if (queued_bytes_ > (8u << 20)) return on_write_error();
+    queued_bytes_ += s.size();
+    out_.push_back({std::move(s), false});
+    flush();
+  }
+  void push_last() {
+    out_.push_back({"", true});
+    flush();
+  }
+  void flush() {
+    if (writing_ || out_.empty() || broken_) return;
+    writing_ = true;
+    auto item = std::make_shared<std::pair<std::string, bool>>(std::move(out_.front()));
+    out_.pop_front();
+    auto done = [self = shared_from_this(), item](beast::error_code ec, size_t) {
+      self->writing_ = false;
+      self->queued_bytes_ -= item->first.size();
+      if (ec) return self->on_write_error();
+      if (item->second) return self->after_response();
+      self->flush();
+    };
+    if (item->second) net::async_write(stream_, http::make_chunk_last(), done);
+    else net::async_write(stream_, http::make_chunk(net::buffer(item->first)), done);
+  }
+  void stream_error(const std::string& what) {
+    push_event(nlohmann::json{{"error", {{"message", "generation failed: " + what}, {"type", "server_error"}}}}.dump());
+    push_raw("data: [DONE]\n\n");
+    push_last();
+  }
+  void on_write_error() {
+    // The client went away: stop the generation, free its cache.
+    broken_ = true;
+    if (!done_) g_->client.cancel(gen_id_);
+    done_ = true;
+    release_slot();
+    close();
+  }
+
+  // --- whole responses ---
+  void reply(int status, const char* type, std::string body) {
+    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), req_.version());
+    res->set(http::field::content_type, type);
+    res->set(http::field::server, "moemesh");
+    res->keep_alive(keep_alive_);
+    res->body() = std::move(body);
+    res->prepare_payload();
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+      if (ec) return self->close();
+      self->after_response();
+    });
+  }
+  void reply_error(const ApiError& e) { reply(e.status(), "application/json", error_body(e)); }
+
+  void after_response() {
+    if (!keep_alive_) return close();
+    done_ = false;
+    stopped_ = false;
+    first_chunk_ = true;
+    full_.clear();
+    text_.clear();
+    completion_tokens_ = 0;
+    read();
+  }
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  std::shared_ptr<Gateway::Impl> g_;
+  beast::flat_buffer buf_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  Request req_;
+  bool keep_alive_ = true, chat_ = true, first_chunk_ = true, done_ = false, stopped_ = false, writing_ = false, broken_ = false;
+  bool holding_slot_ = false;
+  ApiRequest api_;
+  std::string id_, full_, text_;
+  int64_t created_ = 0, completion_tokens_ = 0;
+  uint64_t gen_id_ = 0;
+  std::optional<tok::StreamingDecoder> decoder_;
+  std::deque<std::pair<std::string, bool>> out_;
+  size_t queued_bytes_ = 0;
+};
+
+}  // namespace
+
+void Gateway::Impl::accept() {
+  acceptor->async_accept(net::make_strand(ioc), [self = shared_from_this()](beast::error_code ec, tcp::socket s) {
+    if (!ec) std::make_shared<Session>(std::move(s), self)->start();
+    if (self->acceptor->is_open()) self->accept();
+  });
+}
+
+Gateway::Gateway(GatewayOptions opts, std::shared_ptr<const tok::Tokenizer> tokenizer, GenerationClient& client,
+                 std::vector<int32_t> stop_ids)
+    : impl_(std::make_shared<Impl>(std::move(opts), std::move(tokenizer), client, std::move(stop_ids))) {}
+
+Gateway::~Gateway() { stop(); }
+
+uint16_t Gateway::start() {
+  auto& g = *impl_;
+  const tcp::endpoint ep(net::ip::make_address(g.opts.host), g.opts.port);
+  g.acceptor.emplace(g.ioc);
+  g.acceptor->open(ep.protocol());
+  g.acceptor->set_option(net::socket_base::reuse_address(true));
+  g.acceptor->bind(ep);
+  g.acceptor->listen();
+  g.accept();
+  for (int i = 0; i < std::max(1, g.opts.threads); ++i) g.threads.emplace_back([&g] { g.ioc.run(); });
+  return g.acceptor->local_endpoint().port();
+}
+
+void Gateway::stop() {
+  auto& g = *impl_;
+  if (g.threads.empty()) return;
+  net::post(g.ioc, [&g] {
+    beast::error_code ec;
+    g.acceptor->close(ec);
+  });
+  g.ioc.stop();
+  for (auto& t : g.threads) t.join();
+  g.threads.clear();
+}
+
+void Gateway::set_ready(bool ready) { impl_->ready = ready; }
+
+}  // namespace moemesh

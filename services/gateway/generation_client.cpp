@@ -1,0 +1,125 @@
+#include "services/gateway/generation_client.h"
+
+#include <map>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/mesh_actor.h"
+#include "actors/transport.h"
+
+namespace moemesh {
+namespace {
+
+using submit_atom = caf::atom_constant<caf::atom("submit")>;
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+
+struct Submission {
+  uint64_t id = 0;
+  GenerationRequest request;
+  GenerationClient::OnUpdate on_update;
+};
+using SubmissionPtr = std::shared_ptr<Submission>;
+
+}  // namespace
+}  // namespace moemesh
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(moemesh::SubmissionPtr)
+
+namespace moemesh {
+namespace {
+
+class ClientActor : public caf::event_based_actor {
+ public:
+  ClientActor(caf::actor_config& c, zmq::context_t* ctx, std::string attention)
+      : caf::event_based_actor(c), transport_(*ctx), attention_(std::move(attention)) {}
+
+  caf::behavior make_behavior() override {
+    transport_.start("", caf::actor_cast<caf::actor>(this));
+    socket_ = transport_.connect(attention_);
+    return {
+        [this](submit_atom, const SubmissionPtr& s) {
+          pending_[s->id] = s;
+          wire::Message m;
+          m.header.type = wire::MsgType::Generate;
+          m.header.request_id = s->id;
+          const std::string body = generate_request_json(s->request).dump();
+          m.add_payload(body.data(), body.size());
+          transport_.send(socket_, std::move(m));
+        },
+        [this](cancel_atom, uint64_t id) {
+          if (!pending_.count(id)) return;
+          wire::Message m;
+          m.header.type = wire::MsgType::Control;
+          m.header.request_id = 0;
+          const std::string body = nlohmann::json{{"cmd", "cancel"}, {"request", id}}.dump();
+          m.add_payload(body.data(), body.size());
+          transport_.send(socket_, std::move(m));
+        },
+        [this](inbound_atom, const InboundPtr& in) { on_reply(*in->message); },
+    };
+  }
+
+  void on_exit() override {
+    transport_.stop();
+    for (auto& [id, s] : pending_) s->on_update({{}, "error", "the gateway is shutting down"});
+    pending_.clear();
+  }
+
+ private:
+  void on_reply(const wire::Message& m) {
+    auto it = pending_.find(m.header.request_id);
+    if (it == pending_.end()) return;  // cancel acknowledgements, late replies
+    TokensUpdate u;
+    if (m.header.type == wire::MsgType::Error) {
+      u.finish = "error";
+      u.error = m.payloads.empty() ? "error" : std::string(m.payload_as<char>(0), m.payload_size(0));
+    } else if (m.header.type == wire::MsgType::Tokens && m.payloads.size() == 1) {
+      try {
+        const auto j = nlohmann::json::parse(std::string(m.payload_as<char>(0), m.payload_size(0)));
+        u.tokens = j.at("tokens").get<std::vector<int32_t>>();
+        u.finish = j.value("finish", "");
+        u.error = j.value("error", "");
+      } catch (const std::exception& e) {
+        u.finish = "error";
+        u.error = std::string("malformed Tokens message: ") + e.what();
+      }
+    } else {
+      return;
+    }
+    auto s = it->second;
+    if (!u.finish.empty()) pending_.erase(it);
+    s->on_update(u);
+  }
+
+  Transport transport_;
+  std::string attention_;
+  int socket_ = 0;
+  std::map<uint64_t, SubmissionPtr> pending_;
+};
+
+std::atomic<uint64_t> g_next_id{1};
+
+}  // namespace
+
+GenerationClient::GenerationClient(zmq::context_t& ctx, const std::string& attention)
+    : actor_(actor_system().spawn<ClientActor>(&ctx, attention)) {}
+
+GenerationClient::~GenerationClient() {
+  caf::scoped_actor self{actor_system()};
+  self->send_exit(actor_, caf::exit_reason::user_shutdown);
+  self->wait_for(actor_);
+}
+
+uint64_t GenerationClient::submit(const GenerationRequest& r, OnUpdate on_update) {
+  auto s = std::make_shared<Submission>();
+  s->id = g_next_id++;
+  s->request = r;
+  s->on_update = std::move(on_update);
+  caf::anon_send(actor_, submit_atom::value, s);
+  return s->id;
+}
+
+void GenerationClient::cancel(uint64_t id) { caf::anon_send(actor_, cancel_atom::value, id); }
+
+}  // namespace moemesh

@@ -1,0 +1,34 @@
+// The gateway's connection to the attention role: many generations multiplexed
+// on one ZeroMQ connection, each streaming its token updates to a callback
+// (called on the client's actor thread; callbacks hand work to their own
+// executor and return). Thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <caf/all.hpp>
+#include <zmq.hpp>
+
+#include "services/attention/generate_protocol.h"
+
+namespace moemesh {
+
+class GenerationClient {
+ public:
+  using OnUpdate = std::function<void(const TokensUpdate&)>;
+  GenerationClient(zmq::context_t& ctx, const std::string& attention);
+  ~GenerationClient();
+
+  // Starts a generation; `on_update` gets every token update, the last with `finish`
+  // (an error reply becomes finish "error"). Returns an id for cancel().
+  uint64_t submit(const GenerationRequest& r, OnUpdate on_update);
+  // Stops a generation and frees its cache; its callback gets finish "cancelled".
+  void cancel(uint64_t id);
+
+ private:
+  caf::actor actor_;
+};
+
+}  // namespace moemesh

@@ -1,0 +1,112 @@
+#include "services/gateway/openai_api.h"
+
+namespace moemesh {
+
+std::string error_body(const ApiError& e) {
+  nlohmann::json j{{"error", {{"message", e.what()}, {"type", e.type()}, {"param", e.param().empty() ? nlohmann::json() : nlohmann::json(e.param())}, {"code", nullptr}}}};
+  return j.dump();
+}
+
+namespace {
+
+ApiError bad(const std::string& param, const std::string& message) { return ApiError(400, message, param); }
+
+void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits) {
+  if (j.contains("model")) {
+    if (!j["model"].is_string()) throw bad("model", "model must be a string");
+    r.model = j["model"];
+  }
+  r.gen.max_new_tokens = limits.default_max_tokens;
+  for (const char* f : {"max_tokens", "max_completion_tokens"}) {
+    if (!j.contains(f) || j[f].is_null()) continue;
+    if (!j[f].is_number_integer()) throw bad(f, std::string(f) + " must be an integer");
+    const int64_t n = j[f].get<int64_t>();
+    if (n < 1 || n > limits.max_tokens)
+      throw bad(f, std::string(f) + " must be between 1 and " + std::to_string(limits.max_tokens) + ", got " + std::to_string(n));
+    r.gen.max_new_tokens = n;
+  }
+  auto number = [&](const char* f, double lo, double hi, auto& out) {
+    if (!j.contains(f) || j[f].is_null()) return;
+    if (!j[f].is_number()) throw bad(f, std::string(f) + " must be a number");
+    const double v = j[f].get<double>();
+    if (!(v >= lo && v <= hi)) throw bad(f, std::string(f) + " must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    out = static_cast<std::decay_t<decltype(out)>>(v);
+  };
+  number("temperature", 0.0, 2.0, r.gen.sampling.temperature);
+  number("top_p", 1e-6, 1.0, r.gen.sampling.top_p);
+  number("top_k", 0.0, 1e6, r.gen.sampling.top_k);
+  if (j.contains("seed") && !j["seed"].is_null()) {
+    if (!j["seed"].is_number_integer()) throw bad("seed", "seed must be an integer");
+    r.gen.sampling.seed = static_cast<uint64_t>(j["seed"].get<int64_t>());
+  }
+  if (j.contains("stream") && !j["stream"].is_null()) {
+    if (!j["stream"].is_boolean()) throw bad("stream", "stream must be a boolean");
+    r.stream = j["stream"];
+  }
+  if (j.contains("stream_options") && j["stream_options"].is_object())
+    r.include_usage = j["stream_options"].value("include_usage", false);
+  if (j.contains("stop") && !j["stop"].is_null()) {
+    const auto& s = j["stop"];
+    if (s.is_string()) r.stop.push_back(s);
+    else if (s.is_array() && s.size() <= limits.max_stop) {
+      for (const auto& x : s) {
+        if (!x.is_string()) throw bad("stop", "stop must be a string or an array of strings");
+        r.stop.push_back(x);
+      }
+    } else {
+      throw bad("stop", "stop must be a string or an array of at most " + std::to_string(limits.max_stop) + " strings");
+    }
+    for (const auto& x : r.stop)
+      if (x.empty()) throw bad("stop", "stop strings must not be empty");
+  }
+}
+
+}  // namespace
+
+ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
+                              const ApiLimits& limits) {
+  if (!j.is_object()) throw bad("", "the request body must be a JSON object");
+  ApiRequest r;
+  common(j, r, limits);
+  if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
+    throw bad("messages", "messages must be a non-empty array");
+  if (j["messages"].size() > limits.max_messages)
+    throw bad("messages", "at most " + std::to_string(limits.max_messages) + " messages per request");
+  nlohmann::json msgs = nlohmann::json::array();
+  for (size_t i = 0; i < j["messages"].size(); ++i) {
+    const auto& m = j["messages"][i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) throw bad(where + ".role", where + " needs a string role");
+    const std::string role = m["role"];
+    if (role != "system" && role != "user" && role != "assistant" && role != "developer")
+      throw bad(where + ".role", "unknown role '" + role + "' (system, developer, user, assistant)");
+    std::string content;
+    if (m.contains("content") && m["content"].is_string()) {
+      content = m["content"];
+    } else if (m.contains("content") && m["content"].is_array()) {
+      for (const auto& part : m["content"]) {
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+          throw bad(where + ".content", "only text content parts are supported");
+        content += part["text"].get<std::string>();
+      }
+    } else {
+      throw bad(where + ".content", where + " needs string content");
+    }
+    msgs.push_back({{"role", role == "developer" ? "system" : role}, {"content", content}});
+  }
+  r.gen.prompt = tk.encode(tpl.render(msgs, true), false);
+  return r;
+}
+
+ApiRequest parse_completion_request(const nlohmann::json& j, const tok::Tokenizer& tk, const ApiLimits& limits) {
+  if (!j.is_object()) throw bad("", "the request body must be a JSON object");
+  ApiRequest r;
+  r.chat = false;
+  common(j, r, limits);
+  if (!j.contains("prompt") || !j["prompt"].is_string()) throw bad("prompt", "prompt must be a string");
+  r.gen.prompt = tk.encode(j["prompt"].get<std::string>(), true);
+  if (r.gen.prompt.empty()) throw bad("prompt", "prompt must not be empty");
+  return r;
+}
+
+}  // namespace moemesh

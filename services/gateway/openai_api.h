@@ -1,0 +1,57 @@
+// The OpenAI-compatible request and response bodies: chat completions and
+// completions parsed into generation requests (with the model's chat template),
+// and the JSON the API answers with, errors included.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/tokenizer/chat_template.h"
+#include "core/tokenizer/tokenizer.h"
+#include "model/scheduler.h"
+
+namespace moemesh {
+
+struct ApiLimits {
+  int64_t default_max_tokens = 256;
+  int64_t max_tokens = 4096;
+  size_t max_messages = 256;
+  size_t max_stop = 4;
+};
+
+// A request the API refuses: HTTP status, message, the parameter at fault.
+class ApiError : public std::runtime_error {
+ public:
+  ApiError(int status, const std::string& message, std::string param = {}, std::string type = "invalid_request_error")
+      : std::runtime_error(message), status_(status), param_(std::move(param)), type_(std::move(type)) {}
+  int status() const { return status_; }
+  const std::string& param() const { return param_; }
+  const std::string& type() const { return type_; }
+
+ private:
+  int status_;
+  std::string param_, type_;
+};
+
+// {"error": {"message", "type", "param", "code"}}
+std::string error_body(const ApiError& e);
+
+struct ApiRequest {
+  GenerationRequest gen;
+  bool chat = true;
+  bool stream = false;
+  bool include_usage = false;
+  std::string model;
+  std::vector<std::string> stop;  // stop strings, matched on the decoded text
+};
+
+// Throws ApiError(400, ...) naming the field.
+ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
+                              const ApiLimits& limits);
+ApiRequest parse_completion_request(const nlohmann::json& j, const tok::Tokenizer& tk, const ApiLimits& limits);
+
+}  // namespace moemesh
