@@ -69,17 +69,24 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_read(beast::error_code ec) {
     if (ec == http::error::body_limit) {
       keep_alive_ = false;
+      linger_ = true;  // the client may still be sending its body: read it away before closing
       return reply_error(ApiError(413, "the request body is larger than " + std::to_string(g_->opts.max_body_bytes) + " bytes"));
     }
     if (ec) return close();  // end of stream, timeout, garbage
     req_ = parser_->release();
     keep_alive_ = req_.keep_alive();
     try {
-      route();
-    } catch (const ApiError& e) {
-      reply_error(e);
+      try {
+        route();
+      } catch (const ApiError& e) {
+        reply_error(e);
+      } catch (const std::exception& e) {
+        reply_error(ApiError(500, e.what(), "", "server_error"));
+      }
     } catch (const std::exception& e) {
-      reply_error(ApiError(500, e.what(), "", "server_error"));
+      // Nothing a client sends may take the server down: drop this connection only.
+      spdlog::warn("gateway: {}", e.what());
+      close();
     }
   }
 
@@ -194,7 +201,7 @@ class Session : public std::enable_shared_from_this<Session> {
           nlohmann::json j = base_json(chat_ ? "chat.completion.chunk" : "text_completion");
           j["choices"] = nlohmann::json::array();
           j["usage"] = usage();
-          push_event(j.dump());
+          push_event(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         }
         push_raw("data: [DONE]\n\n");
         push_last();
@@ -208,7 +215,7 @@ class Session : public std::enable_shared_from_this<Session> {
         else choice["text"] = full_;
         j["choices"] = {choice};
         j["usage"] = usage();
-        reply(200, "application/json", j.dump());
+        reply(200, "application/json", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       }
     }
     if (!finish.empty()) {
@@ -285,7 +292,8 @@ class Session : public std::enable_shared_from_this<Session> {
     else net::async_write(stream_, http::make_chunk(net::buffer(item->first)), done);
   }
   void stream_error(const std::string& what) {
-    push_event(nlohmann::json{{"error", {{"message", "generation failed: " + what}, {"type", "server_error"}}}}.dump());
+    push_event(nlohmann::json{{"error", {{"message", "generation failed: " + what}, {"type", "server_error"}}}}.dump(
+        -1, ' ', false, nlohmann::json::error_handler_t::replace));
     push_raw("data: [DONE]\n\n");
     push_last();
   }
@@ -326,7 +334,18 @@ class Session : public std::enable_shared_from_this<Session> {
   void close() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (linger_) return drain();
     stream_.close();
+  }
+  // A lingering close: discard what the client still sends (bounded in bytes and
+  // time) so it reads our answer instead of a reset connection.
+  void drain() {
+    stream_.expires_after(std::chrono::seconds(5));
+    stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->drained_ += n;
+      if (ec || self->drained_ > (64u << 20)) return self->stream_.close();
+      self->drain();
+    });
   }
 
   beast::tcp_stream stream_;
@@ -335,7 +354,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   Request req_;
   bool keep_alive_ = true, chat_ = true, first_chunk_ = true, done_ = false, stopped_ = false, writing_ = false, broken_ = false;
-  bool holding_slot_ = false;
+  bool holding_slot_ = false, linger_ = false;
+  std::array<char, 16384> scratch_;
+  size_t drained_ = 0;
   ApiRequest api_;
   std::string id_, full_, text_;
   int64_t created_ = 0, completion_tokens_ = 0;

@@ -4,7 +4,8 @@ namespace moemesh {
 
 std::string error_body(const ApiError& e) {
   nlohmann::json j{{"error", {{"message", e.what()}, {"type", e.type()}, {"param", e.param().empty() ? nlohmann::json() : nlohmann::json(e.param())}, {"code", nullptr}}}};
-  return j.dump();
+  // Messages can quote the client's bytes (a JSON parse error does): never fail on them.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 namespace {

