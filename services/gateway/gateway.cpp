@@ -1,46 +1,12 @@
 #include "services/gateway/gateway.h"
 
-#include <atomic>
 #include <chrono>
 #include <deque>
-#include <thread>
 
-#include <boost/asio.hpp>
-#include <boost/beast.hpp>
-#include <spdlog/spdlog.h>
-
-#include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/streaming_decoder.h"
+#include "services/gateway/gateway_state.h"
 
 namespace moemesh {
-
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = net::ip::tcp;
-
-struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
-  GatewayOptions opts;
-  std::shared_ptr<const tok::Tokenizer> tk;
-  std::optional<tok::ChatTemplate> tpl;
-  GenerationClient& client;
-  std::vector<int32_t> stop_ids;
-  net::io_context ioc;
-  std::optional<tcp::acceptor> acceptor;
-  std::vector<std::thread> threads;
-  std::atomic<bool> ready{false};
-  std::atomic<size_t> inflight{0};
-
-  Impl(GatewayOptions o, std::shared_ptr<const tok::Tokenizer> t, GenerationClient& c, std::vector<int32_t> s)
-      : opts(std::move(o)), tk(std::move(t)), client(c), stop_ids(std::move(s)) {
-    try {
-      tpl.emplace(tok::ChatTemplate::for_tokenizer(*tk));
-    } catch (const std::exception& e) {
-      spdlog::warn("gateway: no chat template ({}); /v1/chat/completions is off", e.what());
-    }
-  }
-  void accept();
-};
 
 namespace {
 
@@ -98,7 +64,16 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!g_->ready) throw ApiError(503, "not ready", "", "unavailable");
       return reply(200, "text/plain", "ready\n");
     }
+    if (path == "/" || path == "/index.html") {
+      if (req_.method() != http::verb::get) throw ApiError(405, "use GET");
+      return reply(200, "text/html; charset=utf-8", kChatPage);
+    }
     if (path.rfind("/v1/", 0) == 0) authenticate();
+    if (path == "/v1/chat/ws") {
+      if (!beast::websocket::is_upgrade(req_)) throw ApiError(400, "/v1/chat/ws takes WebSocket upgrades only");
+      if (!g_->ready) throw ApiError(503, "the mesh is not ready", "", "unavailable");
+      return start_websocket(stream_.release_socket(), std::move(req_), g_);
+    }
     if (path == "/v1/models") {
       if (req_.method() != http::verb::get) throw ApiError(405, "use GET");
       nlohmann::json j{{"object", "list"},
@@ -127,17 +102,16 @@ class Session : public std::enable_shared_from_this<Session> {
     if (g_->opts.api_keys.empty()) return;
     const std::string auth(req_[http::field::authorization]);
     const std::string prefix = "Bearer ";
-    if (auth.rfind(prefix, 0) == 0) {
-      const std::string key = auth.substr(prefix.size());
-      for (const auto& k : g_->opts.api_keys)
-        if (k == key) return;
-    }
+    if (auth.rfind(prefix, 0) == 0 && g_->key_ok(auth.substr(prefix.size()))) return;
+    // Browsers cannot set headers on a WebSocket: the key may come as ?api_key=.
+    const std::string target(req_.target());
+    const size_t q = target.find("api_key=");
+    if (q != std::string::npos && g_->key_ok(target.substr(q + 8, target.find('&', q) - q - 8))) return;
     throw ApiError(401, "a valid API key is required (Authorization: Bearer KEY)", "", "authentication_error");
   }
 
   void generate() {
-    if (g_->inflight.fetch_add(1) >= g_->opts.max_inflight) {
-      --g_->inflight;
+    if (!g_->take_slot()) {
       throw ApiError(429, "too many requests in flight; retry later", "", "rate_limit_error");
     }
     holding_slot_ = true;
@@ -152,7 +126,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void release_slot() {
-    if (holding_slot_) --g_->inflight;
+    if (holding_slot_) g_->give_slot();
     holding_slot_ = false;
   }
 

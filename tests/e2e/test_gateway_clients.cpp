@@ -1,5 +1,6 @@
 // Real clients against `moemesh up`: the official `openai` npm package (plain and
-// streamed), and hostile HTTP from node's fetch and raw sockets.
+// streamed), hostile HTTP from node's fetch and raw sockets, and the WebSocket
+// protocol with node's `ws`.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -51,6 +52,7 @@ TEST(GatewayClients, OpenAiNpmClientAndHostileHttp) {
   ASSERT_EQ(m.url.rfind("http://127.0.0.1:", 0), 0u) << m.url;
   EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/openai_client.mjs " + m.url + " sk-test"), 0);
   EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/http_edges.mjs " + m.url + " sk-test"), 0);
+  EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/websocket_client.mjs " + m.url + " sk-test"), 0);
   EXPECT_TRUE(m.up->running()) << "the gateway survived everything";
   EXPECT_EQ(m.up->stop(SIGTERM), 0) << "a clean exit on SIGTERM";
 }

@@ -1,0 +1,69 @@
+// What every gateway connection shares: options, tokenizer and chat template,
+// the connection to the attention role, readiness and the in-flight count.
+#pragma once
+
+#include <atomic>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/tokenizer/chat_template.h"
+#include "services/gateway/gateway.h"
+
+namespace moemesh {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
+  GatewayOptions opts;
+  std::shared_ptr<const tok::Tokenizer> tk;
+  std::optional<tok::ChatTemplate> tpl;
+  GenerationClient& client;
+  std::vector<int32_t> stop_ids;
+  net::io_context ioc;
+  std::optional<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+  std::atomic<bool> ready{false};
+  std::atomic<size_t> inflight{0};
+
+  Impl(GatewayOptions o, std::shared_ptr<const tok::Tokenizer> t, GenerationClient& c, std::vector<int32_t> s)
+      : opts(std::move(o)), tk(std::move(t)), client(c), stop_ids(std::move(s)) {
+    try {
+      tpl.emplace(tok::ChatTemplate::for_tokenizer(*tk));
+    } catch (const std::exception& e) {
+      spdlog::warn("gateway: no chat template ({}); chat is off", e.what());
+    }
+  }
+  void accept();
+
+  // Takes a generation slot; false when max_inflight are running.
+  bool take_slot() {
+    if (inflight.fetch_add(1) >= opts.max_inflight) {
+      --inflight;
+      return false;
+    }
+    return true;
+  }
+  void give_slot() { --inflight; }
+  bool key_ok(std::string_view key) const {
+    if (opts.api_keys.empty()) return true;
+    for (const auto& k : opts.api_keys)
+      if (k == key) return true;
+    return false;
+  }
+};
+
+// Takes over an upgraded connection: the WebSocket chat protocol (docs/API.md).
+void start_websocket(tcp::socket socket, http::request<http::string_body> upgrade, std::shared_ptr<Gateway::Impl> g);
+
+// The web chat page served at "/".
+extern const char* const kChatPage;
+
+}  // namespace moemesh

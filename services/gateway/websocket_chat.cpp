@@ -1,0 +1,191 @@
+// The WebSocket chat protocol (docs/API.md): chat requests with ids, several at
+// once on one socket, streamed deltas, a final message with usage and timings,
+// cancel by id, ping/pong. Closing the socket cancels what is still running.
+#include <chrono>
+#include <deque>
+#include <map>
+
+#include "core/tokenizer/streaming_decoder.h"
+#include "services/gateway/gateway_state.h"
+
+namespace moemesh {
+namespace {
+
+namespace websocket = beast::websocket;
+using clock_type = std::chrono::steady_clock;
+
+constexpr size_t kMaxActivePerSocket = 16;
+constexpr size_t kMaxQueuedBytes = 8u << 20;
+
+std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+class WsChat : public std::enable_shared_from_this<WsChat> {
+ public:
+  WsChat(tcp::socket s, std::shared_ptr<Gateway::Impl> g) : ws_(std::move(s)), g_(std::move(g)) {}
+
+  void start(http::request<http::string_body> upgrade) {
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws_.read_message_max(g_->opts.max_body_bytes);
+    ws_.async_accept(upgrade, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;
+      self->read();
+    });
+  }
+
+ private:
+  struct Active {
+    uint64_t gen = 0;
+    ApiRequest api;
+    std::optional<tok::StreamingDecoder> decoder;
+    clock_type::time_point start, first;
+    int64_t tokens = 0;
+    bool got_first = false;
+  };
+
+  void read() {
+    ws_.async_read(in_, [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec) return shutdown();  // closed, timed out, too large, or a protocol error: Beast has closed it
+    const std::string text = beast::buffers_to_string(in_.data());
+    in_.consume(in_.size());
+    if (!ws_.got_text()) {
+      send_error(nullptr, 400, "messages are JSON text frames");
+    } else {
+      handle(text);
+    }
+    read();
+  }
+
+  void handle(const std::string& text) {
+    nlohmann::json m;
+    try {
+      m = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      return send_error(nullptr, 400, std::string("not valid JSON: ") + e.what());
+    }
+    if (!m.is_object() || !m.contains("type") || !m["type"].is_string()) return send_error(nullptr, 400, "a message needs a string \"type\"");
+    const std::string type = m["type"];
+    const nlohmann::json id = m.contains("id") ? m["id"] : nlohmann::json();
+    if (type == "ping") return send(dump({{"type", "pong"}, {"id", id}}));
+    if (!id.is_string() || id.get<std::string>().empty() || id.get<std::string>().size() > 128)
+      return send_error(id, 400, "\"id\" must be a string of 1..128 characters");
+    const std::string key = id;
+    if (type == "cancel") {
+      auto it = active_.find(key);
+      if (it == active_.end()) return send_error(id, 404, "no running request with this id");
+      g_->client.cancel(it->second.gen);
+      return;
+    }
+    if (type != "chat") return send_error(id, 400, "unknown type '" + type + "' (chat, cancel, ping)");
+    if (active_.count(key)) return send_error(id, 409, "a request with this id is running");
+    if (active_.size() >= kMaxActivePerSocket)
+      return send_error(id, 429, "at most " + std::to_string(kMaxActivePerSocket) + " requests at once per socket");
+    if (!g_->tpl) return send_error(id, 400, "this model has no chat template");
+    Active a;
+    try {
+      a.api = parse_chat_request(m, *g_->tk, *g_->tpl, g_->opts.limits);
+    } catch (const ApiError& e) {
+      return send_error(id, e.status(), e.what());
+    }
+    if (!g_->take_slot()) return send_error(id, 429, "too many requests in flight; retry later");
+    a.api.gen.stop_ids = g_->stop_ids;
+    a.decoder.emplace(g_->tk);
+    a.start = clock_type::now();
+    auto self = shared_from_this();
+    a.gen = g_->client.submit(a.api.gen, [self, key](const TokensUpdate& u) {
+      net::post(self->ws_.get_executor(), [self, key, u] { self->on_update(key, u); });
+    });
+    active_.emplace(key, std::move(a));
+  }
+
+  void on_update(const std::string& key, const TokensUpdate& u) {
+    auto it = active_.find(key);
+    if (it == active_.end()) return;
+    Active& a = it->second;
+    if (!u.tokens.empty() && !a.got_first) {
+      a.got_first = true;
+      a.first = clock_type::now();
+    }
+    a.tokens += static_cast<int64_t>(u.tokens.size());
+    std::string delta;
+    for (int32_t t : u.tokens)
+      if (t >= 0 && t < static_cast<int32_t>(g_->tk->vocab_size())) delta += a.decoder->push(t);
+    if (!u.finish.empty() && u.finish != "error") delta += a.decoder->finish();
+    if (!delta.empty()) send(dump({{"type", "delta"}, {"id", key}, {"content", delta}}));
+    if (u.finish.empty()) return;
+    if (u.finish == "error") {
+      send_error(key, 500, "generation failed: " + u.error);
+    } else {
+      const auto end = clock_type::now();
+      const double total = std::chrono::duration<double>(end - a.start).count();
+      const double ttft = a.got_first ? std::chrono::duration<double>(a.first - a.start).count() : total;
+      const double decode = std::chrono::duration<double>(end - (a.got_first ? a.first : a.start)).count();
+      const int64_t p = static_cast<int64_t>(a.api.gen.prompt.size());
+      send(dump({{"type", "done"},
+                 {"id", key},
+                 {"finish_reason", u.finish == "cancelled" ? "cancelled" : u.finish},
+                 {"usage", {{"prompt_tokens", p}, {"completion_tokens", a.tokens}, {"total_tokens", p + a.tokens}}},
+                 {"timings", {{"ttft_ms", ttft * 1e3},
+                              {"total_ms", total * 1e3},
+                              {"tokens_per_s", a.tokens > 1 && decode > 0 ? (a.tokens - 1) / decode : 0.0}}}}));
+    }
+    g_->give_slot();
+    active_.erase(it);
+  }
+
+  void send_error(const nlohmann::json& id, int status, const std::string& message) {
+    send(dump({{"type", "error"}, {"id", id}, {"status", status}, {"message", message}}));
+  }
+
+  void send(std::string s) {
+    if (closed_) return;
+    // A slow reader must not grow memory without bound: drop the connection.
+    if (queued_ + s.size() > kMaxQueuedBytes) {
+      closed_ = true;
+      ws_.async_close(websocket::close_reason(websocket::close_code::policy_error, "reader too slow"),
+                      [self = shared_from_this()](beast::error_code) { self->shutdown(); });
+      return;
+    }
+    queued_ += s.size();
+    out_.push_back(std::move(s));
+    if (out_.size() == 1) write();
+  }
+
+  void write() {
+    ws_.text(true);
+    ws_.async_write(net::buffer(out_.front()), [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->queued_ -= self->out_.front().size();
+      self->out_.pop_front();
+      if (ec) return self->shutdown();
+      if (!self->out_.empty()) self->write();
+    });
+  }
+
+  // The socket is gone: cancel what it was waiting for (frees the KV cache).
+  void shutdown() {
+    closed_ = true;
+    for (auto& [key, a] : active_) {
+      g_->client.cancel(a.gen);
+      g_->give_slot();
+    }
+    active_.clear();
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  std::shared_ptr<Gateway::Impl> g_;
+  beast::flat_buffer in_;
+  std::map<std::string, Active> active_;
+  std::deque<std::string> out_;
+  size_t queued_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace
+
+void start_websocket(tcp::socket socket, http::request<http::string_body> upgrade, std::shared_ptr<Gateway::Impl> g) {
+  std::make_shared<WsChat>(std::move(socket), std::move(g))->start(std::move(upgrade));
+}
+
+}  // namespace moemesh

@@ -1,0 +1,81 @@
+// The WebSocket chat protocol with node's `ws` client: several requests on one
+// socket, cancel, ping/pong, garbage frames, and a client gone mid-stream.
+// Usage: node websocket_client.mjs BASE_URL API_KEY
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+
+const [base, key] = process.argv.slice(2);
+const wsUrl = base.replace('http://', 'ws://') + '/v1/chat/ws';
+
+const open = (url, opts = {}) => new Promise((resolve, reject) => {
+  const ws = new WebSocket(url, opts);
+  ws.once('open', () => resolve(ws));
+  ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+  ws.once('error', reject);
+});
+// Collects messages per id until each listed id is done or failed.
+const collect = (ws, ids) => new Promise((resolve) => {
+  const out = Object.fromEntries(ids.map((id) => [id, { text: '', done: null, error: null }]));
+  let left = ids.length;
+  const onMessage = (data) => {
+    const m = JSON.parse(data.toString());
+    const r = out[m.id];
+    if (!r) return;
+    if (m.type === 'delta') r.text += m.content;
+    if (m.type === 'done') { r.done = m; --left; }
+    if (m.type === 'error') { r.error = m; --left; }
+    if (left === 0) { ws.off('message', onMessage); resolve(out); }
+  };
+  ws.on('message', onMessage);
+});
+const next = (ws, pred) => new Promise((resolve) => {
+  const f = (data) => { const m = JSON.parse(data.toString()); if (pred(m)) { ws.off('message', f); resolve(m); } };
+  ws.on('message', f);
+});
+
+await assert.rejects(open(wsUrl), /401/, 'no key, no socket');
+const ws = await open(wsUrl, { headers: { authorization: `Bearer ${key}` } });
+const msgs = (t) => [{ role: 'user', content: t }];
+
+// Three requests multiplexed; one cancelled.
+const done = collect(ws, ['a', 'b', 'c']);
+ws.send(JSON.stringify({ type: 'chat', id: 'a', messages: msgs('Hello'), max_tokens: 10 }));
+ws.send(JSON.stringify({ type: 'chat', id: 'b', messages: msgs('Tell me a story'), max_tokens: 400 }));
+ws.send(JSON.stringify({ type: 'chat', id: 'c', messages: msgs('Hi'), max_tokens: 5, temperature: 0.8, seed: 3 }));
+await next(ws, (m) => m.id === 'b' && m.type === 'delta');
+ws.send(JSON.stringify({ type: 'cancel', id: 'b' }));
+const r = await done;
+assert.equal(r.a.done.finish_reason, 'length');
+assert.equal(r.a.done.usage.completion_tokens, 10);
+assert.ok(r.a.done.timings.ttft_ms > 0 && r.a.done.timings.tokens_per_s > 0);
+assert.equal(r.b.done.finish_reason, 'cancelled');
+assert.ok(r.b.done.usage.completion_tokens < 400);
+assert.equal(r.c.done.usage.completion_tokens, 5);
+
+// Ping, and garbage: each answered with an error, the socket stays usable.
+ws.send(JSON.stringify({ type: 'ping', id: 'p' }));
+assert.equal((await next(ws, (m) => m.type === 'pong')).id, 'p');
+const errors = [
+  'not json', '[1,2]', JSON.stringify({ type: 'dance', id: 'x' }), JSON.stringify({ type: 'chat', id: '' }),
+  JSON.stringify({ type: 'chat', id: 'y', messages: [] }), JSON.stringify({ type: 'chat', id: 'z', messages: msgs('x'), max_tokens: -5 }),
+  JSON.stringify({ type: 'cancel', id: 'nothing' }),
+];
+for (const e of errors) {
+  ws.send(e);
+  const m = await next(ws, (x) => x.type === 'error');
+  assert.ok(m.status >= 400 && m.status < 500, `${e}: ${JSON.stringify(m)}`);
+}
+ws.send(Buffer.from([1, 2, 3]), { binary: true });
+assert.equal((await next(ws, (x) => x.type === 'error')).status, 400);
+const again = collect(ws, ['d']);
+ws.send(JSON.stringify({ type: 'chat', id: 'd', messages: msgs('Still there?'), max_tokens: 3 }));
+assert.equal((await again).d.done.usage.completion_tokens, 3);
+ws.close();
+
+// The key as a query parameter (browsers), and a client that vanishes mid-stream.
+const q = await open(`${wsUrl}?api_key=${key}`);
+q.send(JSON.stringify({ type: 'chat', id: 'gone', messages: msgs('Go on and on'), max_tokens: 500 }));
+await next(q, (m) => m.type === 'delta');
+q.terminate();
+console.log('websocket client: all checks passed');
+process.exit(0);  // the refused handshake's request may keep the loop alive
