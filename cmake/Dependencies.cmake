@@ -5,6 +5,7 @@ find_package(spdlog REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(cppzmq 4.9 CONFIG REQUIRED)
 find_package(boost_headers 1.81 CONFIG REQUIRED)  # Boost.Beast and Asio (header-only)
+find_package(prometheus-cpp CONFIG REQUIRED)  # no version: the package reports "unknown"
 
 if(MOEMESH_TESTS)
   find_package(GTest REQUIRED)

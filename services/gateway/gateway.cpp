@@ -59,7 +59,19 @@ class Session : public std::enable_shared_from_this<Session> {
   void route() {
     const std::string target(req_.target());
     const std::string path = target.substr(0, target.find('?'));
+    route_ = path == "/v1/chat/completions" ? "chat" : path == "/v1/completions" ? "completions" : path == "/v1/models" ? "models"
+           : path == "/healthz" ? "healthz" : path == "/readyz" ? "readyz" : path == "/metrics" ? "metrics" : path == "/" ? "page" : "other";
     if (path == "/healthz") return reply(200, "text/plain", "ok\n");
+    if (path == "/metrics") {
+      auto self = shared_from_this();
+      g_->client.stats([self](const nlohmann::json& j) {
+        net::post(self->stream_.get_executor(), [self, j] {
+          self->g_->metrics->attention_stats(j);
+          self->reply(200, "text/plain; version=0.0.4", self->g_->metrics->serialize());
+        });
+      });
+      return;
+    }
     if (path == "/readyz") {
       if (!g_->ready) throw ApiError(503, "not ready", "", "unavailable");
       return reply(200, "text/plain", "ready\n");
@@ -118,6 +130,7 @@ class Session : public std::enable_shared_from_this<Session> {
     id_ = now_id(chat_ ? "chatcmpl-" : "cmpl-");
     created_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     decoder_.emplace(g_->tk);
+    start_time_ = std::chrono::steady_clock::now();
     if (api_.stream) start_stream();
     auto self = shared_from_this();
     gen_id_ = g_->client.submit(api_.gen, [self](const TokensUpdate& u) {
@@ -154,6 +167,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_update(const TokensUpdate& u) {
     if (done_) return;
+    if (completion_tokens_ == 0 && !u.tokens.empty()) first_time_ = std::chrono::steady_clock::now();
     completion_tokens_ += static_cast<int64_t>(u.tokens.size());
     std::string delta = text_of(u.tokens);
     std::string finish = u.finish;
@@ -195,6 +209,11 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!finish.empty()) {
       done_ = true;
       release_slot();
+      const auto end = std::chrono::steady_clock::now();
+      g_->metrics->generation(static_cast<int64_t>(api_.gen.prompt.size()), completion_tokens_,
+                              std::chrono::duration<double>(first_time_ - start_time_).count(),
+                              std::chrono::duration<double>(end - start_time_).count());
+      if (api_.stream) g_->metrics->request(route_, 200);
     }
   }
 
@@ -282,6 +301,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // --- whole responses ---
   void reply(int status, const char* type, std::string body) {
+    g_->metrics->request(route_, status);
     auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), req_.version());
     res->set(http::field::content_type, type);
     res->set(http::field::server, "moemesh");
@@ -329,6 +349,8 @@ class Session : public std::enable_shared_from_this<Session> {
   Request req_;
   bool keep_alive_ = true, chat_ = true, first_chunk_ = true, done_ = false, stopped_ = false, writing_ = false, broken_ = false;
   bool holding_slot_ = false, linger_ = false;
+  std::string route_ = "other";
+  std::chrono::steady_clock::time_point start_time_, first_time_;
   std::array<char, 16384> scratch_;
   size_t drained_ = 0;
   ApiRequest api_;
@@ -363,6 +385,7 @@ uint16_t Gateway::start() {
   g.acceptor->set_option(net::socket_base::reuse_address(true));
   g.acceptor->bind(ep);
   g.acceptor->listen();
+  g.metrics = std::make_unique<GatewayMetrics>(g.opts.host + ":" + std::to_string(g.acceptor->local_endpoint().port()));
   g.accept();
   for (int i = 0; i < std::max(1, g.opts.threads); ++i) g.threads.emplace_back([&g] { g.ioc.run(); });
   return g.acceptor->local_endpoint().port();

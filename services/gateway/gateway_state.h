@@ -13,6 +13,7 @@
 
 #include "core/tokenizer/chat_template.h"
 #include "services/gateway/gateway.h"
+#include "services/gateway/gateway_metrics.h"
 
 namespace moemesh {
 
@@ -32,6 +33,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
   std::vector<std::thread> threads;
   std::atomic<bool> ready{false};
   std::atomic<size_t> inflight{0};
+  std::unique_ptr<GatewayMetrics> metrics;  // made when the port is known
 
   Impl(GatewayOptions o, std::shared_ptr<const tok::Tokenizer> t, GenerationClient& c, std::vector<int32_t> s)
       : opts(std::move(o)), tk(std::move(t)), client(c), stop_ids(std::move(s)) {
@@ -49,9 +51,10 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
       --inflight;
       return false;
     }
+    metrics->in_flight(inflight);
     return true;
   }
-  void give_slot() { --inflight; }
+  void give_slot() { metrics->in_flight(--inflight); }
   bool key_ok(std::string_view key) const {
     if (opts.api_keys.empty()) return true;
     for (const auto& k : opts.api_keys)

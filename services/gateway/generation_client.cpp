@@ -13,6 +13,8 @@ namespace {
 
 using submit_atom = caf::atom_constant<caf::atom("submit")>;
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using StatsCallback = std::shared_ptr<std::function<void(const nlohmann::json&)>>;
 
 struct Submission {
   uint64_t id = 0;
@@ -25,6 +27,7 @@ using SubmissionPtr = std::shared_ptr<Submission>;
 }  // namespace moemesh
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(moemesh::SubmissionPtr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(moemesh::StatsCallback)
 
 namespace moemesh {
 namespace {
@@ -56,6 +59,23 @@ class ClientActor : public caf::event_based_actor {
           m.add_payload(body.data(), body.size());
           transport_.send(socket_, std::move(m));
         },
+        [this](stats_atom, const StatsCallback& cb) {
+          const uint64_t id = next_stats_++;
+          stats_[id] = cb;
+          wire::Message m;
+          m.header.type = wire::MsgType::Control;
+          m.header.request_id = id;
+          const std::string body = nlohmann::json{{"cmd", "stats"}}.dump();
+          m.add_payload(body.data(), body.size());
+          transport_.send(socket_, std::move(m));
+          delayed_send(this, std::chrono::seconds(1), deadline_atom::value, id);
+        },
+        [this](deadline_atom, uint64_t id) {
+          auto it = stats_.find(id);
+          if (it == stats_.end()) return;
+          (*it->second)(nlohmann::json());
+          stats_.erase(it);
+        },
         [this](inbound_atom, const InboundPtr& in) { on_reply(*in->message); },
     };
   }
@@ -68,6 +88,18 @@ class ClientActor : public caf::event_based_actor {
 
  private:
   void on_reply(const wire::Message& m) {
+    if (m.header.type == wire::MsgType::Control) {
+      auto st = stats_.find(m.header.request_id);
+      if (st == stats_.end()) return;
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(std::string(m.payload_as<char>(0), m.payload_size(0)));
+      } catch (const std::exception&) {
+      }
+      (*st->second)(j);
+      stats_.erase(st);
+      return;
+    }
     auto it = pending_.find(m.header.request_id);
     if (it == pending_.end()) return;  // cancel acknowledgements, late replies
     TokensUpdate u;
@@ -96,6 +128,8 @@ class ClientActor : public caf::event_based_actor {
   std::string attention_;
   int socket_ = 0;
   std::map<uint64_t, SubmissionPtr> pending_;
+  std::map<uint64_t, StatsCallback> stats_;
+  uint64_t next_stats_ = uint64_t{1} << 62;  // apart from generation ids
 };
 
 std::atomic<uint64_t> g_next_id{1};
@@ -121,5 +155,9 @@ uint64_t GenerationClient::submit(const GenerationRequest& r, OnUpdate on_update
 }
 
 void GenerationClient::cancel(uint64_t id) { caf::anon_send(actor_, cancel_atom::value, id); }
+
+void GenerationClient::stats(std::function<void(const nlohmann::json&)> done) {
+  caf::anon_send(actor_, stats_atom::value, std::make_shared<std::function<void(const nlohmann::json&)>>(std::move(done)));
+}
 
 }  // namespace moemesh

@@ -9,6 +9,7 @@
 #include <string>
 
 #include <caf/all.hpp>
+#include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
 #include "services/attention/generate_protocol.h"
@@ -26,6 +27,9 @@ class GenerationClient {
   uint64_t submit(const GenerationRequest& r, OnUpdate on_update);
   // Stops a generation and frees its cache; its callback gets finish "cancelled".
   void cancel(uint64_t id);
+  // The attention role's stats (running, waiting, KV pages, drafts); null JSON
+  // when it does not answer within a second. Called on the client's actor thread.
+  void stats(std::function<void(const nlohmann::json&)> done);
 
  private:
   caf::actor actor_;

@@ -117,12 +117,15 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     if (u.finish.empty()) return;
     if (u.finish == "error") {
       send_error(key, 500, "generation failed: " + u.error);
+      g_->metrics->request("ws_chat", 500);
     } else {
       const auto end = clock_type::now();
       const double total = std::chrono::duration<double>(end - a.start).count();
       const double ttft = a.got_first ? std::chrono::duration<double>(a.first - a.start).count() : total;
       const double decode = std::chrono::duration<double>(end - (a.got_first ? a.first : a.start)).count();
       const int64_t p = static_cast<int64_t>(a.api.gen.prompt.size());
+      g_->metrics->request("ws_chat", 200);
+      g_->metrics->generation(p, a.tokens, ttft, total);
       send(dump({{"type", "done"},
                  {"id", key},
                  {"finish_reason", u.finish == "cancelled" ? "cancelled" : u.finish},
@@ -136,6 +139,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
   }
 
   void send_error(const nlohmann::json& id, int status, const std::string& message) {
+    if (status < 500) g_->metrics->request("ws_chat", status);
     send(dump({{"type", "error"}, {"id", id}, {"status", status}, {"message", message}}));
   }
 

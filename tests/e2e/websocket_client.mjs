@@ -77,5 +77,21 @@ const q = await open(`${wsUrl}?api_key=${key}`);
 q.send(JSON.stringify({ type: 'chat', id: 'gone', messages: msgs('Go on and on'), max_tokens: 500 }));
 await next(q, (m) => m.type === 'delta');
 q.terminate();
+
+// Clients gone mid-stream (this one, and the SSE one of http_edges.mjs) free their
+// generations and KV cache: the gauges go back to zero.
+const gauge = (text, name, label) => {
+  const line = text.split('\n').find((l) => l.startsWith(name) && (!label || l.includes(label)));
+  return line ? Number(line.split(' ').pop()) : NaN;
+};
+let metrics = '';
+for (let i = 0; i < 100; ++i) {
+  metrics = await (await fetch(`${base}/metrics`)).text();
+  if (gauge(metrics, 'moemesh_kv_cache_pages{', 'state="used"') === 0 && gauge(metrics, 'moemesh_generations_in_flight{') === 0) break;
+  await new Promise((r) => setTimeout(r, 100));
+}
+assert.equal(gauge(metrics, 'moemesh_kv_cache_pages{', 'state="used"'), 0, metrics);
+assert.equal(gauge(metrics, 'moemesh_generations_in_flight{'), 0, metrics);
+assert.ok(gauge(metrics, 'moemesh_generated_tokens_total{') > 0);
 console.log('websocket client: all checks passed');
 process.exit(0);  // the refused handshake's request may keep the loop alive
