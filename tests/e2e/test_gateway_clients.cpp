@@ -6,6 +6,10 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
 
 #include "services/mesh/child_process.h"
 #include "tests/support/test_models.h"
@@ -43,6 +47,8 @@ struct Up {
   }
 };
 
+bool have_chromium() { return sh("test -x /usr/bin/chromium") == 0 && sh("test -d " + kSource + "/node_modules/playwright-core") == 0; }
+
 bool have_node() { return sh("node --version > /dev/null 2>&1") == 0 && sh("test -d " + kSource + "/node_modules/openai") == 0; }
 }  // namespace
 
@@ -55,4 +61,45 @@ TEST(GatewayClients, OpenAiNpmClientAndHostileHttp) {
   EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/websocket_client.mjs " + m.url + " sk-test"), 0);
   EXPECT_TRUE(m.up->running()) << "the gateway survived everything";
   EXPECT_EQ(m.up->stop(SIGTERM), 0) << "a clean exit on SIGTERM";
+}
+
+TEST(GatewayClients, HeadlessChromiumChatsOnTheWebPage) {
+  if (!have_node() || !have_chromium()) GTEST_SKIP() << "Debian chromium and npm playwright-core (scripts/setup.sh installs them)";
+  Up m;
+  ASSERT_EQ(m.url.rfind("http://127.0.0.1:", 0), 0u) << m.url;
+  const auto shot = moemesh::testing::temp_dir("browser") / "chat.png";
+  EXPECT_EQ(sh("cd " + kSource + " && timeout 180 node tests/e2e/browser_chat.mjs " + m.url + " sk-test " + shot.string()), 0);
+  EXPECT_TRUE(std::filesystem::exists(shot) && std::filesystem::file_size(shot) > 1000) << "a screenshot was taken";
+  EXPECT_EQ(m.up->stop(SIGTERM), 0);
+}
+
+namespace {
+// Resident memory of a process, in KiB.
+long rss_kib(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+}  // namespace
+
+TEST(GatewayClients, TwoHundredStreamingClientsForThirtySeconds) {
+  if (!have_node()) GTEST_SKIP() << "node and the ws package (scripts/setup.sh installs them)";
+  Up m;
+  ASSERT_EQ(m.url.rfind("http://127.0.0.1:", 0), 0u) << m.url;
+  // Warm up, then measure memory while 200 clients stream (half SSE, half WebSocket).
+  ASSERT_EQ(sh("cd " + kSource + " && timeout 60 node tests/e2e/load_clients.mjs " + m.url + " sk-test 8 2 mixed 8 > /dev/null"), 0);
+  const long before = rss_kib(m.up->pid());
+  const auto out = moemesh::testing::temp_dir("load") / "load.json";
+  EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/load_clients.mjs " + m.url + " sk-test 200 30 mixed 16 > " + out.string()), 0);
+  const long after = rss_kib(m.up->pid());
+  std::ifstream f(out);
+  const auto j = nlohmann::json::parse(f);
+  std::cout << j.dump() << "\nresident memory: " << before / 1024 << " MiB before, " << after / 1024 << " MiB after\n";
+  EXPECT_EQ(j["errors"], 0) << j.dump();
+  EXPECT_GT(j["requests"].get<int64_t>(), 200);
+  // Bounded: the load adds at most 256 MiB (KV cache pages are preallocated lazily).
+  EXPECT_LT(after - before, 256 * 1024) << before << " KiB before, " << after << " KiB after";
+  EXPECT_TRUE(m.up->running());
 }
