@@ -125,12 +125,22 @@ std::vector<TokenEvent> Scheduler::step() {
   std::vector<StepInput> inputs;
   std::vector<uint64_t> ids;
   std::map<uint64_t, Draft> drafts;
+  int64_t decoding = 0;
+  for (const auto& [id, a] : running_) decoding += a.prefilled == static_cast<int64_t>(a.req.prompt.size());
+  const bool draft_now = drafter_ && decoding <= opts_.max_speculative_batch;
   for (auto& [id, a] : running_) {
     if (a.prefilled < static_cast<int64_t>(a.req.prompt.size()) || budget == 0) continue;
     StepInput in{id, {a.generated.back()}, false};
     const int64_t left = a.req.max_new_tokens - static_cast<int64_t>(a.generated.size());
     const int k = static_cast<int>(std::min<int64_t>({spec_k_, left - 1, budget - 1}));
-    if (a.speculate && k > 0 && !a.pend_t.empty()) {
+    if (a.speculate && a.pend_t.size() > 1024) {
+      // Too long without drafting (a large batch): the catch-up is not worth keeping.
+      a.speculate = false;
+      a.pend_h.clear();
+      a.pend_t.clear();
+      drafter_->release(id);
+    }
+    if (a.speculate && draft_now && k > 0 && !a.pend_t.empty()) {
       try {
         DraftCall call{id, a.mtp_len, a.pend_t, a.pend_h.data(), k, a.req.sampling, false};
         Draft d = drafter_->draft(call);

@@ -42,6 +42,9 @@ struct SchedulerOptions {
   int64_t step_tokens = 256;  // prefill + decode tokens per engine step
   int64_t max_running = 64;   // requests in the batch
   int64_t max_waiting = 1024; // queued requests beyond which submissions are refused
+  // Speculation only while at most this many requests decode: drafts are made one
+  // request at a time, which pays at small batches and costs at large ones.
+  int64_t max_speculative_batch = 4;
 };
 
 class RequestRefused : public std::runtime_error {

@@ -16,7 +16,7 @@ nlohmann::json ClusterConfig::defaults(const std::string& transport) {
       {"model", ""},
       {"router", {{"bind", addr("router")}, {"dispatch", "bf16"}, {"deadline_ms", 2000}, {"heartbeat_timeout_ms", 3000},
                   {"rebalance_interval_s", 0}, {"rebalance_moves", 8}}},
-      {"attention", {{"bind", addr("attention")}, {"activations", "bf16"}, {"kv_tokens", 16384}, {"speculative", 2},
+      {"attention", {{"bind", addr("attention")}, {"activations", "bf16"}, {"kv_tokens", 16384}, {"speculative", 2}, {"speculative_max_batch", 4},
                      {"step_tokens", 256}, {"max_running", 64}, {"micro_batches", 2}, {"max_waiting", 1024}, {"router_timeout_ms", 10000}}},
       {"mtp_draft", {{"enabled", true}, {"bind", addr("mtp-draft")}, {"kv_tokens", 65536}}},
       {"expert_hosts", nlohmann::json::array({{{"name", "experts-0"}, {"bind", addr("experts-0")}, {"experts", "all"}},
@@ -100,6 +100,7 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
   c.attention.scheduler.max_waiting = get<int64_t>(a, "attention", "max_waiting", 1024);
   if (c.attention.scheduler.step_tokens < 1 || c.attention.scheduler.max_running < 1 || c.attention.scheduler.max_waiting < 0)
     throw std::invalid_argument("attention.step_tokens and max_running must be >= 1, max_waiting >= 0");
+  c.attention.scheduler.max_speculative_batch = get<int64_t>(a, "attention", "speculative_max_batch", 4);
   c.attention.micro_batches = get<int>(a, "attention", "micro_batches", 2);
   if (c.attention.micro_batches < 1 || c.attention.micro_batches > 2) throw std::invalid_argument("attention.micro_batches must be 1 or 2");
   c.attention.router_timeout = positive_ms(get<int64_t>(a, "attention", "router_timeout_ms", 10000), "attention.router_timeout_ms");

@@ -90,7 +90,7 @@ TEST(MeshEquivalence, SpeculativeGreedyEqualsPlainGreedyOn16Prompts) {
   }
   nlohmann::json stats;
   {
-    TestMesh m("mesh-spec", {kOneHost, "attention.speculative=3", "router.dispatch=f32", "attention.activations=f32"});
+    TestMesh m("mesh-spec", {kOneHost, "attention.speculative=3", "attention.speculative_max_batch=64", "router.dispatch=f32", "attention.activations=f32"});
     spec = generate_all(m, prompts, 20);
     stats = control_call(m.ctx, m.ep.attention, {{"cmd", "stats"}});
   }

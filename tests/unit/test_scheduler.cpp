@@ -134,7 +134,7 @@ TEST(Scheduler, SpeculationInTheBatchEqualsPlainGreedyAndStopsWhereItShould) {
   std::vector<GenerationRequest> reqs;
   for (uint64_t i = 0; i < 5; ++i) reqs.push_back({200 + i, random_tokens(2 + 9 * i, V, 70 + i), int64_t(3 + 4 * i), {}, {}});
   auto run = [&](int k, int64_t step_tokens) {
-    Scheduler s(e, {step_tokens, 64, 1024});
+    Scheduler s(e, {step_tokens, 64, 1024, 64});  // speculation at any batch size
     LocalDrafter d(e);
     if (k > 0) s.set_drafter(&d, k);
     for (const auto& r : reqs) s.submit(r);
