@@ -12,7 +12,7 @@ DEBIAN_PACKAGES=(
   libcaf-dev libzmq3-dev cppzmq-dev prometheus-cpp-dev libboost1.81-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  chromium  # the web chat page's browser test
+  chromium curl  # the gateway's browser and command-line client tests
 )
 # Node.js may come with the machine (with its own npm); Debian's otherwise.
 command -v npm >/dev/null 2>&1 || DEBIAN_PACKAGES+=(nodejs npm)

@@ -58,8 +58,8 @@ void add_up_command(CLI::App& app) {
     std::vector<std::string> sets;
     bool processes = false;
     int64_t max_new = 64;
-    std::string host = "127.0.0.1";
-    uint16_t port = 8000;
+    std::string host;
+    int port = -1;
     std::vector<std::string> api_keys;
   };
   auto a = std::make_shared<Args>();
@@ -69,9 +69,9 @@ void add_up_command(CLI::App& app) {
   cmd->add_option("--set", a->sets, "override a config value, e.g. --set attention.speculative=0 (repeatable)");
   cmd->add_flag("--processes", a->processes, "each role as its own process over tcp loopback");
   cmd->add_option("--chat", a->chat, "send one chat message through the mesh, print the answer and stop");
-  cmd->add_option("--host", a->host, "gateway address (HTTP: OpenAI API)");
-  cmd->add_option("--port", a->port, "gateway port (0: any free port)");
-  cmd->add_option("--api-key", a->api_keys, "require this API key (repeatable; default: none)");
+  cmd->add_option("--host", a->host, "gateway address (default 127.0.0.1; config: gateway.host)");
+  cmd->add_option("--port", a->port, "gateway port, 0: any free port (default 8000; config: gateway.port)")->check(CLI::Range(0, 65535));
+  cmd->add_option("--api-key", a->api_keys, "require this API key (repeatable; config: gateway.api_keys)");
   cmd->add_option("--max-new-tokens", a->max_new, "answer length limit for --chat")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->callback([a] {
     nlohmann::json j = load_cluster_json(a->config, a->sets, a->processes ? "tcp" : "inproc");
@@ -121,18 +121,18 @@ void add_up_command(CLI::App& app) {
       return;
     }
     GenerationClient client(ctx, ep.attention);
-    GatewayOptions go;
-    go.host = a->host;
-    go.port = a->port;
-    go.api_keys = a->api_keys;
+    GatewayOptions go = ClusterConfig::from_json(j).gateway;
+    if (!a->host.empty()) go.host = a->host;
+    if (a->port >= 0) go.port = static_cast<uint16_t>(a->port);
+    if (!a->api_keys.empty()) go.api_keys = a->api_keys;
     go.model_name = std::filesystem::path(model).filename().string();
     const ModelConfig mc = ModelConfig::load(model);
     Gateway gateway(go, tok::Tokenizer::load(model), client, {static_cast<int32_t>(mc.eos_token_id)});
     const uint16_t port = gateway.start();
     gateway.set_ready(true);
     // The first line on stdout is the URL, for whoever started us.
-    std::cout << "http://" << a->host << ":" << port << std::endl;
-    spdlog::info("up: serving http://{}:{} (OpenAI API under /v1)", a->host, port);
+    std::cout << "http://" << go.host << ":" << port << std::endl;
+    spdlog::info("up: serving http://{}:{} (OpenAI API under /v1, chat page at /)", go.host, port);
     wait_for_signal();
     spdlog::info("up: stopping");
     gateway.set_ready(false);

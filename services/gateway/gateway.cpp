@@ -3,14 +3,16 @@
 #include <chrono>
 #include <deque>
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include "core/tokenizer/streaming_decoder.h"
 #include "services/gateway/gateway_state.h"
 
 namespace moemesh {
 
 namespace {
-
-const int64_t kIdleSeconds = 120;
 
 std::string now_id(const char* prefix) {
   static std::atomic<uint64_t> n{1};
@@ -28,7 +30,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void read() {
     parser_.emplace();
     parser_->body_limit(g_->opts.max_body_bytes);
-    stream_.expires_after(std::chrono::seconds(kIdleSeconds));
+    stream_.expires_after(std::chrono::seconds(g_->opts.idle_timeout_s));
     http::async_read(stream_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
 
@@ -84,7 +86,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (path == "/v1/chat/ws") {
       if (!beast::websocket::is_upgrade(req_)) throw ApiError(400, "/v1/chat/ws takes WebSocket upgrades only");
       if (!g_->ready) throw ApiError(503, "the mesh is not ready", "", "unavailable");
-      return start_websocket(stream_.release_socket(), std::move(req_), g_);
+      return start_websocket(stream_.release_socket(), std::move(req_), g_, key_);
     }
     if (path == "/v1/models") {
       if (req_.method() != http::verb::get) throw ApiError(405, "use GET");
@@ -114,17 +116,23 @@ class Session : public std::enable_shared_from_this<Session> {
     if (g_->opts.api_keys.empty()) return;
     const std::string auth(req_[http::field::authorization]);
     const std::string prefix = "Bearer ";
-    if (auth.rfind(prefix, 0) == 0 && g_->key_ok(auth.substr(prefix.size()))) return;
+    if (auth.rfind(prefix, 0) == 0 && g_->key_ok(auth.substr(prefix.size()))) {
+      key_ = auth.substr(prefix.size());
+      return;
+    }
     // Browsers cannot set headers on a WebSocket: the key may come as ?api_key=.
     const std::string target(req_.target());
     const size_t q = target.find("api_key=");
-    if (q != std::string::npos && g_->key_ok(target.substr(q + 8, target.find('&', q) - q - 8))) return;
+    if (q != std::string::npos && g_->key_ok(target.substr(q + 8, target.find('&', q) - q - 8))) {
+      key_ = target.substr(q + 8, target.find('&', q) - q - 8);
+      return;
+    }
     throw ApiError(401, "a valid API key is required (Authorization: Bearer KEY)", "", "authentication_error");
   }
 
   void generate() {
-    if (!g_->take_slot()) {
-      throw ApiError(429, "too many requests in flight; retry later", "", "rate_limit_error");
+    if (!g_->take_slot(key_)) {
+      throw ApiError(429, "too many requests in flight (for this key or in all); retry later", "", "rate_limit_error");
     }
     holding_slot_ = true;
     id_ = now_id(chat_ ? "chatcmpl-" : "cmpl-");
@@ -133,13 +141,38 @@ class Session : public std::enable_shared_from_this<Session> {
     start_time_ = std::chrono::steady_clock::now();
     if (api_.stream) start_stream();
     auto self = shared_from_this();
-    gen_id_ = g_->client.submit(api_.gen, [self](const TokensUpdate& u) {
-      net::post(self->stream_.get_executor(), [self, u] { self->on_update(u); });
+    gen_id_ = g_->client.submit(api_.gen, [self, gen = next_gen_ + 1](const TokensUpdate& u) {
+      net::post(self->stream_.get_executor(), [self, u, gen] {
+        // Updates of an earlier generation on this keep-alive connection (say the
+        // cancellation after a stop string) must not answer the next request.
+        if (gen == self->next_gen_) self->on_update(u);
+      });
+    });
+    ++next_gen_;
+    timer_.expires_after(std::chrono::seconds(g_->opts.total_timeout_s));
+    timer_.async_wait([self](beast::error_code ec) {
+      if (ec || self->done_) return;
+      self->timed_out_ = true;
+      self->g_->client.cancel(self->gen_id_);
+    });
+    if (!api_.stream) watch_disconnect();
+  }
+
+  // A whole-response request writes nothing until the end: notice a client that
+  // hangs up meanwhile (readable with nothing to read) and stop its generation.
+  void watch_disconnect() {
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->done_) return;
+      char c;
+      const ssize_t n = ::recv(self->stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;  // a pipelined request: not a hang-up
+      self->on_write_error();
     });
   }
 
   void release_slot() {
-    if (holding_slot_) g_->give_slot();
+    if (holding_slot_) g_->give_slot(key_);
+    timer_.cancel();
     holding_slot_ = false;
   }
 
@@ -170,16 +203,20 @@ class Session : public std::enable_shared_from_this<Session> {
     if (completion_tokens_ == 0 && !u.tokens.empty()) first_time_ = std::chrono::steady_clock::now();
     completion_tokens_ += static_cast<int64_t>(u.tokens.size());
     std::string delta = text_of(u.tokens);
-    std::string finish = u.finish;
+    std::string finish = u.finish, error = u.error;
     if (stopped_) finish = "stop";
+    if (finish == "cancelled" && timed_out_) {
+      finish = "error";
+      error = "the request ran longer than " + std::to_string(g_->opts.total_timeout_s) + " s";
+    }
     if (finish == "cancelled") finish = "stop";
     if (!finish.empty() && finish != "error") delta += decoder_->finish();
     if (finish == "error") {
       done_ = true;
       release_slot();
-      if (api_.stream) return stream_error(u.error);
-      return reply_error(ApiError(u.error.find("refused") != std::string::npos || u.error.find("exceeds") != std::string::npos ? 400 : 500,
-                                  "generation failed: " + u.error, "", "server_error"));
+      if (api_.stream) return stream_error(error);
+      const int status = timed_out_ ? 504 : error.find("exceeds") != std::string::npos ? 400 : 500;
+      return reply_error(ApiError(status, "generation failed: " + error, "", status == 400 ? "invalid_request_error" : "server_error"));
     }
     if (api_.stream) {
       if (!delta.empty()) push_event(chunk_json(delta, nullptr));
@@ -319,6 +356,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!keep_alive_) return close();
     done_ = false;
     stopped_ = false;
+    timed_out_ = false;
     first_chunk_ = true;
     full_.clear();
     text_.clear();
@@ -349,14 +387,16 @@ class Session : public std::enable_shared_from_this<Session> {
   Request req_;
   bool keep_alive_ = true, chat_ = true, first_chunk_ = true, done_ = false, stopped_ = false, writing_ = false, broken_ = false;
   bool holding_slot_ = false, linger_ = false;
-  std::string route_ = "other";
+  std::string route_ = "other", key_;
+  net::steady_timer timer_{stream_.get_executor()};
+  bool timed_out_ = false;
   std::chrono::steady_clock::time_point start_time_, first_time_;
   std::array<char, 16384> scratch_;
   size_t drained_ = 0;
   ApiRequest api_;
   std::string id_, full_, text_;
   int64_t created_ = 0, completion_tokens_ = 0;
-  uint64_t gen_id_ = 0;
+  uint64_t gen_id_ = 0, next_gen_ = 0;
   std::optional<tok::StreamingDecoder> decoder_;
   std::deque<std::pair<std::string, bool>> out_;
   size_t queued_bytes_ = 0;

@@ -19,6 +19,9 @@ struct GatewayOptions {
   std::vector<std::string> api_keys;     // empty: no authentication
   size_t max_body_bytes = 1 << 20;
   size_t max_inflight = 256;             // generations at once; more get 429
+  size_t per_key_concurrency = 64;       // generations at once per API key (0: no limit)
+  int idle_timeout_s = 120;              // an idle connection is closed
+  int total_timeout_s = 600;             // a generation running longer is stopped
   int threads = 2;
   std::string model_name = "moemesh";
   ApiLimits limits;

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -45,16 +47,23 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
   }
   void accept();
 
-  // Takes a generation slot; false when max_inflight are running.
-  bool take_slot() {
-    if (inflight.fetch_add(1) >= opts.max_inflight) {
-      --inflight;
-      return false;
-    }
-    metrics->in_flight(inflight);
+  // Takes a generation slot for `key`; false when max_inflight are running, or
+  // per_key_concurrency for that key.
+  bool take_slot(const std::string& key) {
+    std::lock_guard<std::mutex> lock(slots_mu);
+    if (inflight >= opts.max_inflight) return false;
+    if (opts.per_key_concurrency && per_key[key] >= opts.per_key_concurrency) return false;
+    ++per_key[key];
+    metrics->in_flight(++inflight);
     return true;
   }
-  void give_slot() { metrics->in_flight(--inflight); }
+  void give_slot(const std::string& key) {
+    std::lock_guard<std::mutex> lock(slots_mu);
+    if (--per_key[key] == 0) per_key.erase(key);
+    metrics->in_flight(--inflight);
+  }
+  std::mutex slots_mu;
+  std::map<std::string, size_t> per_key;
   bool key_ok(std::string_view key) const {
     if (opts.api_keys.empty()) return true;
     for (const auto& k : opts.api_keys)
@@ -64,7 +73,8 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
 };
 
 // Takes over an upgraded connection: the WebSocket chat protocol (docs/API.md).
-void start_websocket(tcp::socket socket, http::request<http::string_body> upgrade, std::shared_ptr<Gateway::Impl> g);
+void start_websocket(tcp::socket socket, http::request<http::string_body> upgrade, std::shared_ptr<Gateway::Impl> g,
+                     std::string api_key);
 
 // The web chat page served at "/".
 extern const char* const kChatPage;

@@ -21,7 +21,7 @@ std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohma
 
 class WsChat : public std::enable_shared_from_this<WsChat> {
  public:
-  WsChat(tcp::socket s, std::shared_ptr<Gateway::Impl> g) : ws_(std::move(s)), g_(std::move(g)) {}
+  WsChat(tcp::socket s, std::shared_ptr<Gateway::Impl> g, std::string key) : ws_(std::move(s)), g_(std::move(g)), key_(std::move(key)) {}
 
   void start(http::request<http::string_body> upgrade) {
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
@@ -89,7 +89,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     } catch (const ApiError& e) {
       return send_error(id, e.status(), e.what());
     }
-    if (!g_->take_slot()) return send_error(id, 429, "too many requests in flight; retry later");
+    if (!g_->take_slot(key_)) return send_error(id, 429, "too many requests in flight; retry later");
     a.api.gen.stop_ids = g_->stop_ids;
     a.decoder.emplace(g_->tk);
     a.start = clock_type::now();
@@ -134,7 +134,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
                               {"total_ms", total * 1e3},
                               {"tokens_per_s", a.tokens > 1 && decode > 0 ? (a.tokens - 1) / decode : 0.0}}}}));
     }
-    g_->give_slot();
+    g_->give_slot(key_);
     active_.erase(it);
   }
 
@@ -172,13 +172,14 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     closed_ = true;
     for (auto& [key, a] : active_) {
       g_->client.cancel(a.gen);
-      g_->give_slot();
+      g_->give_slot(key_);
     }
     active_.clear();
   }
 
   websocket::stream<beast::tcp_stream> ws_;
   std::shared_ptr<Gateway::Impl> g_;
+  std::string key_;
   beast::flat_buffer in_;
   std::map<std::string, Active> active_;
   std::deque<std::string> out_;
@@ -188,8 +189,9 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
 
 }  // namespace
 
-void start_websocket(tcp::socket socket, http::request<http::string_body> upgrade, std::shared_ptr<Gateway::Impl> g) {
-  std::make_shared<WsChat>(std::move(socket), std::move(g))->start(std::move(upgrade));
+void start_websocket(tcp::socket socket, http::request<http::string_body> upgrade, std::shared_ptr<Gateway::Impl> g,
+                     std::string api_key) {
+  std::make_shared<WsChat>(std::move(socket), std::move(g), std::move(api_key))->start(std::move(upgrade));
 }
 
 }  // namespace moemesh

@@ -19,6 +19,9 @@ nlohmann::json ClusterConfig::defaults(const std::string& transport) {
       {"attention", {{"bind", addr("attention")}, {"activations", "bf16"}, {"kv_tokens", 16384}, {"speculative", 2}, {"speculative_max_batch", 4},
                      {"step_tokens", 256}, {"max_running", 64}, {"micro_batches", 2}, {"max_waiting", 1024}, {"router_timeout_ms", 10000}}},
       {"mtp_draft", {{"enabled", true}, {"bind", addr("mtp-draft")}, {"kv_tokens", 65536}}},
+      {"gateway", {{"host", "127.0.0.1"}, {"port", 8000}, {"api_keys", nlohmann::json::array()}, {"max_body_bytes", 1 << 20},
+                   {"max_messages", 256}, {"max_tokens", 4096}, {"default_max_tokens", 256}, {"max_inflight", 256},
+                   {"per_key_concurrency", 64}, {"idle_timeout_s", 120}, {"total_timeout_s", 600}}},
       {"expert_hosts", nlohmann::json::array({{{"name", "experts-0"}, {"bind", addr("experts-0")}, {"experts", "all"}},
                                               {{"name", "experts-1"}, {"bind", addr("experts-1")}, {"experts", "all"}}})},
   };
@@ -105,6 +108,27 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
   if (c.attention.micro_batches < 1 || c.attention.micro_batches > 2) throw std::invalid_argument("attention.micro_batches must be 1 or 2");
   c.attention.router_timeout = positive_ms(get<int64_t>(a, "attention", "router_timeout_ms", 10000), "attention.router_timeout_ms");
   c.mtp.router_timeout = c.attention.router_timeout;
+
+  const auto& g = section(j, "gateway");
+  GatewayOptions& go = c.gateway;
+  go.host = get<std::string>(g, "gateway", "host", go.host);
+  const int64_t port = get<int64_t>(g, "gateway", "port", go.port);
+  if (port < 0 || port > 65535) throw std::invalid_argument("gateway.port must be 0..65535");
+  go.port = static_cast<uint16_t>(port);
+  go.api_keys = get<std::vector<std::string>>(g, "gateway", "api_keys", {});
+  auto positive = [&](const char* key, int64_t fallback) {
+    const int64_t v = get<int64_t>(g, "gateway", key, fallback);
+    if (v < 1) throw std::invalid_argument(std::string("gateway.") + key + " must be >= 1");
+    return v;
+  };
+  go.max_body_bytes = static_cast<size_t>(positive("max_body_bytes", static_cast<int64_t>(go.max_body_bytes)));
+  go.limits.max_messages = static_cast<size_t>(positive("max_messages", static_cast<int64_t>(go.limits.max_messages)));
+  go.limits.max_tokens = positive("max_tokens", go.limits.max_tokens);
+  go.limits.default_max_tokens = std::min(positive("default_max_tokens", go.limits.default_max_tokens), go.limits.max_tokens);
+  go.max_inflight = static_cast<size_t>(positive("max_inflight", static_cast<int64_t>(go.max_inflight)));
+  go.per_key_concurrency = static_cast<size_t>(std::max<int64_t>(0, get<int64_t>(g, "gateway", "per_key_concurrency", 64)));
+  go.idle_timeout_s = static_cast<int>(positive("idle_timeout_s", go.idle_timeout_s));
+  go.total_timeout_s = static_cast<int>(positive("total_timeout_s", go.total_timeout_s));
 
   if (j.contains("expert_hosts")) {
     if (!j["expert_hosts"].is_array()) throw std::invalid_argument("expert_hosts must be an array");

@@ -11,6 +11,7 @@
 
 #include "services/attention/attention_service.h"
 #include "services/expert_host/expert_host_service.h"
+#include "services/gateway/gateway.h"
 #include "services/mtp_draft/mtp_draft_service.h"
 #include "services/router/router_service.h"
 
@@ -30,6 +31,7 @@ struct ClusterConfig {
   MtpDraftOptions mtp;
   std::string mtp_connect;
   std::vector<ExpertHostConfig> expert_hosts;
+  GatewayOptions gateway;
 
   // Built-in defaults: every role on inproc:// ("inproc") or tcp loopback with
   // free ports ("tcp").

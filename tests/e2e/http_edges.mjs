@@ -69,6 +69,29 @@ const mid = net.connect(Number(url.port), url.hostname, () => {
 await new Promise((resolve) => mid.once('data', resolve));
 mid.destroy();
 
+// Per-key concurrency (3 in this test's config): a fourth concurrent generation gets
+// 429. First wait until the client gone mid-stream above has been noticed and freed.
+const inFlight = async () => {
+  const t = await (await fetch(`${base}/metrics`)).text();
+  return Number(t.split('\n').find((l) => l.startsWith('moemesh_generations_in_flight{')).split(' ').pop());
+};
+for (let i = 0; i < 100 && (await inFlight()) !== 0; ++i) await new Promise((r) => setTimeout(r, 100));
+assert.equal(await inFlight(), 0);
+const streams = await Promise.all([0, 1, 2].map(() => chat({ messages: msgs, max_tokens: 2000, stream: true })));
+await expect(429, chat({ messages: msgs, max_tokens: 2 }), 'over the per-key limit');
+await Promise.all(streams.map((s) => s.text()));
+
+// The total timeout (3 s in this test's config) stops a generation: 504.
+await expect(504, chat({ messages: msgs, max_tokens: 4000 }), 'over the total timeout');
+
+// A client that hangs up on a whole-response request: its generation stops (checked
+// through the gauges at the end of websocket_client.mjs).
+const hang = net.connect(Number(url.port), url.hostname, () => {
+  const body = JSON.stringify({ messages: msgs, max_tokens: 3000 });
+  hang.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  setTimeout(() => hang.destroy(), 300);
+});
+
 // Still serving, with keep-alive.
 for (let i = 0; i < 3; ++i) await expect(200, chat({ messages: msgs, max_tokens: 2 }), `after abuse ${i}`);
 console.log('http edges: all checks passed');

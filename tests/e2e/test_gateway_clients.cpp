@@ -34,15 +34,15 @@ int sh(const std::string& cmd) {
 struct Up {
   std::unique_ptr<ChildProcess> up;
   std::string url;
-  Up() {
+  explicit Up(const std::vector<std::string>& sets = {}) {
     const auto dir = moemesh::testing::temp_dir("gateway-model");
     EXPECT_EQ(sh(bin() + " make-model --preset tiny --vocab 129280 --seed 3 --tokenizer " + kTok + " --out " + dir.string() +
                  " 2>/dev/null"),
               0);
-    up = std::make_unique<ChildProcess>(std::vector<std::string>{
-        bin(), "up", "--model", dir.string(), "--port", "0", "--api-key", "sk-test", "--set",
-        std::string(
-        R"(expert_hosts=[{"name": "experts-0", "experts": "all"}])")});
+    std::vector<std::string> argv{bin(), "up", "--model", dir.string(), "--port", "0", "--api-key", "sk-test", "--set",
+                                  R"(expert_hosts=[{"name": "experts-0", "experts": "all"}])"};
+    for (const auto& s : sets) argv.insert(argv.end(), {"--set", s});
+    up = std::make_unique<ChildProcess>(argv);
     url = up->read_line(std::chrono::seconds(60));
   }
 };
@@ -54,11 +54,23 @@ bool have_node() { return sh("node --version > /dev/null 2>&1") == 0 && sh("test
 
 TEST(GatewayClients, OpenAiNpmClientAndHostileHttp) {
   if (!have_node()) GTEST_SKIP() << "node and the openai package (scripts/setup.sh installs them)";
-  Up m;
+  Up m({"gateway.per_key_concurrency=3", "gateway.total_timeout_s=3"});
   ASSERT_EQ(m.url.rfind("http://127.0.0.1:", 0), 0u) << m.url;
   EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/openai_client.mjs " + m.url + " sk-test"), 0);
   EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/http_edges.mjs " + m.url + " sk-test"), 0);
   EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/websocket_client.mjs " + m.url + " sk-test"), 0);
+  // curl, as people try an API first.
+  if (sh("curl --version > /dev/null 2>&1") == 0) {
+    const std::string curl = "curl -s -m 60 -H 'Authorization: Bearer sk-test' ";
+    EXPECT_EQ(sh(curl + "-o /dev/null -w '%{http_code}' " + m.url + "/healthz | grep -q 200"), 0);
+    EXPECT_EQ(sh(curl + "-H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], "
+                        "\"max_tokens\": 4}' " + m.url + "/v1/chat/completions | grep -q '\"object\":\"chat.completion\"'"),
+              0);
+    EXPECT_EQ(sh(curl + "-N -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"max_tokens\": 4, \"stream\": true}' " +
+                 m.url + "/v1/chat/completions | grep -q 'data: \\[DONE\\]'"),
+              0);
+    EXPECT_EQ(sh(curl + "-o /dev/null -w '%{http_code}' -d '{oops' " + m.url + "/v1/chat/completions | grep -q 400"), 0);
+  }
   EXPECT_TRUE(m.up->running()) << "the gateway survived everything";
   EXPECT_EQ(m.up->stop(SIGTERM), 0) << "a clean exit on SIGTERM";
 }
