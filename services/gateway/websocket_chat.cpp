@@ -47,7 +47,13 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
   }
 
   void on_read(beast::error_code ec) {
-    if (ec) return shutdown();  // closed, timed out, too large, or a protocol error: Beast has closed it
+    if (ec) {
+      // Closed, timed out, too large, or not WebSocket at all: drop the connection.
+      shutdown();
+      beast::error_code ignored;
+      beast::get_lowest_layer(ws_).socket().close(ignored);
+      return;
+    }
     const std::string text = beast::buffers_to_string(in_.data());
     in_.consume(in_.size());
     if (!ws_.got_text()) {

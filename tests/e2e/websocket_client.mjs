@@ -72,6 +72,13 @@ ws.send(JSON.stringify({ type: 'chat', id: 'd', messages: msgs('Still there?'), 
 assert.equal((await again).d.done.usage.completion_tokens, 3);
 ws.close();
 
+// Bytes that are not a WebSocket frame at all: the server closes with a protocol error.
+const raw = await open(wsUrl, { headers: { authorization: `Bearer ${key}` } });
+const closed = new Promise((resolve) => raw.once('close', (code) => resolve(code)));
+raw._socket.write(Buffer.from([0x8f, 0x80, 1, 2, 3, 4]));  // a complete frame header with a reserved opcode
+const code = await Promise.race([closed, new Promise((r) => setTimeout(() => r('timeout'), 10000))]);
+assert.ok(code === 1002 || code === 1006 || code === 1009, `close code ${code}`);
+
 // The key as a query parameter (browsers), and a client that vanishes mid-stream.
 const q = await open(`${wsUrl}?api_key=${key}`);
 q.send(JSON.stringify({ type: 'chat', id: 'gone', messages: msgs('Go on and on'), max_tokens: 500 }));
