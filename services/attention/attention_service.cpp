@@ -7,6 +7,7 @@
 
 #include "actors/compute_queue.h"
 #include "actors/mesh_actor.h"
+#include "actors/role_metrics.h"
 #include "actors/transport.h"
 #include "services/attention/generate_protocol.h"
 #include "services/attention/router_client.h"
@@ -39,8 +40,9 @@ wire::Message json_message(wire::MsgType type, uint64_t request_id, const nlohma
 
 class AttentionActor : public caf::event_based_actor {
  public:
-  AttentionActor(caf::actor_config& c, AttentionOptions opts, zmq::context_t* ctx, std::promise<std::string>* bound)
-      : caf::event_based_actor(c), opts_(std::move(opts)), ctx_(*ctx), transport_(*ctx), bound_(bound) {}
+  AttentionActor(caf::actor_config& c, AttentionOptions opts, zmq::context_t* ctx, std::promise<std::string>* bound,
+                 std::string* metrics_url)
+      : caf::event_based_actor(c), opts_(std::move(opts)), ctx_(*ctx), transport_(*ctx), bound_(bound), metrics_url_(metrics_url) {}
 
   caf::behavior make_behavior() override {
     try {
@@ -61,7 +63,18 @@ class AttentionActor : public caf::event_based_actor {
         drafter_ = std::make_unique<RemoteDrafter>(ctx_, opts_.mtp, engine_->config().vocab_size, engine_->config().hidden_size);
         if (opts_.speculative > 0) scheduler_->set_drafter(drafter_.get(), opts_.speculative);
       }
-      bound_->set_value(transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this)));
+      const std::string ep = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
+      metrics_ = std::make_unique<RoleMetrics>("attention", ep, opts_.metrics);
+      *metrics_url_ = metrics_->url();
+      m_kv_ = &metrics_->gauge("moemesh_kv_cache_pages", "Latent KV cache pages, by state");
+      m_batch_ = &metrics_->gauge("moemesh_batch_size", "Requests in the running batch").Add({});
+      m_queue_ = &metrics_->gauge("moemesh_queue_depth", "Requests waiting for admission").Add({});
+      m_tokens_ = &metrics_->counter("moemesh_generated_tokens_total", "Tokens generated").Add({});
+      m_step_ = &metrics_->histogram("moemesh_engine_step_seconds", "Time of one engine step (all its micro-batches)").Add({}, latency_buckets());
+      m_drafted_ = &metrics_->counter("moemesh_mtp_drafted_tokens_total", "Draft tokens verified, by draft position");
+      m_accepted_ = &metrics_->counter("moemesh_mtp_accepted_tokens_total", "Draft tokens accepted, by draft position");
+      m_requests_ = &metrics_->counter("moemesh_requests_total", "Generations finished, by finish reason");
+      bound_->set_value(ep);
     } catch (...) {
       bound_->set_exception(std::current_exception());
       quit();
@@ -207,7 +220,9 @@ class AttentionActor : public caf::event_based_actor {
     if (scheduler_->idle()) return;
     busy_ = true;
     compute_->post([this, self] {
+      const auto t0 = std::chrono::steady_clock::now();
       auto events = std::make_shared<std::vector<TokenEvent>>(scheduler_->step());
+      m_step_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       nlohmann::json st{{"running", scheduler_->running()},
                         {"waiting", scheduler_->waiting()},
                         {"kv_pages_used", engine_->cache().used_pages()},
@@ -219,11 +234,35 @@ class AttentionActor : public caf::event_based_actor {
         busy_ = false;
         stats_ = st;
         ++stats_steps_;
+        update_metrics(*events);
         stats_["steps"] = stats_steps_;
         deliver(*events);
         kick();
       });
     });
+  }
+
+  void update_metrics(const std::vector<TokenEvent>& events) {
+    const double used = stats_["kv_pages_used"].get<double>(), total = stats_["kv_pages_total"].get<double>();
+    m_kv_->Add({{"state", "used"}}).Set(used);
+    m_kv_->Add({{"state", "free"}}).Set(total - used);
+    m_batch_->Set(stats_["running"].get<double>());
+    m_queue_->Set(stats_["waiting"].get<double>());
+    for (const auto& e : events) {
+      if (e.token >= 0) m_tokens_->Increment();
+      if (e.finish != FinishReason::None) m_requests_->Add({{"finish", finish_reason_name(e.finish)}}).Increment();
+    }
+    for (size_t i = 0; i < stats_["drafted"].size(); ++i) {
+      const double d = stats_["drafted"][i].get<double>(), a = stats_["accepted"][i].get<double>();
+      if (seen_drafted_.size() <= i) {
+        seen_drafted_.resize(i + 1, 0);
+        seen_accepted_.resize(i + 1, 0);
+      }
+      m_drafted_->Add({{"position", std::to_string(i)}}).Increment(d - seen_drafted_[i]);
+      m_accepted_->Add({{"position", std::to_string(i)}}).Increment(a - seen_accepted_[i]);
+      seen_drafted_[i] = d;
+      seen_accepted_[i] = a;
+    }
   }
 
   void deliver(const std::vector<TokenEvent>& events) {
@@ -309,6 +348,14 @@ class AttentionActor : public caf::event_based_actor {
   zmq::context_t& ctx_;
   Transport transport_;
   std::promise<std::string>* bound_;
+  std::string* metrics_url_;
+  std::unique_ptr<RoleMetrics> metrics_;
+  prometheus::Family<prometheus::Gauge>* m_kv_ = nullptr;
+  prometheus::Gauge *m_batch_ = nullptr, *m_queue_ = nullptr;
+  prometheus::Counter* m_tokens_ = nullptr;
+  prometheus::Histogram* m_step_ = nullptr;
+  prometheus::Family<prometheus::Counter>*m_drafted_ = nullptr, *m_accepted_ = nullptr, *m_requests_ = nullptr;
+  std::vector<double> seen_drafted_, seen_accepted_;
   std::unique_ptr<ComputeQueue> compute_ = std::make_unique<ComputeQueue>();
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -331,7 +378,7 @@ AttentionService::~AttentionService() { stop(); }
 std::string AttentionService::start() {
   std::promise<std::string> bound;
   auto f = bound.get_future();
-  actor_ = actor_system().spawn<AttentionActor>(opts_, &ctx_, &bound);
+  actor_ = actor_system().spawn<AttentionActor>(opts_, &ctx_, &bound, &metrics_url_);
   return f.get();
 }
 

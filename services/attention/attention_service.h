@@ -27,6 +27,7 @@ struct AttentionOptions {
   int micro_batches = 2;         // in flight per step: attention computes one while experts run the other
   SchedulerOptions scheduler;
   std::chrono::milliseconds router_timeout{10000};
+  std::string metrics;           // Prometheus endpoint (port 0: any); empty: none
 };
 
 class AttentionService {
@@ -35,8 +36,10 @@ class AttentionService {
   ~AttentionService();
   std::string start();
   void stop();
+  const std::string& metrics_url() const { return metrics_url_; }
 
  private:
+  std::string metrics_url_;
   AttentionOptions opts_;
   zmq::context_t& ctx_;
   caf::actor actor_;

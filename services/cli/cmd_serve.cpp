@@ -59,6 +59,7 @@ void add_serve_command(CLI::App& app) {
     if (!r->bind.empty()) c.router.bind = r->bind;
     RouterService s(c.router, *ctx);
     announce(s.start());
+    if (!s.metrics_url().empty()) spdlog::info("router: metrics at {}", s.metrics_url());
     wait_for_signal();
   });
 
@@ -86,6 +87,7 @@ void add_serve_command(CLI::App& app) {
     h.options.experts = resolve_experts(h.experts, static_cast<int32_t>(mc.n_routed_experts));
     ExpertHostService s(h.options, *ctx);
     announce(s.start());
+    if (!s.metrics_url().empty()) spdlog::info("expert host: metrics at {}", s.metrics_url());
     auto left = s.left();
     wait_for_signal([&] { return left.wait_for(std::chrono::seconds(0)) == std::future_status::ready; });
   });
@@ -109,6 +111,7 @@ void add_serve_command(CLI::App& app) {
     if (!a->bind.empty()) c.attention.bind = a->bind;
     AttentionService s(c.attention, *ctx);
     announce(s.start());
+    if (!s.metrics_url().empty()) spdlog::info("attention: metrics at {}", s.metrics_url());
     wait_for_signal();
   });
 }

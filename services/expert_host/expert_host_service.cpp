@@ -5,6 +5,7 @@
 
 #include "actors/compute_queue.h"
 #include "actors/mesh_actor.h"
+#include "actors/role_metrics.h"
 #include "actors/transport.h"
 #include "core/model_config.h"
 #include "services/expert_host/expert_host.h"
@@ -24,8 +25,8 @@ wire::Message json_message(wire::MsgType type, uint64_t request_id, const nlohma
 class ExpertHostActor : public caf::event_based_actor {
  public:
   ExpertHostActor(caf::actor_config& c, ExpertHostOptions opts, zmq::context_t* ctx, std::promise<std::string>* bound,
-                  std::promise<void>* leave)
-      : caf::event_based_actor(c), opts_(std::move(opts)), transport_(*ctx), bound_(bound), leave_(leave) {}
+                  std::promise<void>* leave, std::string* metrics_url)
+      : caf::event_based_actor(c), opts_(std::move(opts)), transport_(*ctx), bound_(bound), leave_(leave), metrics_url_(metrics_url) {}
 
   caf::behavior make_behavior() override {
     try {
@@ -36,6 +37,14 @@ class ExpertHostActor : public caf::event_based_actor {
       if (opts_.capacity < 0) opts_.capacity = cfg_.n_routed_experts;
       endpoint_ = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
       if (opts_.name.empty()) opts_.name = endpoint_;
+      metrics_ = std::make_unique<RoleMetrics>("expert-host", opts_.name, opts_.metrics);
+      *metrics_url_ = metrics_->url();
+      m_dispatches_ = &metrics_->counter("moemesh_expert_dispatches_total", "Dispatches computed").Add({});
+      m_rows_ = &metrics_->counter("moemesh_expert_rows_total", "Token rows computed").Add({});
+      m_loaded_ = &metrics_->gauge("moemesh_experts_loaded", "Routed experts held (the same ids on every MoE layer)").Add({});
+      m_compute_ = &metrics_->histogram("moemesh_expert_compute_seconds", "Time to compute one dispatch").Add({}, latency_buckets());
+      m_wire_errors_ = &metrics_->counter("moemesh_wire_errors_total", "Malformed or refused frames").Add({});
+      m_loaded_->Set(static_cast<double>(held_.size()));
       if (!opts_.router.empty()) {
         router_ = transport_.connect(opts_.router);
         transport_.send(router_, json_message(wire::MsgType::Hello, 1, report()));
@@ -86,10 +95,16 @@ class ExpertHostActor : public caf::event_based_actor {
     Transport* t = &transport_;
     compute_->post([in, host, t, self, this] {
       wire::Message reply;
+      const auto t0 = std::chrono::steady_clock::now();
+      const uint64_t rows_before = host->rows();
       try {
         reply = host->handle(*in->message);
+        m_compute_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        m_dispatches_->Increment();
+        m_rows_->Increment(static_cast<double>(host->rows() - rows_before));
       } catch (const wire::WireError& e) {
         spdlog::warn("expert host: {}", e.what());
+        m_wire_errors_->Increment();
         reply = wire::error_message(in->message->header.request_id, e.code(), e.what());
       }
       const uint64_t d = host->dispatches(), r = host->rows();
@@ -141,7 +156,10 @@ class ExpertHostActor : public caf::event_based_actor {
       const std::vector<int32_t> now = cmd == "load" ? host->load(want) : host->unload(want);
       spdlog::info("expert host: {} {} experts, holds {}", cmd == "load" ? "loaded" : "unloaded", want.size(), now.size());
       t->reply(std::move(in->routing), json_message(wire::MsgType::Control, id, {{"cmd", cmd}, {"experts", now}}));
-      run_in(self, [this, now] { held_ = now; });
+      run_in(self, [this, now] {
+        held_ = now;
+        m_loaded_->Set(static_cast<double>(now.size()));
+      });
     });
   }
 
@@ -149,6 +167,11 @@ class ExpertHostActor : public caf::event_based_actor {
   Transport transport_;
   std::promise<std::string>* bound_;
   std::promise<void>* leave_;
+  std::string* metrics_url_;
+  std::unique_ptr<RoleMetrics> metrics_;
+  prometheus::Counter *m_dispatches_ = nullptr, *m_rows_ = nullptr, *m_wire_errors_ = nullptr;
+  prometheus::Gauge* m_loaded_ = nullptr;
+  prometheus::Histogram* m_compute_ = nullptr;
   std::unique_ptr<ComputeQueue> compute_ = std::make_unique<ComputeQueue>();
   ModelConfig cfg_;
   std::unique_ptr<Checkpoint> ckpt_;
@@ -170,7 +193,7 @@ ExpertHostService::~ExpertHostService() { stop(); }
 std::string ExpertHostService::start() {
   std::promise<std::string> bound;
   auto f = bound.get_future();
-  actor_ = actor_system().spawn<ExpertHostActor>(opts_, &ctx_, &bound, &leave_);
+  actor_ = actor_system().spawn<ExpertHostActor>(opts_, &ctx_, &bound, &leave_, &metrics_url_);
   return f.get();
 }
 

@@ -23,6 +23,7 @@ struct ExpertHostOptions {
   bool join = false;
   int64_t capacity = -1;               // experts it may hold (-1: all)
   std::chrono::milliseconds heartbeat{250};
+  std::string metrics;                 // Prometheus endpoint (port 0: any); empty: none
 };
 
 class ExpertHostService {
@@ -34,6 +35,7 @@ class ExpertHostService {
   void stop();
   // Becomes ready when the router told this host to leave (after a drain).
   std::shared_future<void> left() const { return left_; }
+  const std::string& metrics_url() const { return metrics_url_; }
 
  private:
   ExpertHostOptions opts_;
@@ -41,6 +43,7 @@ class ExpertHostService {
   caf::actor actor_;
   std::promise<void> leave_;
   std::shared_future<void> left_;
+  std::string metrics_url_;
 };
 
 }  // namespace moemesh

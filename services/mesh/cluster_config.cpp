@@ -75,6 +75,7 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
   if (rb < 0) throw std::invalid_argument("router.rebalance_interval_s must be >= 0");
   c.router.rebalance_interval = std::chrono::milliseconds(static_cast<int64_t>(rb * 1000));
   c.router.rebalance_moves = get<int>(r, "router", "rebalance_moves", 8);
+  c.router.metrics = get<std::string>(r, "router", "metrics", "");
 
   const auto& m = section(j, "mtp_draft");
   c.mtp_enabled = get<bool>(m, "mtp_draft", "enabled", true);
@@ -105,6 +106,7 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
     throw std::invalid_argument("attention.step_tokens and max_running must be >= 1, max_waiting >= 0");
   c.attention.scheduler.max_speculative_batch = get<int64_t>(a, "attention", "speculative_max_batch", 4);
   c.attention.micro_batches = get<int>(a, "attention", "micro_batches", 2);
+  c.attention.metrics = get<std::string>(a, "attention", "metrics", "");
   if (c.attention.micro_batches < 1 || c.attention.micro_batches > 2) throw std::invalid_argument("attention.micro_batches must be 1 or 2");
   c.attention.router_timeout = positive_ms(get<int64_t>(a, "attention", "router_timeout_ms", 10000), "attention.router_timeout_ms");
   c.mtp.router_timeout = c.attention.router_timeout;
@@ -143,6 +145,7 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
       check_address(e.options.bind, where + ".bind");
       e.options.router = c.router_connect;
       e.options.capacity = get<int64_t>(h, where.c_str(), "capacity", -1);
+      e.options.metrics = get<std::string>(h, where.c_str(), "metrics", "");
       e.experts = get<std::string>(h, where.c_str(), "experts", "all");
       c.expert_hosts.push_back(std::move(e));
     }

@@ -22,6 +22,7 @@ namespace moemesh {
 struct MeshEndpoints {
   std::string router, attention, mtp;
   std::vector<std::string> expert_hosts;
+  std::vector<std::string> metrics;  // Prometheus URLs of the roles that serve them (in-process mesh)
 };
 
 using Progress = std::function<void(const std::string&)>;

@@ -8,6 +8,7 @@
 
 #include "actors/compute_queue.h"
 #include "actors/mesh_actor.h"
+#include "actors/role_metrics.h"
 #include "actors/transport.h"
 #include "core/model_config.h"
 #include "model/moe_gate.h"
@@ -100,8 +101,9 @@ nlohmann::json json_of(const wire::Message& m) {
 
 class RouterActor : public caf::event_based_actor {
  public:
-  RouterActor(caf::actor_config& c, RouterOptions opts, zmq::context_t* ctx, std::promise<std::string>* bound)
-      : caf::event_based_actor(c), opts_(std::move(opts)), transport_(*ctx), bound_(bound) {}
+  RouterActor(caf::actor_config& c, RouterOptions opts, zmq::context_t* ctx, std::promise<std::string>* bound,
+              std::string* metrics_url)
+      : caf::event_based_actor(c), opts_(std::move(opts)), transport_(*ctx), bound_(bound), metrics_url_(metrics_url) {}
 
   caf::behavior make_behavior() override {
     try {
@@ -111,7 +113,9 @@ class RouterActor : public caf::event_based_actor {
       for (int64_t l : gated_moe_layers(cfg_, *ckpt_)) (*gates)[l] = std::make_unique<MoeGate>(cfg_, *ckpt_, l);
       gates_ = gates;
       placement_ = std::make_unique<Placement>(static_cast<int32_t>(cfg_.n_routed_experts));
-      bound_->set_value(transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this)));
+      const std::string ep = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
+      make_metrics(ep);
+      bound_->set_value(ep);
     } catch (...) {
       bound_->set_exception(std::current_exception());
       quit();
@@ -145,6 +149,7 @@ class RouterActor : public caf::event_based_actor {
     std::vector<int64_t> rows;   // token rows sent, in order
     bool done = false;
     std::vector<float> result;   // [rows, hidden]
+    std::chrono::steady_clock::time_point sent;
   };
   struct Pending {
     std::vector<zmq::message_t> client;
@@ -156,6 +161,23 @@ class RouterActor : public caf::event_based_actor {
     std::vector<uint64_t> parts;  // dispatch ids, in the order sent
     size_t outstanding = 0;
   };
+
+  void make_metrics(const std::string& instance) {
+    metrics_ = std::make_unique<RoleMetrics>("router", instance, opts_.metrics);
+    *metrics_url_ = metrics_->url();
+    auto& req = metrics_->counter("moemesh_moe_requests_total", "MoE layer requests answered, by status");
+    m_ok_ = &req.Add({{"status", "ok"}});
+    m_failed_ = &req.Add({{"status", "failed"}});
+    auto& routed = metrics_->counter("moemesh_tokens_routed_total", "Tokens routed to each expert, all MoE layers summed");
+    for (int64_t e = 0; e < cfg_.n_routed_experts; ++e) m_routed_.push_back(&routed.Add({{"expert", std::to_string(e)}}));
+    m_bytes_ = &metrics_->counter("moemesh_dispatch_bytes_total", "Bytes dispatched to each expert host");
+    m_latency_ = &metrics_->histogram("moemesh_dispatch_seconds", "From a dispatch to its combined answer, per expert host");
+    m_up_ = &metrics_->gauge("moemesh_expert_host_up", "1 while an expert host is ready, 0.5 draining, 0 dead");
+    m_membership_ = &metrics_->counter("moemesh_membership_changes_total", "Expert hosts joining, leaving or taken out").Add({});
+    m_moves_ = &metrics_->counter("moemesh_rebalance_moves_total", "Expert loads and unloads asked for by rebalancing and drains").Add({});
+    m_retries_ = &metrics_->counter("moemesh_dispatch_retries_total", "Dispatches sent again to a replica").Add({});
+    m_wire_errors_ = &metrics_->counter("moemesh_wire_errors_total", "Malformed or refused frames").Add({});
+  }
 
   void reply_error(const Inbound& in, wire::ErrorCode code, const std::string& what) {
     transport_.reply(std::move(const_cast<Inbound&>(in).routing),
@@ -211,6 +233,7 @@ class RouterActor : public caf::event_based_actor {
     for (size_t s = 0; s < p->routing.experts.size(); ++s) {
       slots.push_back(static_cast<int64_t>(s));
       placement_->count_tokens(p->routing.experts[s], 1);
+      m_routed_[p->routing.experts[s]]->Increment();
     }
     dispatch(id, slots, {});
   }
@@ -263,6 +286,8 @@ class RouterActor : public caf::event_based_actor {
       m.add_payload(experts);
       m.add_payload(weights);
       h->inflight_rows += static_cast<int64_t>(part.rows.size());
+      m_bytes_->Add({{"host", h->name}}).Increment(static_cast<double>(payload_bytes(m)));
+      part.sent = std::chrono::steady_clock::now();
       transport_.send(h->socket, std::move(m));
       parts_[did] = std::move(part);
       p.parts.push_back(did);
@@ -276,6 +301,7 @@ class RouterActor : public caf::event_based_actor {
     if (it == pending_.end()) return;
     Pending& p = *it->second;
     ++failed_;
+    m_failed_->Increment();
     spdlog::warn("router: request failed: {}", why);
     transport_.reply(std::move(p.client), wire::error_message(p.client_request, wire::ErrorCode::Failed, "router: " + why));
     for (uint64_t did : p.parts) {
@@ -332,6 +358,8 @@ class RouterActor : public caf::event_based_actor {
       return maybe_finish(id);
     }
     part.done = true;
+    m_latency_->Add({{"host", h->name}}, latency_buckets())
+        .Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - part.sent).count());
     h->rows_served += static_cast<uint64_t>(rows);
     ++h->dispatches;
     auto p = pending_.find(id);
@@ -345,6 +373,7 @@ class RouterActor : public caf::event_based_actor {
     if (it == pending_.end() || it->second->outstanding > 0) return;
     auto p = it->second;
     pending_.erase(it);
+    m_ok_->Increment();
     // Sum the partial sums on the compute queue (in dispatch order), reply from there.
     auto results = std::make_shared<std::vector<std::pair<std::vector<int64_t>, std::vector<float>>>>();
     for (uint64_t did : p->parts) {
@@ -409,6 +438,7 @@ class RouterActor : public caf::event_based_actor {
     }
     for (auto& [id, slots] : retry) {
       ++retries_;
+      m_retries_->Increment();
       dispatch(id, slots, {host});
       maybe_finish(id);
     }
@@ -457,6 +487,7 @@ class RouterActor : public caf::event_based_actor {
     transport_.send(h.socket, json_message(wire::MsgType::Control, next_dispatch_++,
                                            {{"cmd", load ? "load" : "unload"}, {"experts", experts}}));
     moves_ += experts.size();
+    m_moves_->Increment(static_cast<double>(experts.size()));
     spdlog::info("router: asking {} to {} {} experts", h.name, load ? "load" : "unload", experts.size());
   }
 
@@ -534,6 +565,18 @@ class RouterActor : public caf::event_based_actor {
 
   void on_tick() {
     const auto now = std::chrono::steady_clock::now();
+    // Metrics that follow state: membership and host health, wire errors.
+    if (membership_changes_ > seen_membership_) {
+      m_membership_->Increment(static_cast<double>(membership_changes_ - seen_membership_));
+      seen_membership_ = membership_changes_;
+    }
+    const uint64_t wire_errors = errors_ + transport_.bad_frames();
+    if (wire_errors > seen_wire_errors_) {
+      m_wire_errors_->Increment(static_cast<double>(wire_errors - seen_wire_errors_));
+      seen_wire_errors_ = wire_errors;
+    }
+    for (const auto& [id, h] : placement_->hosts())
+      m_up_->Add({{"host", h.name}}).Set(h.state == HostState::Ready ? 1.0 : h.state == HostState::Draining ? 0.5 : 0.0);
     std::vector<int> dead, drained;
     for (const auto& [id, h] : placement_->hosts()) {
       if (h.state == HostState::Dead) continue;
@@ -550,6 +593,7 @@ class RouterActor : public caf::event_based_actor {
       transport_.send(h->socket, json_message(wire::MsgType::Control, next_dispatch_++, {{"cmd", "leave"}}));
       transport_.disconnect(h->socket);
       ++membership_changes_;
+      m_up_->Add({{"host", h->name}}).Set(0);
       placement_->erase(id);
     }
     if (opts_.rebalance_interval.count() > 0 && now - last_rebalance_ > opts_.rebalance_interval) rebalance();
@@ -558,9 +602,18 @@ class RouterActor : public caf::event_based_actor {
   RouterOptions opts_;
   Transport transport_;
   std::promise<std::string>* bound_;
+  std::string* metrics_url_;
   std::unique_ptr<ComputeQueue> compute_ = std::make_unique<ComputeQueue>();
   ModelConfig cfg_;
   std::unique_ptr<Checkpoint> ckpt_;
+  std::unique_ptr<RoleMetrics> metrics_;
+  prometheus::Counter *m_ok_ = nullptr, *m_failed_ = nullptr, *m_membership_ = nullptr, *m_moves_ = nullptr,
+                      *m_retries_ = nullptr, *m_wire_errors_ = nullptr;
+  std::vector<prometheus::Counter*> m_routed_;
+  prometheus::Family<prometheus::Counter>* m_bytes_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* m_latency_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* m_up_ = nullptr;
+  uint64_t seen_membership_ = 0, seen_wire_errors_ = 0;
   std::shared_ptr<const Gates> gates_;
   std::unique_ptr<Placement> placement_;
   std::map<uint64_t, std::shared_ptr<Pending>> pending_;
@@ -579,7 +632,7 @@ RouterService::~RouterService() { stop(); }
 std::string RouterService::start() {
   std::promise<std::string> bound;
   auto f = bound.get_future();
-  actor_ = actor_system().spawn<RouterActor>(opts_, &ctx_, &bound);
+  actor_ = actor_system().spawn<RouterActor>(opts_, &ctx_, &bound, &metrics_url_);
   endpoint_ = f.get();
   return endpoint_;
 }

@@ -25,6 +25,7 @@ struct RouterOptions {
   std::chrono::milliseconds heartbeat_timeout{3000};
   std::chrono::milliseconds rebalance_interval{0};    // 0: only on command
   int rebalance_moves = 8;
+  std::string metrics;  // Prometheus endpoint, e.g. 127.0.0.1:9101 (port 0: any); empty: none
 };
 
 WireActivations parse_wire_activations(const std::string& s);  // f32, bf16, fp8
@@ -41,12 +42,13 @@ class RouterService {
   std::string start();
   void stop();
   const std::string& endpoint() const { return endpoint_; }
+  const std::string& metrics_url() const { return metrics_url_; }
 
  private:
   RouterOptions opts_;
   zmq::context_t& ctx_;
   caf::actor actor_;
-  std::string endpoint_;
+  std::string endpoint_, metrics_url_;
 };
 
 }  // namespace moemesh

@@ -5,6 +5,11 @@
 
 #include <unistd.h>
 
+#include <sstream>
+
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+
 #include "model/scheduler.h"
 #include "services/attention/attention_client.h"
 #include "services/mesh/mesh_launcher.h"
@@ -94,4 +99,59 @@ TEST(LocalMesh, IpcMeshWithMicroBatchesAndSpeculationServesAndRefusesCleanly) {
   EXPECT_EQ(c.generate(ok).tokens.size(), 4u);
   const auto stats = control_call(ctx, ep.attention, {{"cmd", "stats"}});
   EXPECT_EQ(stats["kv_pages_used"], 0) << "finished requests leave no cache behind";
+}
+
+namespace {
+// GET over plain HTTP, for a metrics endpoint.
+std::string http_get(const std::string& url) {
+  namespace beast = boost::beast;
+  const std::string rest = url.substr(7);  // after http://
+  const std::string hostport = rest.substr(0, rest.find('/')), path = rest.substr(rest.find('/'));
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::resolver resolver(ioc);
+  beast::tcp_stream stream(ioc);
+  stream.connect(resolver.resolve(hostport.substr(0, hostport.find(':')), hostport.substr(hostport.find(':') + 1)));
+  beast::http::request<beast::http::empty_body> req{beast::http::verb::get, path, 11};
+  req.set(beast::http::field::host, hostport);
+  beast::http::write(stream, req);
+  beast::flat_buffer buf;
+  beast::http::response<beast::http::string_body> res;
+  beast::http::read(stream, buf, res);
+  return res.body();
+}
+
+double sample(const std::string& text, const std::string& prefix) {
+  std::istringstream in(text);
+  std::string line;
+  double sum = 0;
+  while (std::getline(in, line))
+    if (line.rfind(prefix, 0) == 0) sum += std::stod(line.substr(line.rfind(' ') + 1));
+  return sum;
+}
+}  // namespace
+
+TEST(LocalMesh, EveryRoleServesItsPrometheusMetrics) {
+  zmq::context_t ctx(1);
+  InProcessMesh mesh(config({"router.metrics=127.0.0.1:0", "attention.metrics=127.0.0.1:0", "expert_hosts.0.metrics=127.0.0.1:0",
+                             "expert_hosts.1.metrics=127.0.0.1:0", "attention.speculative=2"}),
+                     ctx);
+  const MeshEndpoints ep = mesh.start();
+  ASSERT_EQ(ep.metrics.size(), 4u);
+  AttentionClient c(ctx, ep.attention);
+  GenerationRequest r;
+  r.prompt = random_tokens(9, 1024, 5);
+  r.max_new_tokens = 7;
+  ASSERT_EQ(c.generate(r).tokens.size(), 7u);
+  const std::string router = http_get(ep.metrics[0]), attention = http_get(ep.metrics[1]);
+  const std::string host0 = http_get(ep.metrics[2]), host1 = http_get(ep.metrics[3]);
+  EXPECT_GT(sample(router, "moemesh_tokens_routed_total{"), 0);
+  EXPECT_GT(sample(router, "moemesh_moe_requests_total{") , 0);
+  EXPECT_GT(sample(router, "moemesh_dispatch_seconds_count{"), 0);
+  EXPECT_NE(router.find("role=\"router\""), std::string::npos);
+  EXPECT_EQ(sample(attention, "moemesh_generated_tokens_total{"), 7);
+  EXPECT_NE(attention.find("moemesh_kv_cache_pages{"), std::string::npos);
+  EXPECT_GT(sample(attention, "moemesh_engine_step_seconds_count{"), 0);
+  EXPECT_GT(sample(attention, "moemesh_mtp_drafted_tokens_total{"), 0);
+  EXPECT_GT(sample(host0, "moemesh_expert_dispatches_total{") + sample(host1, "moemesh_expert_dispatches_total{"), 0);
+  EXPECT_EQ(sample(host0, "moemesh_experts_loaded{"), 16);
 }
