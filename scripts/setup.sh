@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium curl  # the gateway's browser and command-line client tests
+  prometheus  # promtool, for the observability checks
 )
 # Node.js may come with the machine (with its own npm); Debian's otherwise.
 command -v npm >/dev/null 2>&1 || DEBIAN_PACKAGES+=(nodejs npm)

@@ -177,6 +177,8 @@ class RouterActor : public caf::event_based_actor {
     m_moves_ = &metrics_->counter("moemesh_rebalance_moves_total", "Expert loads and unloads asked for by rebalancing and drains").Add({});
     m_retries_ = &metrics_->counter("moemesh_dispatch_retries_total", "Dispatches sent again to a replica").Add({});
     m_wire_errors_ = &metrics_->counter("moemesh_wire_errors_total", "Malformed or refused frames").Add({});
+    m_uncovered_ = &metrics_->gauge("moemesh_uncovered_experts", "Routed experts with no ready expert host").Add({});
+    m_uncovered_->Set(static_cast<double>(cfg_.n_routed_experts));
   }
 
   void reply_error(const Inbound& in, wire::ErrorCode code, const std::string& what) {
@@ -471,6 +473,7 @@ class RouterActor : public caf::event_based_actor {
     h->socket = transport_.connect(endpoint);
     h->inflight_rows = 0;
     ++membership_changes_;
+    m_up_->Add({{"host", name}}).Set(1);
     spdlog::info("router: expert host {} at {} joined with {} experts", name, endpoint, experts.size());
     transport_.reply(std::move(in.routing), json_message(wire::MsgType::Hello, in.message->header.request_id, {{"registered", name}}));
     if (experts.empty() && capacity > 0) {
@@ -577,6 +580,7 @@ class RouterActor : public caf::event_based_actor {
     }
     for (const auto& [id, h] : placement_->hosts())
       m_up_->Add({{"host", h.name}}).Set(h.state == HostState::Ready ? 1.0 : h.state == HostState::Draining ? 0.5 : 0.0);
+    m_uncovered_->Set(static_cast<double>(placement_->uncovered().size()));
     std::vector<int> dead, drained;
     for (const auto& [id, h] : placement_->hosts()) {
       if (h.state == HostState::Dead) continue;
@@ -613,6 +617,7 @@ class RouterActor : public caf::event_based_actor {
   prometheus::Family<prometheus::Counter>* m_bytes_ = nullptr;
   prometheus::Family<prometheus::Histogram>* m_latency_ = nullptr;
   prometheus::Family<prometheus::Gauge>* m_up_ = nullptr;
+  prometheus::Gauge* m_uncovered_ = nullptr;
   uint64_t seen_membership_ = 0, seen_wire_errors_ = 0;
   std::shared_ptr<const Gates> gates_;
   std::unique_ptr<Placement> placement_;

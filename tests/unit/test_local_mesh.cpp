@@ -7,12 +7,11 @@
 
 #include <sstream>
 
-#include <boost/asio.hpp>
-#include <boost/beast.hpp>
 
 #include "model/scheduler.h"
 #include "services/attention/attention_client.h"
 #include "services/mesh/mesh_launcher.h"
+#include "tests/support/http_get.h"
 #include "tests/support/test_models.h"
 
 using namespace moemesh;
@@ -102,24 +101,6 @@ TEST(LocalMesh, IpcMeshWithMicroBatchesAndSpeculationServesAndRefusesCleanly) {
 }
 
 namespace {
-// GET over plain HTTP, for a metrics endpoint.
-std::string http_get(const std::string& url) {
-  namespace beast = boost::beast;
-  const std::string rest = url.substr(7);  // after http://
-  const std::string hostport = rest.substr(0, rest.find('/')), path = rest.substr(rest.find('/'));
-  boost::asio::io_context ioc;
-  boost::asio::ip::tcp::resolver resolver(ioc);
-  beast::tcp_stream stream(ioc);
-  stream.connect(resolver.resolve(hostport.substr(0, hostport.find(':')), hostport.substr(hostport.find(':') + 1)));
-  beast::http::request<beast::http::empty_body> req{beast::http::verb::get, path, 11};
-  req.set(beast::http::field::host, hostport);
-  beast::http::write(stream, req);
-  beast::flat_buffer buf;
-  beast::http::response<beast::http::string_body> res;
-  beast::http::read(stream, buf, res);
-  return res.body();
-}
-
 double sample(const std::string& text, const std::string& prefix) {
   std::istringstream in(text);
   std::string line;
