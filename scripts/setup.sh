@@ -14,6 +14,7 @@ DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium curl  # the gateway's browser and command-line client tests
   prometheus  # promtool, for the observability checks
+  unzip yamllint  # the Helm chart's checks (helm itself comes from an npm package)
 )
 # Node.js may come with the machine (with its own npm); Debian's otherwise.
 command -v npm >/dev/null 2>&1 || DEBIAN_PACKAGES+=(nodejs npm)

@@ -2,6 +2,7 @@
 // cluster config (--config), environment (MOEMESH__*) and --set overrides. The
 // first line on stdout is the endpoint it bound, for whoever started it.
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -9,6 +10,7 @@
 
 #include "core/model_config.h"
 #include "services/cli/commands.h"
+#include "services/gateway/gateway.h"
 #include "services/mesh/cluster_config.h"
 
 namespace moemesh::cli {
@@ -17,7 +19,7 @@ std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
 
 struct ServeArgs {
-  std::string config, model, name, experts, bind;
+  std::string config, model, name, experts, bind, advertise;
   std::vector<std::string> sets;
 };
 
@@ -68,6 +70,7 @@ void add_serve_command(CLI::App& app) {
   common_options(eh, e);
   eh->add_option("--name", e->name, "this host's entry in the config's expert_hosts (and its name in the mesh)");
   eh->add_option("--experts", e->experts, "expert ids held: all, none (the router assigns), or ranges like 0-127,200");
+  eh->add_option("--advertise", e->advertise, "endpoint the router dials, when not the bound one (tcp://pod.service:7420)");
   eh->callback([e, ctx] {
     ClusterConfig c = load(*e);
     ExpertHostConfig h;
@@ -82,6 +85,7 @@ void add_serve_command(CLI::App& app) {
     }
     if (!e->experts.empty()) h.experts = e->experts;
     if (!e->bind.empty()) h.options.bind = e->bind;
+    if (!e->advertise.empty()) h.options.advertise = e->advertise;
     if (e->config.empty() && e->sets.empty()) h.options.router.clear();  // standalone: dispatched to directly
     const ModelConfig mc = ModelConfig::load(c.model);
     h.options.experts = resolve_experts(h.experts, static_cast<int32_t>(mc.n_routed_experts));
@@ -101,6 +105,24 @@ void add_serve_command(CLI::App& app) {
     MtpDraftService s(c.mtp, *ctx);
     announce(s.start());
     wait_for_signal();
+  });
+
+  auto gw = std::make_shared<ServeArgs>();
+  auto* gateway = serve->add_subcommand("gateway", "the OpenAI-compatible HTTP API, WebSocket chat and web page, in front of attention");
+  common_options(gateway, gw);
+  gateway->callback([gw, ctx] {
+    ClusterConfig c = load(*gw);
+    GenerationClient client(*ctx, c.attention_connect);
+    GatewayOptions go = c.gateway;
+    go.model_name = std::filesystem::path(c.model).filename().string();
+    const ModelConfig mc = ModelConfig::load(c.model);
+    Gateway g(go, tok::Tokenizer::load(c.model), client, {static_cast<int32_t>(mc.eos_token_id)});
+    const uint16_t port = g.start();
+    g.set_ready(true);
+    announce("http://" + go.host + ":" + std::to_string(port));
+    wait_for_signal();
+    g.set_ready(false);  // /readyz answers 503 while it stops
+    g.stop();
   });
 
   auto a = std::make_shared<ServeArgs>();

@@ -36,6 +36,7 @@ class ExpertHostActor : public caf::event_based_actor {
       held_ = host_->experts();
       if (opts_.capacity < 0) opts_.capacity = cfg_.n_routed_experts;
       endpoint_ = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
+      if (!opts_.advertise.empty()) endpoint_ = opts_.advertise;  // e.g. behind 0.0.0.0 in a pod
       if (opts_.name.empty()) opts_.name = endpoint_;
       metrics_ = std::make_unique<RoleMetrics>("expert-host", opts_.name, opts_.metrics);
       *metrics_url_ = metrics_->url();

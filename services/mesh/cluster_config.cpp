@@ -91,6 +91,7 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
   c.attention.model = c.model;
   c.attention.bind = get<std::string>(a, "attention", "bind", "tcp://127.0.0.1:0");
   check_address(c.attention.bind, "attention.bind");
+  c.attention_connect = get<std::string>(a, "attention", "connect", c.attention.bind);
   c.attention.router = c.router_connect;
   c.attention.mtp = c.mtp_enabled ? c.mtp_connect : "";
   c.attention.activations = parse_wire_activations(get<std::string>(a, "attention", "activations", "bf16"));

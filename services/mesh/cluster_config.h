@@ -27,6 +27,7 @@ struct ClusterConfig {
   RouterOptions router;
   std::string router_connect;  // where the other roles reach the router (default: its bind)
   AttentionOptions attention;
+  std::string attention_connect;  // where the gateway reaches attention (default: its bind)
   bool mtp_enabled = true;
   MtpDraftOptions mtp;
   std::string mtp_connect;

@@ -26,7 +26,7 @@ struct HostThread {
   std::vector<int32_t> ids;
 
   HostThread(const std::filesystem::path& dir, std::vector<int32_t> experts)
-      : cfg(ModelConfig::load(dir)), service(ExpertHostOptions{dir.string(), "", "tcp://127.0.0.1:0", "", experts}, ctx), ids(experts) {
+      : cfg(ModelConfig::load(dir)), service(ExpertHostOptions{dir.string(), "", "tcp://127.0.0.1:0", "", "", experts}, ctx), ids(experts) {
     endpoint = service.start();
   }
   const std::vector<int32_t>& experts() const { return ids; }

