@@ -57,7 +57,9 @@ class AttentionActor : public caf::event_based_actor {
         if (o.router.empty()) throw std::runtime_error("this model has MoE layers: the attention role needs a router address");
         return std::make_unique<RouterClient>(*ctx, o.router, cfg.hidden_size, o.activations, o.router_timeout);
       };
+      const auto load_start = std::chrono::steady_clock::now();
       engine_ = std::make_unique<Engine>(opts_.model, eo);
+      load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       scheduler_ = std::make_unique<Scheduler>(*engine_, opts_.scheduler);
       if (!opts_.mtp.empty()) {
         drafter_ = std::make_unique<RemoteDrafter>(ctx_, opts_.mtp, engine_->config().vocab_size, engine_->config().hidden_size);
@@ -74,6 +76,7 @@ class AttentionActor : public caf::event_based_actor {
       m_drafted_ = &metrics_->counter("moemesh_mtp_drafted_tokens_total", "Draft tokens verified, by draft position");
       m_accepted_ = &metrics_->counter("moemesh_mtp_accepted_tokens_total", "Draft tokens accepted, by draft position");
       m_requests_ = &metrics_->counter("moemesh_requests_total", "Generations finished, by finish reason");
+      metrics_->gauge("moemesh_model_load_seconds", "Time this role took to load its part of the model").Add({}).Set(load_seconds_);
       bound_->set_value(ep);
     } catch (...) {
       bound_->set_exception(std::current_exception());
@@ -356,6 +359,7 @@ class AttentionActor : public caf::event_based_actor {
   prometheus::Histogram* m_step_ = nullptr;
   prometheus::Family<prometheus::Counter>*m_drafted_ = nullptr, *m_accepted_ = nullptr, *m_requests_ = nullptr;
   std::vector<double> seen_drafted_, seen_accepted_;
+  double load_seconds_ = 0;
   std::unique_ptr<ComputeQueue> compute_ = std::make_unique<ComputeQueue>();
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Scheduler> scheduler_;

@@ -104,6 +104,7 @@ void add_serve_command(CLI::App& app) {
     if (!m->bind.empty()) c.mtp.bind = m->bind;
     MtpDraftService s(c.mtp, *ctx);
     announce(s.start());
+    if (!s.metrics_url().empty()) spdlog::info("mtp-draft: metrics at {}", s.metrics_url());
     wait_for_signal();
   });
 

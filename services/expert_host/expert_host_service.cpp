@@ -30,9 +30,11 @@ class ExpertHostActor : public caf::event_based_actor {
 
   caf::behavior make_behavior() override {
     try {
+      const auto load_start = std::chrono::steady_clock::now();
       cfg_ = ModelConfig::load(opts_.model);
       ckpt_ = std::make_unique<Checkpoint>(opts_.model);
       host_ = std::make_unique<ExpertHost>(cfg_, *ckpt_, opts_.experts);
+      const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       held_ = host_->experts();
       if (opts_.capacity < 0) opts_.capacity = cfg_.n_routed_experts;
       endpoint_ = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
@@ -46,6 +48,7 @@ class ExpertHostActor : public caf::event_based_actor {
       m_compute_ = &metrics_->histogram("moemesh_expert_compute_seconds", "Time to compute one dispatch").Add({}, latency_buckets());
       m_wire_errors_ = &metrics_->counter("moemesh_wire_errors_total", "Malformed or refused frames").Add({});
       m_loaded_->Set(static_cast<double>(held_.size()));
+      metrics_->gauge("moemesh_model_load_seconds", "Time this role took to load its part of the model").Add({}).Set(load_seconds);
       if (!opts_.router.empty()) {
         router_ = transport_.connect(opts_.router);
         transport_.send(router_, json_message(wire::MsgType::Hello, 1, report()));

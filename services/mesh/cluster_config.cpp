@@ -76,6 +76,7 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
   c.router.rebalance_interval = std::chrono::milliseconds(static_cast<int64_t>(rb * 1000));
   c.router.rebalance_moves = get<int>(r, "router", "rebalance_moves", 8);
   c.router.metrics = get<std::string>(r, "router", "metrics", "");
+  c.router.metrics_per_layer = get<bool>(r, "router", "metrics_per_layer", false);
 
   const auto& m = section(j, "mtp_draft");
   c.mtp_enabled = get<bool>(m, "mtp_draft", "enabled", true);
@@ -86,6 +87,7 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
   c.mtp.router = c.router_connect;
   c.mtp.kv_tokens = get<int64_t>(m, "mtp_draft", "kv_tokens", 65536);
   if (c.mtp.kv_tokens < 64) throw std::invalid_argument("mtp_draft.kv_tokens must be >= 64");
+  c.mtp.metrics = get<std::string>(m, "mtp_draft", "metrics", "");
 
   const auto& a = section(j, "attention");
   c.attention.model = c.model;

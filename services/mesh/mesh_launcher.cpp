@@ -66,7 +66,7 @@ MeshEndpoints InProcessMesh::start(const Progress& progress) {
   say("attention: loading embeddings, attention layers and the LM head");
   attention_ = std::make_unique<AttentionService>(a, ctx_);
   ep.attention = attention_->start();
-  for (const std::string& url : {router_->metrics_url(), attention_->metrics_url()})
+  for (const std::string& url : {router_->metrics_url(), attention_->metrics_url(), mtp_ ? mtp_->metrics_url() : std::string()})
     if (!url.empty()) ep.metrics.push_back(url);
   for (const auto& h : hosts_)
     if (!h->metrics_url().empty()) ep.metrics.push_back(h->metrics_url());

@@ -7,6 +7,7 @@
 
 #include "actors/compute_queue.h"
 #include "actors/mesh_actor.h"
+#include "actors/role_metrics.h"
 #include "actors/transport.h"
 #include "model/kv_cache.h"
 #include "model/mtp.h"
@@ -50,11 +51,13 @@ DraftCall parse_draft_request(const wire::Message& m, int64_t hidden, nlohmann::
 
 class MtpDraftActor : public caf::event_based_actor {
  public:
-  MtpDraftActor(caf::actor_config& c, MtpDraftOptions opts, zmq::context_t* ctx, std::promise<std::string>* bound)
-      : caf::event_based_actor(c), opts_(std::move(opts)), ctx_(*ctx), transport_(*ctx), bound_(bound) {}
+  MtpDraftActor(caf::actor_config& c, MtpDraftOptions opts, zmq::context_t* ctx, std::promise<std::string>* bound,
+                std::string* metrics_url)
+      : caf::event_based_actor(c), opts_(std::move(opts)), ctx_(*ctx), transport_(*ctx), bound_(bound), metrics_url_(metrics_url) {}
 
   caf::behavior make_behavior() override {
     try {
+      const auto load_start = std::chrono::steady_clock::now();
       cfg_ = ModelConfig::load(opts_.model);
       if (cfg_.num_nextn_predict_layers < 1) throw std::runtime_error("this model has no MTP layer");
       ckpt_ = std::make_unique<Checkpoint>(opts_.model);
@@ -76,7 +79,18 @@ class MtpDraftActor : public caf::event_based_actor {
                                        " positions, asked to continue from " + std::to_string(len));
             cache_->truncate(s, len);
           });
-      bound_->set_value(transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this)));
+      const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+      const std::string ep = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
+      metrics_ = std::make_unique<RoleMetrics>("mtp-draft", ep, opts_.metrics);
+      metrics_->gauge("moemesh_model_load_seconds", "Time this role took to load its part of the model").Add({}).Set(load_seconds);
+      *metrics_url_ = metrics_->url();
+      auto& requests = metrics_->counter("moemesh_draft_requests_total", "Draft requests answered, by status");
+      m_ok_ = &requests.Add({{"status", "ok"}});
+      m_failed_ = &requests.Add({{"status", "failed"}});
+      m_seconds_ = &metrics_->histogram("moemesh_draft_seconds", "Time to feed and draft one request").Add({}, latency_buckets());
+      m_drafted_ = &metrics_->counter("moemesh_draft_tokens_total", "Tokens drafted").Add({});
+      m_pages_ = &metrics_->gauge("moemesh_mtp_cache_pages", "Pages of the MTP layer's latent cache, by state");
+      bound_->set_value(ep);
     } catch (...) {
       bound_->set_exception(std::current_exception());
       quit();
@@ -119,8 +133,14 @@ class MtpDraftActor : public caf::event_based_actor {
       compute_->post([this, in, call, t] {
         call->hidden = in->message->payload_as<float>(0);
         wire::Message r;
+        const auto t0 = std::chrono::steady_clock::now();
         try {
           const Draft d = loop_->draft(*call);
+          m_ok_->Increment();
+          m_drafted_->Increment(static_cast<double>(d.tokens.size()));
+          m_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+          m_pages_->Add({{"state", "used"}}).Set(static_cast<double>(cache_->used_pages()));
+          m_pages_->Add({{"state", "free"}}).Set(static_cast<double>(cache_->free_pages()));
           r.header.type = wire::MsgType::DraftResponse;
           r.header.request_id = in->message->header.request_id;
           r.header.aux = static_cast<uint32_t>(d.tokens.size());
@@ -128,6 +148,7 @@ class MtpDraftActor : public caf::event_based_actor {
           r.add_payload(d.logits);
           r.add_payload(d.fed_logits);
         } catch (const std::exception& e) {
+          m_failed_->Increment();
           r = wire::error_message(in->message->header.request_id, wire::ErrorCode::Failed, std::string("mtp-draft: ") + e.what());
         }
         t->reply(std::move(in->routing), std::move(r));
@@ -143,6 +164,11 @@ class MtpDraftActor : public caf::event_based_actor {
   zmq::context_t& ctx_;
   Transport transport_;
   std::promise<std::string>* bound_;
+  std::string* metrics_url_;
+  std::unique_ptr<RoleMetrics> metrics_;
+  prometheus::Counter *m_ok_ = nullptr, *m_failed_ = nullptr, *m_drafted_ = nullptr;
+  prometheus::Histogram* m_seconds_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* m_pages_ = nullptr;
   std::unique_ptr<ComputeQueue> compute_ = std::make_unique<ComputeQueue>();
   ModelConfig cfg_;
   std::unique_ptr<Checkpoint> ckpt_;
@@ -160,7 +186,7 @@ MtpDraftService::~MtpDraftService() { stop(); }
 std::string MtpDraftService::start() {
   std::promise<std::string> bound;
   auto f = bound.get_future();
-  actor_ = actor_system().spawn<MtpDraftActor>(opts_, &ctx_, &bound);
+  actor_ = actor_system().spawn<MtpDraftActor>(opts_, &ctx_, &bound, &metrics_url_);
   return f.get();
 }
 

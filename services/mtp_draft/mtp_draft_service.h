@@ -22,6 +22,7 @@ struct MtpDraftOptions {
   int64_t kv_tokens = 65536;
   WireActivations activations = WireActivations::BF16;  // to the router
   std::chrono::milliseconds router_timeout{10000};
+  std::string metrics;  // Prometheus endpoint (port 0: any); empty: none
 };
 
 class MtpDraftService {
@@ -30,8 +31,10 @@ class MtpDraftService {
   ~MtpDraftService();
   std::string start();
   void stop();
+  const std::string& metrics_url() const { return metrics_url_; }
 
  private:
+  std::string metrics_url_;
   MtpDraftOptions opts_;
   zmq::context_t& ctx_;
   caf::actor actor_;

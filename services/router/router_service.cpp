@@ -107,11 +107,13 @@ class RouterActor : public caf::event_based_actor {
 
   caf::behavior make_behavior() override {
     try {
+      const auto load_start = std::chrono::steady_clock::now();
       cfg_ = ModelConfig::load(opts_.model);
       ckpt_ = std::make_unique<Checkpoint>(opts_.model);  // the gates point into its mapping
       auto gates = std::make_shared<Gates>();
       for (int64_t l : gated_moe_layers(cfg_, *ckpt_)) (*gates)[l] = std::make_unique<MoeGate>(cfg_, *ckpt_, l);
       gates_ = gates;
+      load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       placement_ = std::make_unique<Placement>(static_cast<int32_t>(cfg_.n_routed_experts));
       const std::string ep = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
       make_metrics(ep);
@@ -177,8 +179,15 @@ class RouterActor : public caf::event_based_actor {
     m_moves_ = &metrics_->counter("moemesh_rebalance_moves_total", "Expert loads and unloads asked for by rebalancing and drains").Add({});
     m_retries_ = &metrics_->counter("moemesh_dispatch_retries_total", "Dispatches sent again to a replica").Add({});
     m_wire_errors_ = &metrics_->counter("moemesh_wire_errors_total", "Malformed or refused frames").Add({});
+    if (opts_.metrics_per_layer) {
+      auto& by_layer = metrics_->counter("moemesh_tokens_routed_by_layer_total", "Tokens routed to each expert of each MoE layer");
+      for (const auto& [layer, gate] : *gates_)
+        for (int64_t e = 0; e < cfg_.n_routed_experts; ++e)
+          m_routed_layer_[layer].push_back(&by_layer.Add({{"layer", std::to_string(layer)}, {"expert", std::to_string(e)}}));
+    }
     m_uncovered_ = &metrics_->gauge("moemesh_uncovered_experts", "Routed experts with no ready expert host").Add({});
     m_uncovered_->Set(static_cast<double>(cfg_.n_routed_experts));
+    metrics_->gauge("moemesh_model_load_seconds", "Time this role took to load its part of the model").Add({}).Set(load_seconds_);
   }
 
   void reply_error(const Inbound& in, wire::ErrorCode code, const std::string& what) {
@@ -236,6 +245,7 @@ class RouterActor : public caf::event_based_actor {
       slots.push_back(static_cast<int64_t>(s));
       placement_->count_tokens(p->routing.experts[s], 1);
       m_routed_[p->routing.experts[s]]->Increment();
+      if (!m_routed_layer_.empty()) m_routed_layer_.at(p->layer)[p->routing.experts[s]]->Increment();
     }
     dispatch(id, slots, {});
   }
@@ -614,11 +624,13 @@ class RouterActor : public caf::event_based_actor {
   prometheus::Counter *m_ok_ = nullptr, *m_failed_ = nullptr, *m_membership_ = nullptr, *m_moves_ = nullptr,
                       *m_retries_ = nullptr, *m_wire_errors_ = nullptr;
   std::vector<prometheus::Counter*> m_routed_;
+  std::map<int64_t, std::vector<prometheus::Counter*>> m_routed_layer_;
   prometheus::Family<prometheus::Counter>* m_bytes_ = nullptr;
   prometheus::Family<prometheus::Histogram>* m_latency_ = nullptr;
   prometheus::Family<prometheus::Gauge>* m_up_ = nullptr;
   prometheus::Gauge* m_uncovered_ = nullptr;
   uint64_t seen_membership_ = 0, seen_wire_errors_ = 0;
+  double load_seconds_ = 0;
   std::shared_ptr<const Gates> gates_;
   std::unique_ptr<Placement> placement_;
   std::map<uint64_t, std::shared_ptr<Pending>> pending_;

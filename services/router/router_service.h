@@ -26,6 +26,7 @@ struct RouterOptions {
   std::chrono::milliseconds rebalance_interval{0};    // 0: only on command
   int rebalance_moves = 8;
   std::string metrics;  // Prometheus endpoint, e.g. 127.0.0.1:9101 (port 0: any); empty: none
+  bool metrics_per_layer = false;  // also tokens routed per (layer, expert): layers × experts series
 };
 
 WireActivations parse_wire_activations(const std::string& s);  // f32, bf16, fp8

@@ -62,7 +62,8 @@ TEST(Observability, PromtoolAcceptsTheConfigAndRules) {
 
 TEST(Observability, EveryRolesMetricsLintAndCoverWhatTheDashboardQueries) {
   zmq::context_t ctx(1);
-  nlohmann::json j = load_cluster_json("", {"router.metrics=127.0.0.1:0", "attention.metrics=127.0.0.1:0",
+  nlohmann::json j = load_cluster_json("", {"router.metrics=127.0.0.1:0", "router.metrics_per_layer=true",
+                                            "attention.metrics=127.0.0.1:0", "mtp_draft.metrics=127.0.0.1:0",
                                             "expert_hosts.0.metrics=127.0.0.1:0", "attention.speculative=2"},
                                        "inproc");
   j["model"] = test_model("tiny", true).string();
@@ -74,7 +75,11 @@ TEST(Observability, EveryRolesMetricsLintAndCoverWhatTheDashboardQueries) {
   r.max_new_tokens = 5;
   ASSERT_EQ(c.generate(r).tokens.size(), 5u);
   std::vector<std::string> texts;
+  ASSERT_EQ(ep.metrics.size(), 4u) << "router, attention, mtp-draft, one expert host";
   for (const auto& url : ep.metrics) texts.push_back(http_get(url));
+  EXPECT_NE(texts[0].find("moemesh_tokens_routed_by_layer_total{"), std::string::npos) << "the per-layer option";
+  EXPECT_NE(texts[2].find("moemesh_draft_requests_total{"), std::string::npos) << "mtp-draft";
+  EXPECT_NE(texts[1].find("moemesh_model_load_seconds{"), std::string::npos) << "load time";
   GatewayMetrics gateway("127.0.0.1:8000");
   gateway.request("chat", 200);
   gateway.generation(10, 5, 0.01, 0.05);
