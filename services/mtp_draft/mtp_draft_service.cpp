@@ -202,15 +202,32 @@ struct RemoteDrafter::Impl {
   RequestChannel channel;
   int64_t vocab, hidden;
   std::chrono::milliseconds timeout;
+  // After a failure, drafts are refused at once until retry_at (backing off up
+  // to 30 s), so a dead drafter costs one timeout, not one per request.
+  std::chrono::steady_clock::time_point retry_at{};
+  std::chrono::milliseconds backoff{1000};
 };
 
 RemoteDrafter::RemoteDrafter(zmq::context_t& ctx, const std::string& endpoint, int64_t vocab, int64_t hidden,
                              std::chrono::milliseconds timeout)
-    : impl_(new Impl{RequestChannel(ctx, endpoint), vocab, hidden, timeout}) {}
+    : impl_(new Impl{RequestChannel(ctx, endpoint), vocab, hidden, timeout, {}, std::chrono::milliseconds(1000)}) {}
 
 RemoteDrafter::~RemoteDrafter() = default;
 
 Draft RemoteDrafter::draft(const DraftCall& c) {
+  if (std::chrono::steady_clock::now() < impl_->retry_at) throw std::runtime_error("mtp-draft is unavailable (backing off)");
+  try {
+    Draft d = draft_once(c);
+    impl_->backoff = std::chrono::milliseconds(1000);
+    return d;
+  } catch (...) {
+    impl_->retry_at = std::chrono::steady_clock::now() + impl_->backoff;
+    impl_->backoff = std::min(impl_->backoff * 2, std::chrono::milliseconds(30000));
+    throw;
+  }
+}
+
+Draft RemoteDrafter::draft_once(const DraftCall& c) {
   const int64_t rows = static_cast<int64_t>(c.tokens.size()), H = impl_->hidden, V = impl_->vocab;
   wire::Message m;
   m.header.type = wire::MsgType::DraftRequest;

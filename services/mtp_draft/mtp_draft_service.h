@@ -50,6 +50,7 @@ class RemoteDrafter : public Drafter {
   void release(SeqId seq) override;
 
  private:
+  Draft draft_once(const DraftCall& call);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

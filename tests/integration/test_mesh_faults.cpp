@@ -131,3 +131,77 @@ TEST(MeshFaults, WithoutAReplicaTheAffectedRequestsFailClearlyAndTheMeshKeepsSer
   const auto moves = control_call(m.ctx, m.ep.router, {{"cmd", "rebalance"}});
   EXPECT_TRUE(moves["moves"].is_array());
 }
+
+TEST(MeshFaults, AStoppedHostIsRoutedAroundAndReadmittedWhenItContinues) {
+  TestMesh m("mesh-sigstop", {"router.deadline_ms=500", "router.heartbeat_timeout_ms=1000", "attention.speculative=0"});
+  std::atomic<int> tokens_seen{0};
+  std::vector<TokensUpdate> results(8);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([&, i] {
+      AttentionClient c(m.ctx, m.ep.attention);
+      GenerationRequest r;
+      r.prompt = random_tokens(7, 1024, 900 + i);
+      r.max_new_tokens = 40;
+      results[i] = c.generate(r, [&](const TokensUpdate& u) { tokens_seen += static_cast<int>(u.tokens.size()); });
+    });
+  ASSERT_TRUE(eventually([&] { return tokens_seen.load() > 16; }));
+  m.mesh->expert_host(0).signal(SIGSTOP);  // alive but silent: deadline, then heartbeat timeout
+  for (auto& t : threads) t.join();
+  for (const auto& r : results) {
+    EXPECT_EQ(r.finish, "length") << r.error;
+    EXPECT_EQ(r.tokens.size(), 40u);
+  }
+  ASSERT_TRUE(eventually([&] {
+    const auto s = m.router_stats();
+    const auto* h = m.host_entry(s, "experts-0");
+    return h && (*h)["state"] == "dead";
+  }));
+  // SIGCONT: its next heartbeat readmits it, and it takes work again.
+  m.mesh->expert_host(0).signal(SIGCONT);
+  ASSERT_TRUE(eventually([&] {
+    const auto s = m.router_stats();
+    const auto* h = m.host_entry(s, "experts-0");
+    return h && (*h)["state"] == "ready";
+  })) << m.router_stats().dump();
+  const auto before = (*m.host_entry(m.router_stats(), "experts-0"))["rows_served"].get<int64_t>();
+  ASSERT_TRUE(eventually([&] {
+    AttentionClient c(m.ctx, m.ep.attention);
+    GenerationRequest r;
+    r.prompt = random_tokens(16, 1024, 77);
+    r.max_new_tokens = 8;
+    EXPECT_EQ(c.generate(r).finish, "length");
+    const auto s = m.router_stats();
+    return (*m.host_entry(s, "experts-0"))["rows_served"].get<int64_t>() > before;
+  })) << "the readmitted host serves again";
+  EXPECT_EQ(m.router_stats()["failed"], 0);
+}
+
+TEST(MeshFaults, GenerationGoesOnWithoutSpeculationWhenTheDrafterDies) {
+  TestMesh m("mesh-mtpkill", {kOneHost, "attention.speculative=2", "attention.speculative_max_batch=64"});
+  ASSERT_NE(m.mesh->mtp(), nullptr);
+  std::atomic<int> tokens_seen{0};
+  std::vector<TokensUpdate> results(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&, i] {
+      AttentionClient c(m.ctx, m.ep.attention);
+      GenerationRequest r;
+      r.prompt = random_tokens(6, 1024, 300 + i);
+      r.max_new_tokens = 40;
+      results[i] = c.generate(r, [&](const TokensUpdate& u) { tokens_seen += static_cast<int>(u.tokens.size()); });
+    });
+  ASSERT_TRUE(eventually([&] { return tokens_seen.load() > 8; }));
+  m.mesh->mtp()->signal(SIGKILL);
+  for (auto& t : threads) t.join();
+  for (const auto& r : results) {
+    EXPECT_EQ(r.finish, "length") << r.error;
+    EXPECT_EQ(r.tokens.size(), 40u);
+  }
+  // New requests are served too (without drafts).
+  AttentionClient c(m.ctx, m.ep.attention);
+  GenerationRequest r;
+  r.prompt = {5, 6, 7};
+  r.max_new_tokens = 6;
+  EXPECT_EQ(c.generate(r).tokens.size(), 6u);
+}
