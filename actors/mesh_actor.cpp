@@ -35,4 +35,12 @@ void shutdown_actor_system() {
   g_cfg = nullptr;
 }
 
+void stop_actor(caf::actor& actor) {
+  if (!actor) return;
+  caf::scoped_actor self{actor_system()};
+  self->send_exit(actor, caf::exit_reason::user_shutdown);
+  self->wait_for(actor);
+  actor = caf::actor{};
+}
+
 }  // namespace moemesh

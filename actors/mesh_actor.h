@@ -42,6 +42,9 @@ caf::actor_system& actor_system();
 // process that never calls it, like a test binary, leaves it to the OS).
 void shutdown_actor_system();
 
+// Asks `actor` to exit, waits until it has, and empties the handle (nothing if empty).
+void stop_actor(caf::actor& actor);
+
 }  // namespace moemesh
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(moemesh::InboundPtr)

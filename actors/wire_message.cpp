@@ -55,4 +55,22 @@ Message error_message(uint64_t request_id, ErrorCode code, const std::string& te
   return m;
 }
 
+Message json_message(MsgType type, uint64_t request_id, const nlohmann::json& j) {
+  Message m;
+  m.header.type = type;
+  m.header.request_id = request_id;
+  const std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  m.add_payload(s.data(), s.size());
+  return m;
+}
+
+nlohmann::json json_payload(const Message& m) {
+  if (m.payloads.size() != 1) throw WireError(ErrorCode::BadFrame, "one JSON payload expected");
+  try {
+    return nlohmann::json::parse(std::string(m.payload_as<char>(0), m.payload_size(0)));
+  } catch (const nlohmann::json::exception& e) {
+    throw WireError(ErrorCode::BadFrame, std::string("invalid JSON payload: ") + e.what());
+  }
+}
+
 }  // namespace moemesh::wire

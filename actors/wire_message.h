@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
 #include "core/wire.h"
@@ -36,5 +37,11 @@ void send(zmq::socket_t& s, Message& m, const std::vector<zmq::message_t>* routi
 std::optional<Message> receive(zmq::socket_t& s, std::vector<zmq::message_t>* routing = nullptr);
 
 Message error_message(uint64_t request_id, ErrorCode code, const std::string& text);
+
+// A message whose single payload is `j` as JSON text (Hello, Control, Generate, Tokens …).
+Message json_message(MsgType type, uint64_t request_id, const nlohmann::json& j);
+// That payload parsed; throws WireError(BadFrame) when there is not exactly one
+// payload or it is not JSON.
+nlohmann::json json_payload(const Message& m);
 
 }  // namespace moemesh::wire

@@ -18,17 +18,8 @@ Draft MtpDraftLoop::draft(const DraftCall& c) {
     p.seed ^= 0x6d7470ull;  // its own stream, apart from the verifier's
     sampler = std::make_unique<cpu::Sampler>(p);
   }
-  std::vector<float> dist;
-  auto pick = [&](const float* logits) {
-    if (greedy) return cpu::argmax(logits, V);
-    cpu::sampling_distribution(logits, V, c.sampling, dist);
-    double u = sampler->uniform();
-    for (int64_t i = 0; i < V; ++i) {
-      u -= dist[i];
-      if (u < 0.0) return static_cast<int32_t>(i);
-    }
-    return cpu::argmax(dist.data(), V);
-  };
+  // Greedy: the argmax; sampling: a draw from the distribution whose logits go back.
+  auto pick = [&](const float* logits) { return sampler->sample(logits, V); };
   truncate_(c.seq, c.base);
   Draft d;
   std::vector<float> logits;

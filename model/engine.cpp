@@ -83,14 +83,7 @@ StepOutput Engine::step(const std::vector<StepInput>& inputs) {
     for (const auto& c : out.chunks) cache_.truncate(c.seq, c.start);
     throw;
   }
-  for (const auto& c : out.chunks) cache_.set_length(c.seq, c.start + c.len);
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const SeqChunk& c = out.chunks[i];
-    const int64_t first = inputs[i].all_logits ? c.row : c.row + c.len - 1;
-    for (int64_t r = first; r < c.row + c.len; ++r) out.logit_rows.push_back(r);
-  }
-  out.logits.resize(out.logit_rows.size() * cfg_.vocab_size);
-  main_.logits(out.hidden.data(), out.logit_rows, out.logits.data());
+  finish_step(inputs, out);
   return out;
 }
 
@@ -140,17 +133,21 @@ StepOutput Engine::step_overlapped(const std::vector<StepInput>& a, const std::v
   out.chunks = ca;
   out.chunks.insert(out.chunks.end(), cb.begin(), cb.end());
   out.hidden.insert(out.hidden.end(), hb.begin(), hb.end());
-  for (const auto& c : out.chunks) cache_.set_length(c.seq, c.start + c.len);
   std::vector<StepInput> all = a;
   all.insert(all.end(), b.begin(), b.end());
-  for (size_t i = 0; i < all.size(); ++i) {
+  finish_step(all, out);
+  return out;
+}
+
+void Engine::finish_step(const std::vector<StepInput>& inputs, StepOutput& out) {
+  for (const auto& c : out.chunks) cache_.set_length(c.seq, c.start + c.len);
+  for (size_t i = 0; i < inputs.size(); ++i) {
     const SeqChunk& c = out.chunks[i];
-    const int64_t first = all[i].all_logits ? c.row : c.row + c.len - 1;
+    const int64_t first = inputs[i].all_logits ? c.row : c.row + c.len - 1;
     for (int64_t r = first; r < c.row + c.len; ++r) out.logit_rows.push_back(r);
   }
   out.logits.resize(out.logit_rows.size() * cfg_.vocab_size);
   main_.logits(out.hidden.data(), out.logit_rows, out.logits.data());
-  return out;
 }
 
 std::vector<float> mtp_cache_step(const MtpModule& mtp, LatentKvCache& cache, MlaMode mode, MoeExecutor* moe, int64_t vocab,

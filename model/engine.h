@@ -83,6 +83,9 @@ class Engine {
   void release(SeqId seq);
 
  private:
+  // Commits the step's cache lengths and computes the logits the inputs ask for.
+  void finish_step(const std::vector<StepInput>& inputs, StepOutput& out);
+
   ModelConfig cfg_;
   EngineOptions opts_;
   Checkpoint ckpt_;

@@ -5,14 +5,7 @@ namespace {
 std::string error_text(const wire::Message& m) {
   return m.payloads.empty() ? "error" : std::string(m.payload_as<char>(0), m.payload_size(0));
 }
-wire::Message json_message(wire::MsgType type, uint64_t request_id, const nlohmann::json& j) {
-  wire::Message m;
-  m.header.type = type;
-  m.header.request_id = request_id;
-  const std::string s = j.dump();
-  m.add_payload(s.data(), s.size());
-  return m;
-}
+using wire::json_message;
 }  // namespace
 
 AttentionClient::AttentionClient(zmq::context_t& ctx, const std::string& endpoint, std::chrono::milliseconds timeout)
@@ -29,8 +22,8 @@ TokensUpdate AttentionClient::generate(const GenerationRequest& r, const std::fu
       throw MeshError("the attention role sent nothing for " + std::to_string(timeout_.count()) + " ms");
     }
     if (m->header.type == wire::MsgType::Error) throw MeshError(error_text(*m));
-    if (m->header.type != wire::MsgType::Tokens || m->payloads.size() != 1) throw MeshError("unexpected reply to Generate");
-    const auto j = nlohmann::json::parse(std::string(m->payload_as<char>(0), m->payload_size(0)));
+    if (m->header.type != wire::MsgType::Tokens) throw MeshError("unexpected reply to Generate");
+    const auto j = wire::json_payload(*m);
     TokensUpdate u;
     u.tokens = j.at("tokens").get<std::vector<int32_t>>();
     u.finish = j.value("finish", "");
@@ -77,7 +70,7 @@ nlohmann::json control_call(zmq::context_t& ctx, const std::string& endpoint, co
   auto r = ch.call(json_message(wire::MsgType::Control, id, command), timeout);
   if (!r) throw MeshError(endpoint + " did not answer within " + std::to_string(timeout.count()) + " ms");
   if (r->header.type == wire::MsgType::Error) throw MeshError(error_text(*r));
-  return nlohmann::json::parse(std::string(r->payload_as<char>(0), r->payload_size(0)));
+  return wire::json_payload(*r);
 }
 
 }  // namespace moemesh

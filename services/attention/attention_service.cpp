@@ -29,14 +29,7 @@ std::vector<zmq::message_t> routing_of(const Identity& id) {
   return r;
 }
 
-wire::Message json_message(wire::MsgType type, uint64_t request_id, const nlohmann::json& j) {
-  wire::Message m;
-  m.header.type = type;
-  m.header.request_id = request_id;
-  const std::string s = j.dump();
-  m.add_payload(s.data(), s.size());
-  return m;
-}
+using wire::json_message;
 
 class AttentionActor : public caf::event_based_actor {
  public:
@@ -121,19 +114,10 @@ class AttentionActor : public caf::event_based_actor {
     }
   }
 
-  nlohmann::json json_payload(const wire::Message& m) {
-    if (m.payloads.size() != 1) throw wire::WireError(wire::ErrorCode::BadFrame, "attention: one JSON payload expected");
-    try {
-      return nlohmann::json::parse(std::string(m.payload_as<char>(0), m.payload_size(0)));
-    } catch (const nlohmann::json::exception& e) {
-      throw wire::WireError(wire::ErrorCode::BadFrame, std::string("attention: invalid JSON: ") + e.what());
-    }
-  }
-
   void on_generate(Inbound& in) {
     GenerationRequest r;
     try {
-      r = parse_generate_request(json_payload(*in.message));
+      r = parse_generate_request(wire::json_payload(*in.message));
     } catch (const std::invalid_argument& e) {
       throw wire::WireError(wire::ErrorCode::BadFrame, std::string("attention: ") + e.what());
     }
@@ -171,7 +155,7 @@ class AttentionActor : public caf::event_based_actor {
   }
 
   void on_control(Inbound& in) {
-    const nlohmann::json j = json_payload(*in.message);
+    const nlohmann::json j = wire::json_payload(*in.message);
     const std::string cmd = j.is_object() ? j.value("cmd", "") : "";
     nlohmann::json r;
     if (cmd == "cancel") {
@@ -387,11 +371,7 @@ std::string AttentionService::start() {
 }
 
 void AttentionService::stop() {
-  if (!actor_) return;
-  caf::scoped_actor self{actor_system()};
-  self->send_exit(actor_, caf::exit_reason::user_shutdown);
-  self->wait_for(actor_);
-  actor_ = caf::actor{};
+  stop_actor(actor_);
 }
 
 }  // namespace moemesh

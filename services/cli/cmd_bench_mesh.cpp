@@ -93,9 +93,7 @@ void add_bench_mesh_command(CLI::App& app) {
   cmd->add_option("--set", a->sets, "override a cluster config value for every mesh run (repeatable)");
   cmd->callback([a] {
     const ModelConfig mc = ModelConfig::load(a->model);
-    char* self = realpath("/proc/self/exe", nullptr);
-    const std::string bin = self ? self : "moemesh";
-    free(self);
+    const std::string bin = self_binary();
     zmq::context_t ctx(1);
     auto config = [&](std::vector<std::string> sets, const std::string& transport) {
       sets.insert(sets.begin(), a->sets.begin(), a->sets.end());

@@ -57,9 +57,7 @@ void add_eval_command(CLI::App& app) {
       for (const auto& s : req.sequences) tokens += static_cast<int64_t>(s.size());
       cj["attention"]["kv_tokens"] = std::max<int64_t>(cj["attention"].value("kv_tokens", int64_t{16384}),
                                                         tokens + static_cast<int64_t>(req.greedy_prompt.size()) + req.greedy_new_tokens + 1024);
-      char* self = realpath("/proc/self/exe", nullptr);
-      const std::string bin = self ? self : "moemesh";
-      free(self);
+      const std::string bin = self_binary();
       zmq::context_t ctx(1);
       const auto dir = std::filesystem::temp_directory_path() / ("moemesh-eval-" + std::to_string(getpid()));
       nlohmann::json out;

@@ -2,6 +2,7 @@
 // cluster config (--config), environment (MOEMESH__*) and --set overrides. The
 // first line on stdout is the endpoint it bound, for whoever started it.
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -41,6 +42,13 @@ void common_options(CLI::App* cmd, const std::shared_ptr<ServeArgs>& a) {
   cmd->add_option("--bind", a->bind, "endpoint to bind (overrides the config; tcp port 0: any free port)");
 }
 }  // namespace
+
+std::string self_binary() {
+  char* self = realpath("/proc/self/exe", nullptr);
+  const std::string bin = self ? self : "moemesh";
+  free(self);
+  return bin;
+}
 
 void wait_for_signal(const std::function<bool()>& also) {
   std::signal(SIGINT, on_signal);

@@ -103,9 +103,7 @@ void add_up_command(CLI::App& app) {
     } cleanup{&workdir};
     const auto t0 = std::chrono::steady_clock::now();
     if (a->processes) {
-      char* self = realpath("/proc/self/exe", nullptr);
-      const std::string bin = self ? self : "moemesh";
-      free(self);
+      const std::string bin = self_binary();
       workdir = std::filesystem::temp_directory_path() / ("moemesh-up-" + std::to_string(getpid()));
       procs = std::make_unique<ProcessMesh>(bin, j, workdir, ctx);
       ep = procs->start(progress);

@@ -20,6 +20,8 @@ void add_chat_command(CLI::App& app);
 
 // Writes a random-weight checkpoint (the demo preset also gets DeepSeek-V3's tokenizer).
 void write_model(const MakeModelOptions& opts, const std::string& out, std::string tokenizer_dir = {});
+// This executable's path, to start roles as child processes.
+std::string self_binary();
 // Blocks until SIGINT or SIGTERM (or `also` becomes true).
 void wait_for_signal(const std::function<bool()>& also = {});
 

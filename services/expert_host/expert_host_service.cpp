@@ -13,14 +13,7 @@
 namespace moemesh {
 namespace {
 
-wire::Message json_message(wire::MsgType type, uint64_t request_id, const nlohmann::json& j) {
-  wire::Message m;
-  m.header.type = type;
-  m.header.request_id = request_id;
-  const std::string s = j.dump();
-  m.add_payload(s.data(), s.size());
-  return m;
-}
+using wire::json_message;
 
 class ExpertHostActor : public caf::event_based_actor {
  public:
@@ -124,10 +117,9 @@ class ExpertHostActor : public caf::event_based_actor {
     const wire::Header& h = in->message->header;
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(std::string(in->message->payload_as<char>(0), in->message->payload_size(0)));
-    } catch (const std::exception& e) {
-      transport_.reply(std::move(in->routing), wire::error_message(h.request_id, wire::ErrorCode::BadFrame,
-                                                                   std::string("expert host: invalid control JSON: ") + e.what()));
+      j = wire::json_payload(*in->message);
+    } catch (const wire::WireError& e) {
+      transport_.reply(std::move(in->routing), wire::error_message(h.request_id, e.code(), std::string("expert host: ") + e.what()));
       return;
     }
     const std::string cmd = j.is_object() ? j.value("cmd", "") : "";
@@ -202,11 +194,7 @@ std::string ExpertHostService::start() {
 }
 
 void ExpertHostService::stop() {
-  if (!actor_) return;
-  caf::scoped_actor self{actor_system()};
-  self->send_exit(actor_, caf::exit_reason::user_shutdown);
-  self->wait_for(actor_);
-  actor_ = caf::actor{};
+  stop_actor(actor_);
 }
 
 }  // namespace moemesh

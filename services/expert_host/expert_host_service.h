@@ -20,8 +20,7 @@ struct ExpertHostOptions {
   std::string bind = "tcp://127.0.0.1:0";
   std::string router;                  // router endpoint to register with; empty: none
   std::string advertise;               // endpoint the router should dial (default: the one bound)
-  std::vector<int32_t> experts;        // held from the start; empty with join: the router assigns
-  bool join = false;
+  std::vector<int32_t> experts;        // held from the start; empty: the router assigns (join)
   int64_t capacity = -1;               // experts it may hold (-1: all)
   std::chrono::milliseconds heartbeat{250};
   std::string metrics;                 // Prometheus endpoint (port 0: any); empty: none

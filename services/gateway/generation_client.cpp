@@ -43,31 +43,16 @@ class ClientActor : public caf::event_based_actor {
     return {
         [this](submit_atom, const SubmissionPtr& s) {
           pending_[s->id] = s;
-          wire::Message m;
-          m.header.type = wire::MsgType::Generate;
-          m.header.request_id = s->id;
-          const std::string body = generate_request_json(s->request).dump();
-          m.add_payload(body.data(), body.size());
-          transport_.send(socket_, std::move(m));
+          transport_.send(socket_, wire::json_message(wire::MsgType::Generate, s->id, generate_request_json(s->request)));
         },
         [this](cancel_atom, uint64_t id) {
           if (!pending_.count(id)) return;
-          wire::Message m;
-          m.header.type = wire::MsgType::Control;
-          m.header.request_id = 0;
-          const std::string body = nlohmann::json{{"cmd", "cancel"}, {"request", id}}.dump();
-          m.add_payload(body.data(), body.size());
-          transport_.send(socket_, std::move(m));
+          transport_.send(socket_, wire::json_message(wire::MsgType::Control, 0, {{"cmd", "cancel"}, {"request", id}}));
         },
         [this](stats_atom, const StatsCallback& cb) {
           const uint64_t id = next_stats_++;
           stats_[id] = cb;
-          wire::Message m;
-          m.header.type = wire::MsgType::Control;
-          m.header.request_id = id;
-          const std::string body = nlohmann::json{{"cmd", "stats"}}.dump();
-          m.add_payload(body.data(), body.size());
-          transport_.send(socket_, std::move(m));
+          transport_.send(socket_, wire::json_message(wire::MsgType::Control, id, {{"cmd", "stats"}}));
           delayed_send(this, std::chrono::seconds(1), deadline_atom::value, id);
         },
         [this](deadline_atom, uint64_t id) {
@@ -93,8 +78,8 @@ class ClientActor : public caf::event_based_actor {
       if (st == stats_.end()) return;
       nlohmann::json j;
       try {
-        j = nlohmann::json::parse(std::string(m.payload_as<char>(0), m.payload_size(0)));
-      } catch (const std::exception&) {
+        j = wire::json_payload(m);
+      } catch (const wire::WireError&) {
       }
       (*st->second)(j);
       stats_.erase(st);
@@ -106,9 +91,9 @@ class ClientActor : public caf::event_based_actor {
     if (m.header.type == wire::MsgType::Error) {
       u.finish = "error";
       u.error = m.payloads.empty() ? "error" : std::string(m.payload_as<char>(0), m.payload_size(0));
-    } else if (m.header.type == wire::MsgType::Tokens && m.payloads.size() == 1) {
+    } else if (m.header.type == wire::MsgType::Tokens) {
       try {
-        const auto j = nlohmann::json::parse(std::string(m.payload_as<char>(0), m.payload_size(0)));
+        const auto j = wire::json_payload(m);
         u.tokens = j.at("tokens").get<std::vector<int32_t>>();
         u.finish = j.value("finish", "");
         u.error = j.value("error", "");
@@ -139,11 +124,7 @@ std::atomic<uint64_t> g_next_id{1};
 GenerationClient::GenerationClient(zmq::context_t& ctx, const std::string& attention)
     : actor_(actor_system().spawn<ClientActor>(&ctx, attention)) {}
 
-GenerationClient::~GenerationClient() {
-  caf::scoped_actor self{actor_system()};
-  self->send_exit(actor_, caf::exit_reason::user_shutdown);
-  self->wait_for(actor_);
-}
+GenerationClient::~GenerationClient() { stop_actor(actor_); }
 
 uint64_t GenerationClient::submit(const GenerationRequest& r, OnUpdate on_update) {
   auto s = std::make_shared<Submission>();

@@ -115,8 +115,8 @@ class MtpDraftActor : public caf::event_based_actor {
     const wire::Header& h = in->message->header;
     try {
       if (h.type == wire::MsgType::Control) {
-        const auto j = nlohmann::json::parse(std::string(in->message->payload_as<char>(0), in->message->payload_size(0)));
-        if (j.value("cmd", "") != "release" || !j.contains("seq"))
+        const auto j = wire::json_payload(*in->message);
+        if (!j.is_object() || j.value("cmd", "") != "release" || !j.contains("seq"))
           throw wire::WireError(wire::ErrorCode::Unsupported, "mtp-draft: control commands: release {seq}");
         const uint64_t seq = j["seq"].get<uint64_t>();
         compute_->post([this, seq] {
@@ -191,11 +191,7 @@ std::string MtpDraftService::start() {
 }
 
 void MtpDraftService::stop() {
-  if (!actor_) return;
-  caf::scoped_actor self{actor_system()};
-  self->send_exit(actor_, caf::exit_reason::user_shutdown);
-  self->wait_for(actor_);
-  actor_ = caf::actor{};
+  stop_actor(actor_);
 }
 
 struct RemoteDrafter::Impl {
@@ -263,12 +259,8 @@ Draft RemoteDrafter::draft_once(const DraftCall& c) {
 }
 
 void RemoteDrafter::release(SeqId seq) {
-  wire::Message m;
-  m.header.type = wire::MsgType::Control;
-  m.header.request_id = impl_->channel.next_id();
-  const std::string s = nlohmann::json{{"cmd", "release"}, {"seq", seq}}.dump();
-  m.add_payload(s.data(), s.size());
-  impl_->channel.send(std::move(m));  // no answer expected
+  // No answer expected.
+  impl_->channel.send(wire::json_message(wire::MsgType::Control, impl_->channel.next_id(), {{"cmd", "release"}, {"seq", seq}}));
 }
 
 }  // namespace moemesh

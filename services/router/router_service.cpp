@@ -81,23 +81,8 @@ void put_activations(wire::Message& m, const float* x, int64_t rows, int64_t col
   }
 }
 
-wire::Message json_message(wire::MsgType type, uint64_t request_id, const nlohmann::json& j) {
-  wire::Message m;
-  m.header.type = type;
-  m.header.request_id = request_id;
-  const std::string s = j.dump();
-  m.add_payload(s.data(), s.size());
-  return m;
-}
+using wire::json_message;
 
-nlohmann::json json_of(const wire::Message& m) {
-  if (m.payloads.empty()) throw wire::WireError(wire::ErrorCode::BadFrame, "a JSON payload is required");
-  try {
-    return nlohmann::json::parse(std::string(m.payload_as<char>(0), m.payload_size(0)));
-  } catch (const nlohmann::json::exception& e) {
-    throw wire::WireError(wire::ErrorCode::BadFrame, std::string("invalid JSON payload: ") + e.what());
-  }
-}
 
 class RouterActor : public caf::event_based_actor {
  public:
@@ -332,7 +317,7 @@ class RouterActor : public caf::event_based_actor {
       if (e.socket == socket) h = placement_->host(id);
     if (!h) return;  // a host removed meanwhile
     h->last_seen = std::chrono::steady_clock::now();
-    if (m.header.type == wire::MsgType::Control) return on_host_control(*h, json_of(m));
+    if (m.header.type == wire::MsgType::Control) return on_host_control(*h, wire::json_payload(m));
     auto pt = parts_.find(m.header.request_id);
     if (pt == parts_.end() || pt->second.host != h->id) return;  // late: already retried elsewhere
     Part& part = pt->second;
@@ -457,7 +442,7 @@ class RouterActor : public caf::event_based_actor {
   }
 
   void on_host_hello(Inbound& in) {
-    const nlohmann::json j = json_of(*in.message);
+    const nlohmann::json j = wire::json_payload(*in.message);
     if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || !j.contains("endpoint") || !j["endpoint"].is_string() ||
         !j.contains("experts") || !j["experts"].is_array())
       throw wire::WireError(wire::ErrorCode::BadFrame, "router: Hello needs name, endpoint and experts");
@@ -517,7 +502,7 @@ class RouterActor : public caf::event_based_actor {
   }
 
   void on_control(Inbound& in) {
-    const nlohmann::json j = json_of(*in.message);
+    const nlohmann::json j = wire::json_payload(*in.message);
     const std::string cmd = j.is_object() ? j.value("cmd", "") : "";
     nlohmann::json r;
     if (cmd == "stats" || cmd == "placement") {
@@ -655,11 +640,7 @@ std::string RouterService::start() {
 }
 
 void RouterService::stop() {
-  if (!actor_) return;
-  caf::scoped_actor self{actor_system()};
-  self->send_exit(actor_, caf::exit_reason::user_shutdown);
-  self->wait_for(actor_);
-  actor_ = caf::actor{};
+  stop_actor(actor_);
 }
 
 }  // namespace moemesh
