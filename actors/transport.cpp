@@ -146,6 +146,7 @@ void Transport::deliver(int socket, zmq::socket_t& s) {
     }
     return;
   }
+  handed_over(in.get());
   caf::anon_send(owner_, inbound_atom::value, std::move(in));
 }
 

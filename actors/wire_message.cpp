@@ -42,7 +42,14 @@ std::optional<Message> receive(zmq::socket_t& s, std::vector<zmq::message_t>* ro
   for (size_t i = h + 1; i < frames.size(); ++i) sizes.push_back(frames[i].size());
   Message m;
   m.header = decode_header(std::span<const uint8_t>(static_cast<const uint8_t*>(frames[h].data()), frames[h].size()), sizes);
-  for (size_t i = h + 1; i < frames.size(); ++i) m.payloads.push_back(std::move(frames[i]));
+  for (size_t i = h + 1; i < frames.size(); ++i) {
+    // ZeroMQ may hand a frame over inside its receive buffer at any offset, and
+    // payload_as<T> reads T directly: a misaligned frame is copied once (fresh
+    // messages are 8-byte aligned).
+    if (reinterpret_cast<uintptr_t>(frames[i].data()) % alignof(uint64_t) != 0)
+      frames[i] = zmq::message_t(frames[i].data(), frames[i].size());
+    m.payloads.push_back(std::move(frames[i]));
+  }
   return m;
 }
 

@@ -15,12 +15,19 @@ if(MOEMESH_BENCH)
 endif()
 
 if(MOEMESH_CUDA)
-  enable_language(CUDA)
-  set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
+  # Hopper only unless the caller says otherwise; set before enable_language,
+  # which would otherwise pick the compiler's default architecture.
   if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
     set(CMAKE_CUDA_ARCHITECTURES 90)
   endif()
+  enable_language(CUDA)
+  set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
   find_package(CUDAToolkit REQUIRED)
+  # A CUDA build is carried to GPU machines that lack our Debian libraries:
+  # binaries also look in <build>/lib (scripts/bundle_gpu_build.sh fills it).
+  # DT_RPATH, unlike DT_RUNPATH, also serves those libraries' own dependencies.
+  list(APPEND CMAKE_BUILD_RPATH "\$ORIGIN/../lib")
+  add_link_options("LINKER:--disable-new-dtags")
 endif()
 
 # CAF 0.17 ships no CMake config: imported targets of our own.

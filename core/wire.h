@@ -40,7 +40,7 @@ enum class MsgType : uint16_t {
 };
 constexpr uint16_t kMaxMsgType = 13;
 
-enum class ErrorCode : uint32_t { None = 0, BadFrame = 1, Unsupported = 2, Overloaded = 3, Failed = 4, Timeout = 5 };
+enum class ErrorCode : uint32_t { None = 0, BadFrame = 1, Unsupported = 2, Overloaded = 3, Failed = 4, Timeout = 5, ShuttingDown = 6 };
 
 // Flags.
 constexpr uint16_t kFlagFp8Scaled = 1;  // payload 0 is fp8-e4m3, payload 1 its f32 scales per 128 values

@@ -39,6 +39,12 @@ class LatentKvCache {
   uint16_t* row(SeqId s, int64_t layer, int64_t pos);
   const uint16_t* row(SeqId s, int64_t layer, int64_t pos) const;
 
+  // The raw layout, for copying the cache to a device as is: storage() is
+  // [page][layer][slot][dim], pages(s) the sequence's page ids in order.
+  const uint16_t* storage() const { return storage_.get(); }
+  size_t storage_bytes() const { return static_cast<size_t>(n_pages_ * n_layers_ * page_tokens_ * dim_) * 2; }
+  const std::vector<int32_t>& pages(SeqId s) const { return seq(s).pages; }
+
  private:
   struct Seq {
     std::vector<int32_t> pages;

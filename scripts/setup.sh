@@ -15,6 +15,7 @@ DEBIAN_PACKAGES=(
   chromium curl  # the gateway's browser and command-line client tests
   prometheus  # promtool, for the observability checks
   unzip yamllint  # the Helm chart's checks (helm itself comes from an npm package)
+  clang libclang-rt-14-dev  # the fuzz targets (scripts/fuzz.sh): the libFuzzer, ASan and UBSan runtimes are only recommended by clang
 )
 # Node.js may come with the machine (with its own npm); Debian's otherwise.
 command -v npm >/dev/null 2>&1 || DEBIAN_PACKAGES+=(nodejs npm)

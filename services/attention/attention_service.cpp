@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/compute_queue.h"
+#include "actors/drain.h"
 #include "actors/mesh_actor.h"
 #include "actors/role_metrics.h"
 #include "actors/transport.h"
@@ -80,8 +81,15 @@ class AttentionActor : public caf::event_based_actor {
                  opts_.kv_tokens, opts_.router.empty() ? "-" : opts_.router,
                  opts_.speculative > 0 && drafter_ ? std::to_string(opts_.speculative) + " drafts via " + opts_.mtp : "off");
     return {
-        [this](inbound_atom, const InboundPtr& in) { on_inbound(*in); },
-        [this](run_atom, const Continuation& f) { (*f)(); },
+        [this](inbound_atom, const InboundPtr& in) {
+          received(in.get());
+          on_inbound(*in);
+        },
+        [this](run_atom, const Continuation& f) {
+          received(f.get());
+          (*f)();
+        },
+        [this](drain_atom, const DrainDone& done, int64_t deadline_ms) { start_drain(done, deadline_ms); },
     };
   }
 
@@ -114,7 +122,31 @@ class AttentionActor : public caf::event_based_actor {
     }
   }
 
+  // SIGTERM: no new requests; those running finish, or end with an error
+  // just before the deadline, so no client is left waiting on a dead role.
+  void start_drain(const DrainDone& done, int64_t deadline_ms) {
+    spdlog::info("attention: draining ({} requests running, {} ms to finish)", clients_.size(), deadline_ms);
+    drain_.start(done);
+    const auto cutoff = std::chrono::milliseconds(std::max<int64_t>(deadline_ms - 500, 0));
+    delayed_send(this, cutoff, run_atom::value, std::make_shared<std::function<void()>>([this] {
+      std::vector<uint64_t> left;
+      for (const auto& [id, c] : clients_) left.push_back(id);
+      if (!left.empty()) spdlog::warn("attention: {} requests did not finish before the shutdown deadline", left.size());
+      for (uint64_t id : left) {
+        cancels_.push_back(id);
+        send_tokens(id, {}, "error", "attention: shut down before this request finished");
+      }
+      kick();
+    }));
+    kick();
+  }
+
+  void refuse_if_draining() const {
+    if (drain_.draining()) throw wire::WireError(wire::ErrorCode::ShuttingDown, "attention: shutting down; not taking new requests");
+  }
+
   void on_generate(Inbound& in) {
+    refuse_if_draining();
     GenerationRequest r;
     try {
       r = parse_generate_request(wire::json_payload(*in.message));
@@ -130,6 +162,7 @@ class AttentionActor : public caf::event_based_actor {
   }
 
   void on_score(Inbound& in) {
+    refuse_if_draining();
     const wire::Message& m = *in.message;
     if (m.payloads.empty() || m.payloads.size() > 2 || m.payload_size(0) == 0 || m.payload_size(0) % 4 != 0)
       throw wire::WireError(wire::ErrorCode::BadFrame, "attention: Score needs int32 token ids (and optionally int32 sequence lengths)");
@@ -204,7 +237,10 @@ class AttentionActor : public caf::event_based_actor {
       });
       return;
     }
-    if (scheduler_->idle()) return;
+    if (scheduler_->idle()) {
+      drain_.settle(true);
+      return;
+    }
     busy_ = true;
     compute_->post([this, self] {
       const auto t0 = std::chrono::steady_clock::now();
@@ -349,6 +385,7 @@ class AttentionActor : public caf::event_based_actor {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<RemoteDrafter> drafter_;
   bool busy_ = false;
+  DrainState drain_;
   std::vector<GenerationRequest> queued_;
   std::vector<uint64_t> cancels_;
   std::deque<ScoreJob> scores_;
@@ -369,6 +406,8 @@ std::string AttentionService::start() {
   actor_ = actor_system().spawn<AttentionActor>(opts_, &ctx_, &bound, &metrics_url_);
   return f.get();
 }
+
+bool AttentionService::drain(std::chrono::milliseconds deadline) { return drain_actor(actor_, deadline); }
 
 void AttentionService::stop() {
   stop_actor(actor_);

@@ -35,6 +35,9 @@ class AttentionService {
   AttentionService(AttentionOptions opts, zmq::context_t& ctx);
   ~AttentionService();
   std::string start();
+  // Graceful stop: refuses new requests and waits up to `deadline` for the
+  // running ones (cut off with an error just before it); true when all finished.
+  bool drain(std::chrono::milliseconds deadline);
   void stop();
   const std::string& metrics_url() const { return metrics_url_; }
 

@@ -20,7 +20,7 @@ std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
 
 struct ServeArgs {
-  std::string config, model, name, experts, bind, advertise;
+  std::string config, model, name, experts, bind, advertise, device;
   std::vector<std::string> sets;
 };
 
@@ -34,6 +34,17 @@ ClusterConfig load(const ServeArgs& a) {
 }
 
 void announce(const std::string& endpoint) { std::cout << endpoint << std::endl; }
+
+// After SIGTERM: the role finishes what it had accepted (up to the config's
+// drain_timeout_ms) before it is stopped; the process then exits 0.
+template <class Service>
+void drain(Service& s, const char* role, std::chrono::milliseconds deadline) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const bool done = s.drain(deadline);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (done) spdlog::info("{}: drained in {:.2f} s; stopping", role, secs);
+  else spdlog::warn("{}: work still running after {:.1f} s; stopping anyway", role, secs);
+}
 
 void common_options(CLI::App* cmd, const std::shared_ptr<ServeArgs>& a) {
   cmd->add_option("--config", a->config, "cluster config (JSON)");
@@ -50,16 +61,20 @@ std::string self_binary() {
   return bin;
 }
 
-void wait_for_signal(const std::function<bool()>& also) {
+bool wait_for_signal(const std::function<bool()>& also) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   while (!g_stop && !(also && also())) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return g_stop;
 }
 
 void add_serve_command(CLI::App& app) {
   auto* serve = app.add_subcommand("serve", "run one role of the mesh");
   serve->require_subcommand(1);
-  zmq::context_t* ctx = new zmq::context_t(1);  // lives as long as the process
+  // Lives as long as the process (terminating it would wait for every socket);
+  // held by a static so that leak checkers see it as reachable.
+  static zmq::context_t* const process_ctx = new zmq::context_t(1);
+  zmq::context_t* ctx = process_ctx;
 
   auto r = std::make_shared<ServeArgs>();
   auto* router = serve->add_subcommand("router", "the gates of every MoE layer and the expert placement table");
@@ -71,6 +86,7 @@ void add_serve_command(CLI::App& app) {
     announce(s.start());
     if (!s.metrics_url().empty()) spdlog::info("router: metrics at {}", s.metrics_url());
     wait_for_signal();
+    drain(s, "router", c.drain_timeout);
   });
 
   auto e = std::make_shared<ServeArgs>();
@@ -79,6 +95,7 @@ void add_serve_command(CLI::App& app) {
   eh->add_option("--name", e->name, "this host's entry in the config's expert_hosts (and its name in the mesh)");
   eh->add_option("--experts", e->experts, "expert ids held: all, none (the router assigns), or ranges like 0-127,200");
   eh->add_option("--advertise", e->advertise, "endpoint the router dials, when not the bound one (tcp://pod.service:7420)");
+  eh->add_option("--device", e->device, "where the experts compute: cpu (default) or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   eh->callback([e, ctx] {
     ClusterConfig c = load(*e);
     ExpertHostConfig h;
@@ -94,6 +111,7 @@ void add_serve_command(CLI::App& app) {
     if (!e->experts.empty()) h.experts = e->experts;
     if (!e->bind.empty()) h.options.bind = e->bind;
     if (!e->advertise.empty()) h.options.advertise = e->advertise;
+    if (!e->device.empty()) h.options.device = e->device;
     if (e->config.empty() && e->sets.empty()) h.options.router.clear();  // standalone: dispatched to directly
     const ModelConfig mc = ModelConfig::load(c.model);
     h.options.experts = resolve_experts(h.experts, static_cast<int32_t>(mc.n_routed_experts));
@@ -101,7 +119,8 @@ void add_serve_command(CLI::App& app) {
     announce(s.start());
     if (!s.metrics_url().empty()) spdlog::info("expert host: metrics at {}", s.metrics_url());
     auto left = s.left();
-    wait_for_signal([&] { return left.wait_for(std::chrono::seconds(0)) == std::future_status::ready; });
+    if (wait_for_signal([&] { return left.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }))
+      drain(s, "expert host", c.drain_timeout);
   });
 
   auto m = std::make_shared<ServeArgs>();
@@ -114,6 +133,7 @@ void add_serve_command(CLI::App& app) {
     announce(s.start());
     if (!s.metrics_url().empty()) spdlog::info("mtp-draft: metrics at {}", s.metrics_url());
     wait_for_signal();
+    drain(s, "mtp-draft", c.drain_timeout);
   });
 
   auto gw = std::make_shared<ServeArgs>();
@@ -130,7 +150,7 @@ void add_serve_command(CLI::App& app) {
     g.set_ready(true);
     announce("http://" + go.host + ":" + std::to_string(port));
     wait_for_signal();
-    g.set_ready(false);  // /readyz answers 503 while it stops
+    drain(g, "gateway", c.drain_timeout);  // 503 for new generations meanwhile
     g.stop();
   });
 
@@ -144,6 +164,7 @@ void add_serve_command(CLI::App& app) {
     announce(s.start());
     if (!s.metrics_url().empty()) spdlog::info("attention: metrics at {}", s.metrics_url());
     wait_for_signal();
+    drain(s, "attention", c.drain_timeout);
   });
 }
 

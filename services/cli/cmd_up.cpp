@@ -132,8 +132,8 @@ void add_up_command(CLI::App& app) {
     std::cout << "http://" << go.host << ":" << port << std::endl;
     spdlog::info("up: serving http://{}:{} (OpenAI API under /v1, chat page at /)", go.host, port);
     wait_for_signal();
-    spdlog::info("up: stopping");
-    gateway.set_ready(false);
+    spdlog::info("up: stopping; finishing the generations in flight first");
+    gateway.drain(ClusterConfig::from_json(j).drain_timeout);
     gateway.stop();
   });
 }

@@ -22,7 +22,7 @@ void add_chat_command(CLI::App& app);
 void write_model(const MakeModelOptions& opts, const std::string& out, std::string tokenizer_dir = {});
 // This executable's path, to start roles as child processes.
 std::string self_binary();
-// Blocks until SIGINT or SIGTERM (or `also` becomes true).
-void wait_for_signal(const std::function<bool()>& also = {});
+// Blocks until SIGINT or SIGTERM (true) or until `also` becomes true (false).
+bool wait_for_signal(const std::function<bool()>& also = {});
 
 }  // namespace moemesh::cli

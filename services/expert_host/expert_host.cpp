@@ -33,8 +33,11 @@ std::vector<int32_t> parse_id_ranges(const std::string& spec, int32_t limit) {
   return ids;
 }
 
-ExpertHost::ExpertHost(const ModelConfig& cfg, const Checkpoint& ckpt, const std::vector<int32_t>& experts)
-    : cfg_(cfg), ckpt_(ckpt) {
+ExpertHost::ExpertHost(const ModelConfig& cfg, const Checkpoint& ckpt, const std::vector<int32_t>& experts,
+                       const std::string& device)
+    : cfg_(cfg), ckpt_(ckpt), device_(device) {
+  if (device_ != "cpu" && device_ != "cuda")
+    throw std::invalid_argument("expert host: device must be cpu or cuda, not '" + device_ + "'");
   build(experts);
 }
 
@@ -48,6 +51,12 @@ void ExpertHost::build(std::vector<int32_t> ids) {
   for (int64_t l = 0; l < cfg_.num_hidden_layers + cfg_.num_nextn_predict_layers; ++l)
     if (cfg_.is_moe_layer(l) && ckpt_.has("model.layers." + std::to_string(l) + ".mlp.gate.weight"))
       layers[l] = std::make_unique<ExpertSet>(cfg_, ckpt_, l, ids);
+  if (device_ == "cuda") {
+    gpu_.reset();  // free the old upload first: the device holds one set at a time
+    std::vector<int64_t> moe_layers;
+    for (const auto& [l, _] : layers) moe_layers.push_back(l);
+    gpu_ = std::make_unique<GpuExperts>(cfg_, ckpt_, moe_layers, ids);
+  }
   layers_ = std::move(layers);
   ids_ = std::move(ids);
 }
@@ -111,7 +120,8 @@ wire::Message ExpertHost::handle(const wire::Message& m) {
   for (float w : r.weights)
     if (!std::isfinite(w)) throw WireError(ErrorCode::BadFrame, "expert host: routing weight is not finite");
   std::vector<float> y(rows * H, 0.0f);
-  layer->second->forward(x.data(), r, y.data());
+  if (gpu_) gpu_->forward(h.layer, x.data(), r, y.data());
+  else layer->second->forward(x.data(), r, y.data());
   ++dispatches_;
   rows_ += static_cast<uint64_t>(rows);
 

@@ -9,6 +9,7 @@
 
 #include "actors/wire_message.h"
 #include "model/experts.h"
+#include "services/expert_host/gpu_experts.h"
 
 namespace moemesh {
 
@@ -18,7 +19,9 @@ std::vector<int32_t> parse_id_ranges(const std::string& spec, int32_t limit);
 class ExpertHost {
  public:
   // Loads `experts` of every MoE layer (the MTP layer included) from the checkpoint.
-  ExpertHost(const ModelConfig& cfg, const Checkpoint& ckpt, const std::vector<int32_t>& experts);
+  // device "cuda" computes them on the GPU (uploaded once per set of experts held).
+  ExpertHost(const ModelConfig& cfg, const Checkpoint& ckpt, const std::vector<int32_t>& experts,
+             const std::string& device = "cpu");
 
   // Answers one message: Dispatch → Combine, Hello → Hello with the experts held.
   // Throws WireError for a message it cannot accept (the caller replies Error).
@@ -38,6 +41,8 @@ class ExpertHost {
   const Checkpoint& ckpt_;
   std::vector<int32_t> ids_;
   std::map<int64_t, std::unique_ptr<ExpertSet>> layers_;
+  std::string device_;
+  std::unique_ptr<GpuExperts> gpu_;  // device "cuda" only
   uint64_t dispatches_ = 0, rows_ = 0;
 };
 

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/compute_queue.h"
+#include "actors/drain.h"
 #include "actors/mesh_actor.h"
 #include "actors/role_metrics.h"
 #include "actors/transport.h"
@@ -26,7 +27,7 @@ class ExpertHostActor : public caf::event_based_actor {
       const auto load_start = std::chrono::steady_clock::now();
       cfg_ = ModelConfig::load(opts_.model);
       ckpt_ = std::make_unique<Checkpoint>(opts_.model);
-      host_ = std::make_unique<ExpertHost>(cfg_, *ckpt_, opts_.experts);
+      host_ = std::make_unique<ExpertHost>(cfg_, *ckpt_, opts_.experts, opts_.device);
       const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       held_ = host_->experts();
       if (opts_.capacity < 0) opts_.capacity = cfg_.n_routed_experts;
@@ -56,8 +57,15 @@ class ExpertHostActor : public caf::event_based_actor {
                  opts_.router.empty() ? "" : ", registered with " + opts_.router);
     if (router_) delayed_send(this, opts_.heartbeat, tick_atom::value);
     return {
-        [this](inbound_atom, const InboundPtr& in) { on_inbound(in); },
-        [this](run_atom, const Continuation& f) { (*f)(); },
+        [this](inbound_atom, const InboundPtr& in) {
+          received(in.get());
+          on_inbound(in);
+        },
+        [this](run_atom, const Continuation& f) {
+          received(f.get());
+          (*f)();
+        },
+        [this](drain_atom, const DrainDone& done, int64_t deadline_ms) { start_drain(done, deadline_ms); },
         [this](tick_atom) {
           if (leaving_) return;
           transport_.send(router_, json_message(wire::MsgType::Heartbeat, 0, report()));
@@ -77,6 +85,24 @@ class ExpertHostActor : public caf::event_based_actor {
             {"capacity", opts_.capacity}, {"dispatches", dispatches_}, {"rows", rows_}};
   }
 
+  // SIGTERM: the router is told this host is stopping, sends it no more work
+  // and says `leave` once what it had sent is answered. A router that stays
+  // silent is taken for gone: the host then stops once its own work is done.
+  void start_drain(const DrainDone& done, int64_t deadline_ms) {
+    spdlog::info("expert host {}: stopping ({} dispatches running)", opts_.name, inflight_);
+    drain_.start(done);
+    leaving_ = true;  // no more heartbeats
+    if (!router_) return settle();
+    transport_.send(router_, json_message(wire::MsgType::Control, 2, {{"cmd", "leaving"}, {"host", opts_.name}}));
+    const auto silent = std::chrono::milliseconds(std::min<int64_t>(5000, std::max<int64_t>(deadline_ms - 500, 0)));
+    delayed_send(this, silent, run_atom::value, std::make_shared<std::function<void()>>([this] {
+      router_gone_ = true;
+      settle();
+    }));
+  }
+
+  void settle() { drain_.settle(inflight_ == 0 && (!router_ || left_ || router_gone_)); }
+
   void on_inbound(const InboundPtr& in) {
     if (in->socket != 0) return;  // the router's answers to Hello/Heartbeat
     const wire::Header& h = in->message->header;
@@ -90,6 +116,7 @@ class ExpertHostActor : public caf::event_based_actor {
     // Dispatches (and anything else, which handle() refuses) run on the compute queue.
     ExpertHost* host = host_.get();
     Transport* t = &transport_;
+    ++inflight_;
     compute_->post([in, host, t, self, this] {
       wire::Message reply;
       const auto t0 = std::chrono::steady_clock::now();
@@ -109,6 +136,8 @@ class ExpertHostActor : public caf::event_based_actor {
       run_in(self, [this, d, r] {
         dispatches_ = d;
         rows_ = r;
+        --inflight_;
+        settle();
       });
     });
   }
@@ -127,7 +156,9 @@ class ExpertHostActor : public caf::event_based_actor {
       spdlog::info("expert host {}: drained, leaving", opts_.name);
       leaving_ = true;
       transport_.reply(std::move(in->routing), json_message(wire::MsgType::Control, h.request_id, {{"cmd", "leave"}, {"ok", true}}));
-      leave_->set_value();
+      if (!left_) leave_->set_value();  // a repeated leave must not throw
+      left_ = true;
+      settle();
       return;
     }
     if ((cmd != "load" && cmd != "unload") || !j.contains("experts") || !j["experts"].is_array()) {
@@ -175,7 +206,9 @@ class ExpertHostActor : public caf::event_based_actor {
   std::vector<int32_t> held_;
   std::string endpoint_;
   int router_ = 0;
-  bool leaving_ = false;
+  bool leaving_ = false, left_ = false, router_gone_ = false;
+  int64_t inflight_ = 0;  // dispatches on the compute queue
+  DrainState drain_;
   uint64_t dispatches_ = 0, rows_ = 0;
 };
 
@@ -192,6 +225,8 @@ std::string ExpertHostService::start() {
   actor_ = actor_system().spawn<ExpertHostActor>(opts_, &ctx_, &bound, &leave_, &metrics_url_);
   return f.get();
 }
+
+bool ExpertHostService::drain(std::chrono::milliseconds deadline) { return drain_actor(actor_, deadline); }
 
 void ExpertHostService::stop() {
   stop_actor(actor_);

@@ -24,6 +24,7 @@ struct ExpertHostOptions {
   int64_t capacity = -1;               // experts it may hold (-1: all)
   std::chrono::milliseconds heartbeat{250};
   std::string metrics;                 // Prometheus endpoint (port 0: any); empty: none
+  std::string device = "cpu";          // "cuda": experts on the GPU (a build with CUDA and a device)
 };
 
 class ExpertHostService {
@@ -32,6 +33,9 @@ class ExpertHostService {
   ~ExpertHostService();
   // Loads its experts, binds, registers; returns the bound endpoint.
   std::string start();
+  // Graceful stop: tells the router, finishes the dispatches it was sent and
+  // waits up to `deadline` for the router's leave; true when all was done.
+  bool drain(std::chrono::milliseconds deadline);
   void stop();
   // Becomes ready when the router told this host to leave (after a drain).
   std::shared_future<void> left() const { return left_; }

@@ -9,6 +9,7 @@
 
 #include "core/tokenizer/streaming_decoder.h"
 #include "services/gateway/gateway_state.h"
+#include "services/gateway/generation_body.h"
 
 namespace moemesh {
 
@@ -85,7 +86,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (path.rfind("/v1/", 0) == 0) authenticate();
     if (path == "/v1/chat/ws") {
       if (!beast::websocket::is_upgrade(req_)) throw ApiError(400, "/v1/chat/ws takes WebSocket upgrades only");
-      if (!g_->ready) throw ApiError(503, "the mesh is not ready", "", "unavailable");
+      if (!g_->ready) throw ApiError(503, g_->not_ready_reason(), "", "unavailable");
       return start_websocket(stream_.release_socket(), std::move(req_), g_, key_);
     }
     if (path == "/v1/models") {
@@ -96,16 +97,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (path == "/v1/chat/completions" || path == "/v1/completions") {
       if (req_.method() != http::verb::post) throw ApiError(405, "use POST");
-      if (!g_->ready) throw ApiError(503, "the mesh is not ready", "", "unavailable");
-      nlohmann::json body;
-      try {
-        body = nlohmann::json::parse(req_.body());
-      } catch (const nlohmann::json::exception& e) {
-        throw ApiError(400, std::string("the body is not valid JSON: ") + e.what());
-      }
+      if (!g_->ready) throw ApiError(503, g_->not_ready_reason(), "", "unavailable");
       chat_ = path == "/v1/chat/completions";
-      if (chat_ && !g_->tpl) throw ApiError(400, "this model has no chat template: use /v1/completions");
-      api_ = chat_ ? parse_chat_request(body, *g_->tk, *g_->tpl, g_->opts.limits) : parse_completion_request(body, *g_->tk, g_->opts.limits);
+      api_ = parse_generation_body(req_.body(), chat_, *g_->tk, g_->tpl ? &*g_->tpl : nullptr, g_->opts.limits);
       api_.gen.stop_ids = g_->stop_ids;
       return generate();
     }
@@ -444,5 +438,15 @@ void Gateway::stop() {
 }
 
 void Gateway::set_ready(bool ready) { impl_->ready = ready; }
+
+bool Gateway::drain(std::chrono::milliseconds deadline) {
+  auto& g = *impl_;
+  g.draining = true;
+  g.ready = false;  // new generations get 503 and /readyz fails: balancers move on
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  spdlog::info("gateway: draining ({} generations in flight)", g.inflight.load());
+  while (g.inflight > 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return g.inflight == 0;
+}
 
 }  // namespace moemesh

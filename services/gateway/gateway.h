@@ -3,6 +3,8 @@
 // models; health) in front of the attention role.
 #pragma once
 
+#include <chrono>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +38,9 @@ class Gateway {
   uint16_t start();
   void stop();
   void set_ready(bool ready);
+  // Graceful stop: new generations are answered 503 while the running ones
+  // finish; waits up to `deadline`, true when none is left. Then stop().
+  bool drain(std::chrono::milliseconds deadline);
 
   struct Impl;  // public so the connection sessions can reach it
 

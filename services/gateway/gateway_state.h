@@ -34,6 +34,8 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
   std::atomic<bool> ready{false};
+  std::atomic<bool> draining{false};  // stopping: not ready for good
+  const char* not_ready_reason() const { return draining ? "the gateway is shutting down" : "the mesh is not ready"; }
   std::atomic<size_t> inflight{0};
   std::unique_ptr<GatewayMetrics> metrics;  // made when the port is known
 

@@ -8,6 +8,14 @@ std::string error_body(const ApiError& e) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+nlohmann::json parse_request_json(std::string_view text) {
+  return nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t event, const nlohmann::json&) {
+    const bool opens = event == nlohmann::json::parse_event_t::object_start || event == nlohmann::json::parse_event_t::array_start;
+    if (opens && depth >= kMaxJsonDepth) throw ApiError(400, "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    return true;
+  });
+}
+
 namespace {
 
 ApiError bad(const std::string& param, const std::string& message) { return ApiError(400, message, param); }
@@ -44,8 +52,13 @@ void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits) {
     if (!j["stream"].is_boolean()) throw bad("stream", "stream must be a boolean");
     r.stream = j["stream"];
   }
-  if (j.contains("stream_options") && j["stream_options"].is_object())
-    r.include_usage = j["stream_options"].value("include_usage", false);
+  if (j.contains("stream_options") && j["stream_options"].is_object()) {
+    const auto& o = j["stream_options"];
+    if (o.contains("include_usage") && !o["include_usage"].is_null()) {
+      if (!o["include_usage"].is_boolean()) throw bad("stream_options.include_usage", "stream_options.include_usage must be a boolean");
+      r.include_usage = o["include_usage"];
+    }
+  }
   if (j.contains("stop") && !j["stop"].is_null()) {
     const auto& s = j["stop"];
     if (s.is_string()) r.stop.push_back(s);
@@ -86,7 +99,7 @@ ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk,
       content = m["content"];
     } else if (m.contains("content") && m["content"].is_array()) {
       for (const auto& part : m["content"]) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+        if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") || !part["text"].is_string())
           throw bad(where + ".content", "only text content parts are supported");
         content += part["text"].get<std::string>();
       }

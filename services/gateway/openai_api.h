@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -39,6 +40,14 @@ class ApiError : public std::runtime_error {
 
 // {"error": {"message", "type", "param", "code"}}
 std::string error_body(const ApiError& e);
+
+// Request JSON (a body, a WebSocket message) nests at most this deep: copying or
+// dumping a value recurses once per level, and a 1 MiB message could nest 500 k deep.
+constexpr int kMaxJsonDepth = 128;
+
+// Parses request JSON: nlohmann::json::parse_error when it is not JSON,
+// ApiError(400) when it nests deeper than kMaxJsonDepth.
+nlohmann::json parse_request_json(std::string_view text);
 
 struct ApiRequest {
   GenerationRequest gen;

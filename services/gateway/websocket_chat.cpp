@@ -7,6 +7,7 @@
 
 #include "core/tokenizer/streaming_decoder.h"
 #include "services/gateway/gateway_state.h"
+#include "services/gateway/websocket_message.h"
 
 namespace moemesh {
 namespace {
@@ -65,37 +66,24 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
   }
 
   void handle(const std::string& text) {
-    nlohmann::json m;
-    try {
-      m = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-      return send_error(nullptr, 400, std::string("not valid JSON: ") + e.what());
-    }
-    if (!m.is_object() || !m.contains("type") || !m["type"].is_string()) return send_error(nullptr, 400, "a message needs a string \"type\"");
-    const std::string type = m["type"];
-    const nlohmann::json id = m.contains("id") ? m["id"] : nlohmann::json();
-    if (type == "ping") return send(dump({{"type", "pong"}, {"id", id}}));
-    if (!id.is_string() || id.get<std::string>().empty() || id.get<std::string>().size() > 128)
-      return send_error(id, 400, "\"id\" must be a string of 1..128 characters");
-    const std::string key = id;
-    if (type == "cancel") {
-      auto it = active_.find(key);
-      if (it == active_.end()) return send_error(id, 404, "no running request with this id");
+    WsMessage msg = decode_ws_message(text, *g_->tk, g_->tpl ? &*g_->tpl : nullptr, g_->opts.limits);
+    if (const auto* e = std::get_if<WsError>(&msg)) return send_error(e->id, e->status, e->message);
+    if (const auto* p = std::get_if<WsPing>(&msg)) return send(dump({{"type", "pong"}, {"id", p->id}}));
+    if (const auto* c = std::get_if<WsCancel>(&msg)) {
+      auto it = active_.find(c->id);
+      if (it == active_.end()) return send_error(c->id, 404, "no running request with this id");
       g_->client.cancel(it->second.gen);
       return;
     }
-    if (type != "chat") return send_error(id, 400, "unknown type '" + type + "' (chat, cancel, ping)");
-    if (active_.count(key)) return send_error(id, 409, "a request with this id is running");
+    auto& chat = std::get<WsChatRequest>(msg);
+    const std::string key = chat.id;
+    if (active_.count(key)) return send_error(key, 409, "a request with this id is running");
     if (active_.size() >= kMaxActivePerSocket)
-      return send_error(id, 429, "at most " + std::to_string(kMaxActivePerSocket) + " requests at once per socket");
-    if (!g_->tpl) return send_error(id, 400, "this model has no chat template");
+      return send_error(key, 429, "at most " + std::to_string(kMaxActivePerSocket) + " requests at once per socket");
+    if (!g_->ready) return send_error(key, 503, g_->not_ready_reason());
+    if (!g_->take_slot(key_)) return send_error(key, 429, "too many requests in flight; retry later");
     Active a;
-    try {
-      a.api = parse_chat_request(m, *g_->tk, *g_->tpl, g_->opts.limits);
-    } catch (const ApiError& e) {
-      return send_error(id, e.status(), e.what());
-    }
-    if (!g_->take_slot(key_)) return send_error(id, 429, "too many requests in flight; retry later");
+    a.api = std::move(chat.api);
     a.api.gen.stop_ids = g_->stop_ids;
     a.decoder.emplace(g_->tk);
     a.start = clock_type::now();

@@ -56,12 +56,13 @@ std::string ChildProcess::read_line(std::chrono::milliseconds timeout) {
   }
 }
 
-int ChildProcess::stop(int sig) {
+int ChildProcess::stop(int sig, std::chrono::milliseconds grace) {
   if (pid_ <= 0) return 0;
   kill(pid_, sig);
   int status = 0;
-  // Bounded wait: escalate to SIGKILL after 10 s.
-  for (int i = 0; i < 1000; ++i) {
+  // Bounded wait: escalate to SIGKILL after `grace`.
+  const auto until = std::chrono::steady_clock::now() + grace;
+  while (std::chrono::steady_clock::now() < until) {
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
       return status;

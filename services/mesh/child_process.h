@@ -21,8 +21,8 @@ class ChildProcess {
   // The next line of its stdout, or "" after `timeout` or at end of output.
   std::string read_line(std::chrono::milliseconds timeout = std::chrono::milliseconds(20000));
   pid_t pid() const { return pid_; }
-  // Sends `sig` and waits for the exit (SIGKILL after 10 s); returns the wait status.
-  int stop(int sig);
+  // Sends `sig` and waits for the exit (SIGKILL after `grace`); returns the wait status.
+  int stop(int sig, std::chrono::milliseconds grace = std::chrono::seconds(10));
   // Sends `sig` without waiting (SIGSTOP, SIGCONT, SIGKILL …).
   void signal(int sig);
   bool running();

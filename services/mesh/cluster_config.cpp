@@ -14,6 +14,7 @@ nlohmann::json ClusterConfig::defaults(const std::string& transport) {
   auto addr = [&](const std::string& name) { return tcp ? std::string("tcp://127.0.0.1:0") : "inproc://moemesh-" + name; };
   return {
       {"model", ""},
+      {"drain_timeout_ms", 30000},
       {"router", {{"bind", addr("router")}, {"dispatch", "bf16"}, {"deadline_ms", 2000}, {"heartbeat_timeout_ms", 3000},
                   {"rebalance_interval_s", 0}, {"rebalance_moves", 8}}},
       {"attention", {{"bind", addr("attention")}, {"activations", "bf16"}, {"kv_tokens", 16384}, {"speculative", 2}, {"speculative_max_batch", 4},
@@ -62,6 +63,7 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
   if (!j.is_object()) throw std::invalid_argument("the cluster config must be a JSON object");
   ClusterConfig c;
   c.model = get<std::string>(j, "config", "model", "");
+  c.drain_timeout = positive_ms(get<int64_t>(j, "config", "drain_timeout_ms", 30000), "drain_timeout_ms");
 
   const auto& r = section(j, "router");
   c.router.model = c.model;
@@ -149,6 +151,9 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
       e.options.router = c.router_connect;
       e.options.capacity = get<int64_t>(h, where.c_str(), "capacity", -1);
       e.options.metrics = get<std::string>(h, where.c_str(), "metrics", "");
+      e.options.device = get<std::string>(h, where.c_str(), "device", "cpu");
+      if (e.options.device != "cpu" && e.options.device != "cuda")
+        throw std::invalid_argument(where + ".device must be cpu or cuda");
       e.experts = get<std::string>(h, where.c_str(), "experts", "all");
       c.expert_hosts.push_back(std::move(e));
     }

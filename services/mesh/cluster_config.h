@@ -24,6 +24,8 @@ struct ExpertHostConfig {
 
 struct ClusterConfig {
   std::string model;
+  // SIGTERM: how long a role may take to finish the work it had accepted.
+  std::chrono::milliseconds drain_timeout{30000};
   RouterOptions router;
   std::string router_connect;  // where the other roles reach the router (default: its bind)
   AttentionOptions attention;

@@ -75,6 +75,7 @@ MeshEndpoints InProcessMesh::start(const Progress& progress) {
 
 void InProcessMesh::stop() {
   // Clients first, so no role waits on one already gone.
+  if (attention_) attention_->drain(c_.drain_timeout);
   if (attention_) attention_->stop();
   if (mtp_) mtp_->stop();
   for (auto& h : hosts_) h->stop();
@@ -122,12 +123,14 @@ MeshEndpoints ProcessMesh::start(const Progress& progress) {
   };
   const std::string cfg = file_.string();
   say("router: starting");
-  router_ = spawn({"serve", "router", "--config", cfg}, &ep_.router);
+  router_args_ = {"serve", "router", "--config", cfg};
+  router_ = spawn(router_args_, &ep_.router);
   const std::string set_router = "router.connect=" + ep_.router;
   for (const auto& h : config_["expert_hosts"]) {
     say("expert host " + h.value("name", std::string("?")) + ": starting");
     std::string ep;
-    hosts_.push_back(spawn({"serve", "expert-host", "--config", cfg, "--name", h.value("name", ""), "--set", set_router}, &ep));
+    host_args_.push_back({"serve", "expert-host", "--config", cfg, "--name", h.value("name", ""), "--set", set_router});
+    hosts_.push_back(spawn(host_args_.back(), &ep));
     ep_.expert_hosts.push_back(ep);
   }
   if (!config_["expert_hosts"].empty()) wait_for_experts(ctx_, ep_.router, std::chrono::seconds(120));
@@ -135,7 +138,8 @@ MeshEndpoints ProcessMesh::start(const Progress& progress) {
   const ModelConfig mc = ModelConfig::load(config_.value("model", std::string()));
   if (config_["mtp_draft"].value("enabled", true) && mc.num_nextn_predict_layers > 0) {
     say("mtp-draft: starting");
-    mtp_ = spawn({"serve", "mtp-draft", "--config", cfg, "--set", set_router}, &ep_.mtp);
+    mtp_args_ = {"serve", "mtp-draft", "--config", cfg, "--set", set_router};
+    mtp_ = spawn(mtp_args_, &ep_.mtp);
     attn.insert(attn.end(), {"--set", "mtp_draft.connect=" + ep_.mtp});
   } else {
     attn.insert(attn.end(), {"--set", "mtp_draft.enabled=false"});
@@ -145,20 +149,54 @@ MeshEndpoints ProcessMesh::start(const Progress& progress) {
   return ep_;
 }
 
-ChildProcess& ProcessMesh::add_expert_host(const std::string& name, const std::string& experts) {
+ChildProcess& ProcessMesh::add_expert_host(const std::string& name, const std::string& experts,
+                                           const std::vector<std::string>& extra) {
   std::string ep;
-  hosts_.push_back(spawn({"serve", "expert-host", "--config", file_.string(), "--name", name, "--experts", experts,
-                          "--set", "router.connect=" + ep_.router},
-                         &ep));
+  host_args_.push_back({"serve", "expert-host", "--config", file_.string(), "--name", name, "--experts", experts, "--set",
+                        "router.connect=" + ep_.router});
+  host_args_.back().insert(host_args_.back().end(), extra.begin(), extra.end());
+  hosts_.push_back(spawn(host_args_.back(), &ep));
   ep_.expert_hosts.push_back(ep);
   return *hosts_.back();
 }
 
+namespace {
+std::vector<std::string> with_bind(std::vector<std::string> args, const std::string& endpoint) {
+  args.insert(args.end(), {"--bind", endpoint});
+  return args;
+}
+}  // namespace
+
+ChildProcess& ProcessMesh::restart_router() {
+  router_->stop(SIGKILL);
+  std::string ep;
+  router_ = spawn(with_bind(router_args_, ep_.router), &ep);
+  if (ep != ep_.router) throw std::runtime_error("the router came back on " + ep + ", not " + ep_.router);
+  return *router_;
+}
+
+ChildProcess& ProcessMesh::restart_mtp() {
+  if (!mtp_) throw std::logic_error("this mesh has no mtp-draft role");
+  mtp_->stop(SIGKILL);
+  std::string ep;
+  mtp_ = spawn(with_bind(mtp_args_, ep_.mtp), &ep);
+  if (ep != ep_.mtp) throw std::runtime_error("mtp-draft came back on " + ep + ", not " + ep_.mtp);
+  return *mtp_;
+}
+
+ChildProcess& ProcessMesh::restart_expert_host(size_t i) {
+  hosts_.at(i)->stop(SIGKILL);
+  hosts_[i] = spawn(host_args_.at(i), &ep_.expert_hosts.at(i));
+  return *hosts_[i];
+}
+
 void ProcessMesh::stop() {
-  if (attention_) attention_->stop(SIGTERM);
-  if (mtp_) mtp_->stop(SIGTERM);
-  for (auto& h : hosts_) h->stop(SIGTERM);
-  if (router_) router_->stop(SIGTERM);
+  // Front to back, each given its drain time: SIGKILL only for a role that hangs.
+  const auto grace = ClusterConfig::from_json(config_).drain_timeout + std::chrono::seconds(5);
+  if (attention_) attention_->stop(SIGTERM, grace);
+  if (mtp_) mtp_->stop(SIGTERM, grace);
+  for (auto& h : hosts_) h->stop(SIGTERM, grace);
+  if (router_) router_->stop(SIGTERM, grace);
   attention_.reset();
   mtp_.reset();
   hosts_.clear();

@@ -56,7 +56,14 @@ class ProcessMesh {
   void stop();
 
   // Starts one more expert host (experts: ids, "all" or "none" to be assigned).
-  ChildProcess& add_expert_host(const std::string& name, const std::string& experts);
+  // `extra`: more `serve expert-host` arguments (--bind, --advertise …).
+  ChildProcess& add_expert_host(const std::string& name, const std::string& experts, const std::vector<std::string>& extra = {});
+  // Starts a role again after it died or was stopped (killing it first if it
+  // still runs): the router and mtp-draft on the address they had, so their
+  // clients reconnect; an expert host on a new port, under the same name.
+  ChildProcess& restart_router();
+  ChildProcess& restart_mtp();
+  ChildProcess& restart_expert_host(size_t i);
   ChildProcess& expert_host(size_t i) { return *hosts_.at(i); }
   ChildProcess& router() { return *router_; }
   ChildProcess& attention() { return *attention_; }
@@ -72,6 +79,8 @@ class ProcessMesh {
   MeshEndpoints ep_;
   std::unique_ptr<ChildProcess> router_, mtp_, attention_;
   std::vector<std::unique_ptr<ChildProcess>> hosts_;
+  std::vector<std::string> router_args_, mtp_args_;
+  std::vector<std::vector<std::string>> host_args_;
 };
 
 }  // namespace moemesh

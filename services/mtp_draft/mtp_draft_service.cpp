@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/compute_queue.h"
+#include "actors/drain.h"
 #include "actors/mesh_actor.h"
 #include "actors/role_metrics.h"
 #include "actors/transport.h"
@@ -99,8 +100,20 @@ class MtpDraftActor : public caf::event_based_actor {
     spdlog::info("mtp-draft: MTP layer {} ({}), cache {} tokens", cfg_.mtp_layer(), mtp_->is_moe() ? "MoE via router" : "dense",
                  opts_.kv_tokens);
     return {
-        [this](inbound_atom, const InboundPtr& in) { on_inbound(in); },
-        [this](run_atom, const Continuation& f) { (*f)(); },
+        [this](inbound_atom, const InboundPtr& in) {
+          received(in.get());
+          on_inbound(in);
+        },
+        [this](run_atom, const Continuation& f) {
+          received(f.get());
+          (*f)();
+        },
+        [this](drain_atom, const DrainDone& done, int64_t) {
+          // SIGTERM: drafts asked for are answered, new ones refused (attention goes on without).
+          spdlog::info("mtp-draft: draining ({} drafts running)", inflight_);
+          drain_.start(done);
+          drain_.settle(inflight_ == 0);
+        },
     };
   }
 
@@ -116,7 +129,7 @@ class MtpDraftActor : public caf::event_based_actor {
     try {
       if (h.type == wire::MsgType::Control) {
         const auto j = wire::json_payload(*in->message);
-        if (!j.is_object() || j.value("cmd", "") != "release" || !j.contains("seq"))
+        if (!j.is_object() || j.value("cmd", "") != "release" || !j.contains("seq") || !j["seq"].is_number_unsigned())
           throw wire::WireError(wire::ErrorCode::Unsupported, "mtp-draft: control commands: release {seq}");
         const uint64_t seq = j["seq"].get<uint64_t>();
         compute_->post([this, seq] {
@@ -125,12 +138,15 @@ class MtpDraftActor : public caf::event_based_actor {
         });
         return;
       }
+      if (drain_.draining()) throw wire::WireError(wire::ErrorCode::ShuttingDown, "mtp-draft: shutting down; not drafting");
       if (h.type != wire::MsgType::DraftRequest)
         throw wire::WireError(wire::ErrorCode::Unsupported, "mtp-draft: cannot handle message type " + std::to_string(static_cast<int>(h.type)));
       nlohmann::json params;
       auto call = std::make_shared<DraftCall>(parse_draft_request(*in->message, cfg_.hidden_size, &params));
       Transport* t = &transport_;
-      compute_->post([this, in, call, t] {
+      auto self = caf::actor_cast<caf::actor>(this);
+      ++inflight_;
+      compute_->post([this, self, in, call, t] {
         call->hidden = in->message->payload_as<float>(0);
         wire::Message r;
         const auto t0 = std::chrono::steady_clock::now();
@@ -152,6 +168,10 @@ class MtpDraftActor : public caf::event_based_actor {
           r = wire::error_message(in->message->header.request_id, wire::ErrorCode::Failed, std::string("mtp-draft: ") + e.what());
         }
         t->reply(std::move(in->routing), std::move(r));
+        run_in(self, [this] {
+          --inflight_;
+          drain_.settle(inflight_ == 0);
+        });
       });
     } catch (const std::exception& e) {
       const auto code = dynamic_cast<const wire::WireError*>(&e) ? static_cast<const wire::WireError&>(e).code() : wire::ErrorCode::BadFrame;
@@ -160,6 +180,8 @@ class MtpDraftActor : public caf::event_based_actor {
     }
   }
 
+  int64_t inflight_ = 0;  // drafts on the compute queue
+  DrainState drain_;
   MtpDraftOptions opts_;
   zmq::context_t& ctx_;
   Transport transport_;
@@ -190,6 +212,8 @@ std::string MtpDraftService::start() {
   return f.get();
 }
 
+bool MtpDraftService::drain(std::chrono::milliseconds deadline) { return drain_actor(actor_, deadline); }
+
 void MtpDraftService::stop() {
   stop_actor(actor_);
 }
@@ -216,7 +240,8 @@ Draft RemoteDrafter::draft(const DraftCall& c) {
     Draft d = draft_once(c);
     impl_->backoff = std::chrono::milliseconds(1000);
     return d;
-  } catch (...) {
+  } catch (const std::exception& e) {
+    spdlog::warn("drafter: {}; no drafts for {} ms", e.what(), impl_->backoff.count());
     impl_->retry_at = std::chrono::steady_clock::now() + impl_->backoff;
     impl_->backoff = std::min(impl_->backoff * 2, std::chrono::milliseconds(30000));
     throw;

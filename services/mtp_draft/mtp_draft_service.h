@@ -30,6 +30,9 @@ class MtpDraftService {
   MtpDraftService(MtpDraftOptions opts, zmq::context_t& ctx);
   ~MtpDraftService();
   std::string start();
+  // Graceful stop: answers the drafts asked for, refuses new ones; waits up to
+  // `deadline`, true when all were answered.
+  bool drain(std::chrono::milliseconds deadline);
   void stop();
   const std::string& metrics_url() const { return metrics_url_; }
 

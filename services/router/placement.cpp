@@ -24,6 +24,7 @@ int Placement::upsert(const std::string& name, const std::string& endpoint, cons
     h->name = name;
   }
   h->endpoint = endpoint;
+  h->leaving = false;
   h->experts.clear();
   for (int32_t e : experts)
     if (e >= 0 && e < n_experts_) h->experts.insert(e);

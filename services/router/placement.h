@@ -27,6 +27,7 @@ struct HostEntry {
   HostState state = HostState::Ready;
   int socket = 0;             // the router's DEALER socket to it
   int64_t inflight_rows = 0;  // dispatched, not yet answered
+  bool leaving = false;       // stopping on its own (SIGTERM): goes once idle, sole experts or not
   uint64_t rows_served = 0, dispatches = 0, failures = 0;
   std::chrono::steady_clock::time_point last_seen;
 };

@@ -110,8 +110,9 @@ void RemoteMoe::routed(int64_t layer, const float* x, int64_t tokens, float* out
         throw MoeDispatchError("expert host " + hosts_[h].endpoint + ": " +
                                std::string(reply->payload_as<char>(0), reply->payload_size(0)));
       const int64_t rows = static_cast<int64_t>(parts[h].rows.size());
+      // Only f32 and bf16 are read below: any other dtype would be read past its payload.
       if (reply->header.type != wire::MsgType::Combine || reply->header.rank != 2 || reply->header.shape[0] != rows ||
-          reply->header.shape[1] != H)
+          reply->header.shape[1] != H || (reply->header.dtype != DType::F32 && reply->header.dtype != DType::BF16))
         throw MoeDispatchError("expert host " + hosts_[h].endpoint + ": malformed Combine");
       partial[h].resize(rows * H);
       if (reply->header.dtype == DType::F32) {

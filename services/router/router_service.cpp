@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/compute_queue.h"
+#include "actors/drain.h"
 #include "actors/mesh_actor.h"
 #include "actors/role_metrics.h"
 #include "actors/transport.h"
@@ -113,9 +114,21 @@ class RouterActor : public caf::event_based_actor {
     last_rebalance_ = std::chrono::steady_clock::now();
     delayed_send(this, std::chrono::milliseconds(200), tick_atom::value);
     return {
-        [this](inbound_atom, const InboundPtr& in) { on_inbound(*in); },
-        [this](run_atom, const Continuation& f) { (*f)(); },
+        [this](inbound_atom, const InboundPtr& in) {
+          received(in.get());
+          on_inbound(*in);
+        },
+        [this](run_atom, const Continuation& f) {
+          received(f.get());
+          (*f)();
+        },
         [this](deadline_atom, uint64_t dispatch) { on_deadline(dispatch); },
+        [this](drain_atom, const DrainDone& done, int64_t) {
+          // SIGTERM: MoE requests already taken are answered; new ones are refused.
+          spdlog::info("router: draining ({} MoE requests open)", open_);
+          drain_.start(done);
+          drain_.settle(open_ == 0);
+        },
         [this](tick_atom) {
           on_tick();
           delayed_send(this, std::chrono::milliseconds(200), tick_atom::value);
@@ -202,6 +215,7 @@ class RouterActor : public caf::event_based_actor {
   }
 
   void on_moe_request(Inbound& in) {
+    if (drain_.draining()) throw wire::WireError(wire::ErrorCode::ShuttingDown, "router: shutting down; not taking new MoE requests");
     const wire::Message& m = *in.message;
     auto g = gates_->find(m.header.layer);
     if (g == gates_->end()) throw wire::WireError(wire::ErrorCode::BadFrame, "router: layer " + std::to_string(m.header.layer) + " is not a MoE layer");
@@ -212,6 +226,7 @@ class RouterActor : public caf::event_based_actor {
     p->layer = m.header.layer;
     p->reply_f32 = m.header.dtype == DType::F32 && !(m.header.flags & wire::kFlagFp8Scaled);
     ++requests_;
+    ++open_;
     // Gate on the compute queue, then dispatch back here.
     auto gates = gates_;
     auto self = caf::actor_cast<caf::actor>(this);
@@ -293,6 +308,12 @@ class RouterActor : public caf::event_based_actor {
     }
   }
 
+  // One MoE request answered (summed or failed): a draining router may be done.
+  void answered() {
+    --open_;
+    drain_.settle(open_ == 0);
+  }
+
   void fail(uint64_t id, const std::string& why) {
     auto it = pending_.find(id);
     if (it == pending_.end()) return;
@@ -301,6 +322,7 @@ class RouterActor : public caf::event_based_actor {
     m_failed_->Increment();
     spdlog::warn("router: request failed: {}", why);
     transport_.reply(std::move(p.client), wire::error_message(p.client_request, wire::ErrorCode::Failed, "router: " + why));
+    answered();
     for (uint64_t did : p.parts) {
       auto pt = parts_.find(did);
       if (pt == parts_.end()) continue;
@@ -381,7 +403,8 @@ class RouterActor : public caf::event_based_actor {
     }
     const int64_t H = cfg_.hidden_size;
     Transport* t = &transport_;
-    compute_->post([p, results, H, t] {
+    auto self = caf::actor_cast<caf::actor>(this);
+    compute_->post([this, self, p, results, H, t] {
       const int64_t tokens = static_cast<int64_t>(p->x.size()) / H;
       std::vector<float> out(tokens * H, 0.0f);
       for (const auto& [rows, y] : *results)
@@ -396,6 +419,7 @@ class RouterActor : public caf::event_based_actor {
       r.header.layer = p->layer;
       put_activations(r, out.data(), tokens, H, p->reply_f32 ? WireActivations::F32 : WireActivations::BF16);
       t->reply(std::move(p->client), std::move(r));
+      run_in(self, [this] { answered(); });
     });
   }
 
@@ -516,6 +540,16 @@ class RouterActor : public caf::event_based_actor {
       r["membership_changes"] = membership_changes_;
       r["bytes_sent"] = transport_.bytes_sent();
       r["dispatch"] = wire_activations_name(opts_.dispatch);
+    } else if (cmd == "leaving") {
+      // A host stopping by itself: no new work for it; it is told to leave once
+      // what it holds in flight is answered (its sole experts go uncovered).
+      HostEntry* h = j.contains("host") && j["host"].is_string() ? placement_->find(j["host"]) : nullptr;
+      if (!h || h->state == HostState::Dead) throw wire::WireError(wire::ErrorCode::Failed, "router: no live expert host named " + j.value("host", std::string("?")));
+      if (h->state != HostState::Draining) ++membership_changes_;
+      h->state = HostState::Draining;
+      h->leaving = true;
+      spdlog::info("router: expert host {} is stopping ({} rows in flight)", h->name, h->inflight_rows);
+      r["leaving"] = h->name;
     } else if (cmd == "rebalance") {
       r["moves"] = rebalance();
     } else if (cmd == "drain") {
@@ -540,7 +574,7 @@ class RouterActor : public caf::event_based_actor {
       r["draining"] = h->name;
       r["reassigned"] = sole;
     } else {
-      throw wire::WireError(wire::ErrorCode::Unsupported, "router: unknown control command '" + cmd + "' (stats, rebalance, drain)");
+      throw wire::WireError(wire::ErrorCode::Unsupported, "router: unknown control command '" + cmd + "' (stats, rebalance, drain, leaving)");
     }
     transport_.reply(std::move(in.routing), json_message(wire::MsgType::Control, in.message->header.request_id, r));
   }
@@ -580,7 +614,8 @@ class RouterActor : public caf::event_based_actor {
     for (const auto& [id, h] : placement_->hosts()) {
       if (h.state == HostState::Dead) continue;
       if (now - h.last_seen > opts_.heartbeat_timeout) dead.push_back(id);
-      else if (h.state == HostState::Draining && h.inflight_rows == 0 && placement_->sole_holdings(id).empty()) drained.push_back(id);
+      else if (h.state == HostState::Draining && h.inflight_rows == 0 && (h.leaving || placement_->sole_holdings(id).empty()))
+        drained.push_back(id);
     }
     for (int id : dead) {
       spdlog::warn("router: expert host {} missed its heartbeats; taking it out", placement_->host(id)->name);
@@ -621,6 +656,8 @@ class RouterActor : public caf::event_based_actor {
   std::map<uint64_t, std::shared_ptr<Pending>> pending_;
   std::map<uint64_t, Part> parts_;
   uint64_t next_pending_ = 1, next_dispatch_ = 1;
+  int64_t open_ = 0;  // MoE requests taken and not yet answered
+  DrainState drain_;
   uint64_t requests_ = 0, failed_ = 0, retries_ = 0, errors_ = 0, moves_ = 0, membership_changes_ = 0;
   std::chrono::steady_clock::time_point last_rebalance_;
 };
@@ -638,6 +675,8 @@ std::string RouterService::start() {
   endpoint_ = f.get();
   return endpoint_;
 }
+
+bool RouterService::drain(std::chrono::milliseconds deadline) { return drain_actor(actor_, deadline); }
 
 void RouterService::stop() {
   stop_actor(actor_);

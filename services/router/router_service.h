@@ -41,6 +41,9 @@ class RouterService {
   ~RouterService();
   // Loads the gates, binds, starts serving; returns the bound endpoint.
   std::string start();
+  // Graceful stop: refuses new MoE requests and waits up to `deadline` for the
+  // open ones to be answered; true when they all were.
+  bool drain(std::chrono::milliseconds deadline);
   void stop();
   const std::string& endpoint() const { return endpoint_; }
   const std::string& metrics_url() const { return metrics_url_; }

@@ -45,9 +45,9 @@ async function sseClient() {
 function wsClient() {
   return new Promise((resolve) => {
     const ws = new WebSocket(base.replace('http://', 'ws://') + '/v1/chat/ws', { headers: { authorization: `Bearer ${key}` } });
-    let id = 0, t0 = 0, first = 0;
+    let id = 0, t0 = 0, first = 0, closing = false;
     const next = () => {
-      if (Date.now() >= until) { ws.close(); return; }
+      if (Date.now() >= until) { closing = true; ws.close(); return; }
       t0 = performance.now();
       first = 0;
       ws.send(JSON.stringify({ type: 'chat', id: String(++id), messages, max_tokens: maxTokens }));
@@ -66,7 +66,7 @@ function wsClient() {
       if (m.type === 'error') { if (m.status === 429) stats.rate_limited++; else fail(m.message); setTimeout(next, 50); }
     });
     ws.on('error', (e) => fail(e));
-    ws.on('close', resolve);
+    ws.on('close', () => { if (!closing) fail('the server closed the socket'); resolve(); });
   });
 }
 

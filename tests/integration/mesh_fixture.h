@@ -2,9 +2,11 @@
 // process on 127.0.0.1, over the tiny fp8 test model.
 #pragma once
 
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -18,6 +20,17 @@ namespace moemesh::testing {
 inline std::string moemesh_bin() {
   const char* b = std::getenv("MOEMESH_BIN");
   return b ? b : "moemesh";
+}
+
+// Polls `f` until it holds or `limit` passes.
+template <class F>
+bool eventually(F f, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (f()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
 }
 
 // One expert host holding every expert.

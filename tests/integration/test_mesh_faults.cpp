@@ -1,25 +1,14 @@
-// Expert hosts failing, joining and leaving while the mesh serves.
+// Roles failing, restarting, joining and leaving, and slow links, while the mesh serves.
 #include <signal.h>
 
 #include <atomic>
 #include <thread>
 
 #include "tests/integration/mesh_fixture.h"
+#include "tests/support/delay_proxy.h"
 
 using namespace moemesh;
 using namespace moemesh::testing;
-
-namespace {
-template <class F>
-bool eventually(F f, std::chrono::seconds limit = std::chrono::seconds(30)) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (f()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
-}  // namespace
 
 TEST(MeshFaults, ThirtyTwoRequestsSurviveAnExpertHostKilled) {
   // Two hosts, each holding every expert: either can serve any token.
@@ -123,8 +112,8 @@ TEST(MeshFaults, WithoutAReplicaTheAffectedRequestsFailClearlyAndTheMeshKeepsSer
   EXPECT_FALSE(stats["uncovered"].empty());
   const auto attn = control_call(m.ctx, m.ep.attention, {{"cmd", "stats"}});
   EXPECT_EQ(attn["kv_pages_used"], 0);
-  // A host holding the missing experts joins: serving resumes.
-  m.mesh->add_expert_host("high-again", "8-15");
+  // The host comes back (a new process on a new port, the same name): it rejoins and serving resumes.
+  m.mesh->restart_expert_host(1);
   ASSERT_TRUE(eventually([&] { return m.router_stats()["uncovered"].empty(); }));
   EXPECT_EQ(c.generate(r).finish, "length");
   // Rebalancing on command answers with the moves it made.
@@ -204,4 +193,110 @@ TEST(MeshFaults, GenerationGoesOnWithoutSpeculationWhenTheDrafterDies) {
   r.prompt = {5, 6, 7};
   r.max_new_tokens = 6;
   EXPECT_EQ(c.generate(r).tokens.size(), 6u);
+
+  // The drafter comes back on its address: once the attention role's back-off
+  // runs out, drafts are made (and verified) again.
+  auto drafted = [&] {
+    int64_t n = 0;
+    const auto stats = control_call(m.ctx, m.ep.attention, {{"cmd", "stats"}});  // kept: the loop reads into it
+    for (const auto& d : stats["drafted"]) n += d.get<int64_t>();
+    return n;
+  };
+  const int64_t before = drafted();
+  m.mesh->restart_mtp();
+  ASSERT_TRUE(eventually(
+      [&] {
+        EXPECT_EQ(c.generate(r).tokens.size(), 6u);
+        return drafted() > before;
+      },
+      std::chrono::seconds(60)))
+      << "speculation did not resume: " << before << " drafts before, " << drafted() << " after";
+}
+
+TEST(MeshFaults, RequestsCompleteOrFailCleanlyWhenTheRouterRestarts) {
+  TestMesh m("mesh-router-restart", {"attention.router_timeout_ms=2000", "attention.speculative=0"});
+  std::atomic<int> tokens_seen{0};
+  std::vector<TokensUpdate> results(8);
+  std::vector<std::string> errors(8);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([&, i] {
+      try {
+        AttentionClient c(m.ctx, m.ep.attention);
+        GenerationRequest r;
+        r.prompt = random_tokens(6 + i, 1024, 600 + i);
+        r.max_new_tokens = 64;
+        results[i] = c.generate(r, [&](const TokensUpdate& u) { tokens_seen += static_cast<int>(u.tokens.size()); });
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    });
+  ASSERT_TRUE(eventually([&] { return tokens_seen.load() > 16; }));
+  m.mesh->router().signal(SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  m.mesh->restart_router();  // the same address: attention and the hosts reconnect
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 8; ++i) {
+    // Every request got an answer: all its tokens, or a clear error.
+    EXPECT_EQ(errors[i], "") << "request " << i;
+    if (results[i].finish == "length") {
+      EXPECT_EQ(results[i].tokens.size(), 64u) << "request " << i;
+    } else {
+      EXPECT_EQ(results[i].finish, "error") << "request " << i;
+      EXPECT_NE(results[i].error, "") << "request " << i;
+    }
+  }
+  // The hosts' heartbeats register them with the new router; serving resumes.
+  wait_for_experts(m.ctx, m.ep.router, std::chrono::seconds(30));
+  AttentionClient c(m.ctx, m.ep.attention);
+  GenerationRequest r;
+  r.prompt = random_tokens(9, 1024, 4242);
+  r.max_new_tokens = 12;
+  const TokensUpdate u = c.generate(r);
+  EXPECT_EQ(u.finish, "length") << u.error;
+  EXPECT_EQ(u.tokens.size(), 12u);
+  EXPECT_EQ(control_call(m.ctx, m.ep.attention, {{"cmd", "stats"}})["kv_pages_used"], 0) << "failed requests left cache behind";
+}
+
+TEST(MeshFaults, ASlowLinkOnlyAddsLatencyAndOneBeyondTheDeadlineIsRoutedAround) {
+  // experts-0 is reached directly; "far", holding every expert too, through a
+  // relay that delays each direction (heartbeats go straight to the router).
+  TestMesh m("mesh-slow-link", {kOneHost, "router.deadline_ms=400", "attention.speculative=0"});
+  const uint16_t port = free_port();
+  DelayProxy link(port, std::chrono::milliseconds(20));
+  m.mesh->add_expert_host("far", "all",
+                          {"--bind", "tcp://127.0.0.1:" + std::to_string(port), "--advertise", "tcp://127.0.0.1:" + std::to_string(link.port())});
+  ASSERT_TRUE(eventually([&] {
+    const auto s = m.router_stats();
+    const auto* h = m.host_entry(s, "far");
+    return h && (*h)["state"] == "ready";
+  }));
+  auto serve = [&](uint64_t seed) {
+    std::vector<std::thread> threads;
+    std::vector<TokensUpdate> results(4);
+    for (int i = 0; i < 4; ++i)
+      threads.emplace_back([&, i] {
+        AttentionClient c(m.ctx, m.ep.attention);
+        GenerationRequest r;
+        r.prompt = random_tokens(8, 1024, seed + i);
+        r.max_new_tokens = 24;
+        results[i] = c.generate(r);
+      });
+    for (auto& t : threads) t.join();
+    for (const auto& r : results) {
+      EXPECT_EQ(r.finish, "length") << r.error;
+      EXPECT_EQ(r.tokens.size(), 24u);
+    }
+  };
+  // 20 ms each way: slower, and nothing else; the far host takes its share.
+  serve(700);
+  EXPECT_GT((*m.host_entry(m.router_stats(), "far"))["rows_served"].get<int64_t>(), 0);
+  EXPECT_EQ(m.router_stats()["retries"], 0);
+  // 600 ms each way, beyond the 400 ms deadline: its work is retried on
+  // experts-0 and no request fails.
+  link.set_delay(std::chrono::milliseconds(600));
+  serve(800);
+  const auto stats = m.router_stats();
+  EXPECT_GT(stats["retries"].get<int64_t>(), 0) << stats.dump();
+  EXPECT_EQ(stats["failed"], 0);
 }

@@ -13,7 +13,7 @@ using namespace moemesh;
 TEST(ClusterConfig, DefaultsFileEnvironmentAndSetsLayerInOrder) {
   const auto dir = moemesh::testing::temp_dir("cluster-config");
   std::ofstream(dir / "c.json") << R"({"model": "/m", "router": {"deadline_ms": 700, "dispatch": "fp8"},
-    "expert_hosts": [{"name": "x", "experts": "0-3", "bind": "ipc:///tmp/x"}]})";
+    "expert_hosts": [{"name": "x", "experts": "0-3", "bind": "ipc:///tmp/x", "device": "cuda"}]})";
   setenv("MOEMESH__ROUTER__DEADLINE_MS", "800", 1);
   setenv("MOEMESH__ATTENTION__SPECULATIVE", "0", 1);
   const auto j = load_cluster_json((dir / "c.json").string(), {"router.heartbeat_timeout_ms=900", "attention.speculative=3"});
@@ -30,6 +30,7 @@ TEST(ClusterConfig, DefaultsFileEnvironmentAndSetsLayerInOrder) {
   ASSERT_EQ(c.expert_hosts.size(), 1u) << "the file's hosts replace the default ones";
   EXPECT_EQ(c.expert_hosts[0].options.name, "x");
   EXPECT_EQ(c.expert_hosts[0].experts, "0-3");
+  EXPECT_EQ(c.expert_hosts[0].options.device, "cuda");
   EXPECT_EQ(resolve_experts("0-3", 16), (std::vector<int32_t>{0, 1, 2, 3}));
   EXPECT_EQ(resolve_experts("all", 4).size(), 4u);
   EXPECT_TRUE(resolve_experts("none", 4).empty());
@@ -54,6 +55,7 @@ TEST(ClusterConfig, BadValuesAreRefusedWithTheFieldNamed) {
   EXPECT_NE(refused("attention.micro_batches=3").find("micro_batches"), std::string::npos);
   EXPECT_NE(refused("expert_hosts=5").find("expert_hosts"), std::string::npos);
   EXPECT_NE(refused("expert_hosts.0.bind=7").find("expert_hosts[0].bind"), std::string::npos);
+  EXPECT_NE(refused("expert_hosts.0.device=tpu").find("expert_hosts[0].device"), std::string::npos);
   nlohmann::json j;
   EXPECT_THROW(apply_override(j, "novalue"), std::invalid_argument);
   EXPECT_THROW(apply_override(j, "a..b=1"), std::invalid_argument);

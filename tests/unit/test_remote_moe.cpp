@@ -2,6 +2,7 @@
 // in one process; bad frames are answered with an error and the host keeps serving.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <future>
 #include <thread>
@@ -149,4 +150,48 @@ TEST(RemoteMoe, AMissingHostFailsTheRequestClearly) {
   EXPECT_EQ(e.cache().used_pages(), 0) << "a failed step leaves no cache behind";
   EXPECT_THROW(RemoteMoe(e.config(), Checkpoint(dir), {1}, {{a.endpoint, {0, 1}}}), std::invalid_argument)
       << "experts without a host are refused at start";
+}
+
+// A host that answers every Dispatch with a Combine of the right shape but in
+// bytes (U8), half the size a bf16 reading would take: refused, never read past.
+TEST(RemoteMoe, ACombineInAnUnknownDtypeIsRefused) {
+  const auto& dir = test_model("tiny");
+  zmq::context_t ctx;
+  zmq::socket_t host(ctx, zmq::socket_type::router);
+  host.set(zmq::sockopt::linger, 0);
+  host.set(zmq::sockopt::rcvtimeo, 100);
+  host.bind("tcp://127.0.0.1:0");
+  const std::string endpoint = host.get(zmq::sockopt::last_endpoint);
+  std::atomic<bool> stop{false};
+  std::thread fake([&] {
+    while (!stop) {
+      std::vector<zmq::message_t> routing;
+      auto m = wire::receive(host, &routing);
+      if (!m || m->header.type != wire::MsgType::Dispatch) continue;
+      wire::Message r;
+      r.header.type = wire::MsgType::Combine;
+      r.header.request_id = m->header.request_id;
+      r.header.dtype = DType::U8;
+      r.header.rank = 2;
+      r.header.shape = {m->header.shape[0], m->header.shape[1], 0, 0};
+      r.add_payload(std::vector<uint8_t>(size_t(m->header.shape[0]) * m->header.shape[1], 0x7f));
+      wire::send(host, r, &routing);
+    }
+  });
+  EngineOptions o;
+  o.make_moe = [&](const ModelConfig& c, const Checkpoint& ck, const std::vector<int64_t>& layers) {
+    std::vector<int32_t> all(c.n_routed_experts);
+    for (int32_t i = 0; i < c.n_routed_experts; ++i) all[i] = i;
+    return std::make_unique<RemoteMoe>(c, ck, layers, std::vector<ExpertHostSpec>{{endpoint, all}}, WireActivations::F32,
+                                       std::chrono::milliseconds(5000));
+  };
+  Engine e(dir, o);
+  try {
+    e.step({{1, random_tokens(8, e.config().vocab_size, 1), false}});
+    ADD_FAILURE() << "a U8 Combine was accepted";
+  } catch (const MoeDispatchError& err) {
+    EXPECT_NE(std::string(err.what()).find("malformed Combine"), std::string::npos) << err.what();
+  }
+  stop = true;
+  fake.join();
 }

