@@ -96,6 +96,11 @@ class AttentionActor : public caf::event_based_actor {
   void on_exit() override {
     compute_.reset();  // finishes the job in flight; its reply still goes out
     transport_.stop();
+    // A pending delayed message (the drain cutoff) keeps this object alive until
+    // it fires: let go of the model and its sockets (router, drafter) now.
+    scheduler_.reset();
+    drafter_.reset();
+    engine_.reset();
   }
 
  private:

@@ -77,6 +77,10 @@ class ExpertHostActor : public caf::event_based_actor {
   void on_exit() override {
     compute_.reset();  // finishes the job in flight; its reply still goes out
     transport_.stop();
+    // A pending delayed message (the drain fallback) keeps this object alive
+    // until it fires: let go of the experts' weights now.
+    host_.reset();
+    ckpt_.reset();
   }
 
  private:
