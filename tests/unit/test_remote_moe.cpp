@@ -26,8 +26,14 @@ struct HostThread {
   std::string endpoint;
   std::vector<int32_t> ids;
 
+  static ExpertHostOptions options(const std::filesystem::path& dir, const std::vector<int32_t>& experts) {
+    ExpertHostOptions o;  // loopback, any port, no router
+    o.model = dir.string();
+    o.experts = experts;
+    return o;
+  }
   HostThread(const std::filesystem::path& dir, std::vector<int32_t> experts)
-      : cfg(ModelConfig::load(dir)), service(ExpertHostOptions{dir.string(), "", "tcp://127.0.0.1:0", "", "", experts}, ctx), ids(experts) {
+      : cfg(ModelConfig::load(dir)), service(options(dir, experts), ctx), ids(experts) {
     endpoint = service.start();
   }
   const std::vector<int32_t>& experts() const { return ids; }
