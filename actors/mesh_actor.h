@@ -44,11 +44,16 @@ inline void handed_over(const void*) {}
 inline void received(const void*) {}
 #endif
 
-// Runs `fn` inside `actor` (from any thread).
-inline void run_in(const caf::actor& actor, std::function<void()> fn) {
+// `fn` as a message for a run_atom handler, marked handed over; also for delayed sends.
+inline Continuation continuation(std::function<void()> fn) {
   auto f = std::make_shared<std::function<void()>>(std::move(fn));
   handed_over(f.get());
-  caf::anon_send(actor, run_atom::value, std::move(f));
+  return f;
+}
+
+// Runs `fn` inside `actor` (from any thread).
+inline void run_in(const caf::actor& actor, std::function<void()> fn) {
+  caf::anon_send(actor, run_atom::value, continuation(std::move(fn)));
 }
 
 // One actor system per process, made on first use; roles spawn their actors in it.

@@ -133,7 +133,7 @@ class AttentionActor : public caf::event_based_actor {
     spdlog::info("attention: draining ({} requests running, {} ms to finish)", clients_.size(), deadline_ms);
     drain_.start(done);
     const auto cutoff = std::chrono::milliseconds(std::max<int64_t>(deadline_ms - 500, 0));
-    delayed_send(this, cutoff, run_atom::value, std::make_shared<std::function<void()>>([this] {
+    delayed_send(this, cutoff, run_atom::value, continuation([this] {
       std::vector<uint64_t> left;
       for (const auto& [id, c] : clients_) left.push_back(id);
       if (!left.empty()) spdlog::warn("attention: {} requests did not finish before the shutdown deadline", left.size());

@@ -99,7 +99,7 @@ class ExpertHostActor : public caf::event_based_actor {
     if (!router_) return settle();
     transport_.send(router_, json_message(wire::MsgType::Control, 2, {{"cmd", "leaving"}, {"host", opts_.name}}));
     const auto silent = std::chrono::milliseconds(std::min<int64_t>(5000, std::max<int64_t>(deadline_ms - 500, 0)));
-    delayed_send(this, silent, run_atom::value, std::make_shared<std::function<void()>>([this] {
+    delayed_send(this, silent, run_atom::value, continuation([this] {
       router_gone_ = true;
       settle();
     }));

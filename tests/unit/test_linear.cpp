@@ -10,41 +10,14 @@
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/linear_kernels.h"
 #include "kernels/cpu/thread_pool.h"
+#include "tests/support/random_weight.h"
 
 using namespace moemesh;
 
 namespace {
 
-struct OwnedWeight {
-  std::vector<uint8_t> data;
-  std::vector<float> scales;
-  LinearWeight lw;
-};
-
-OwnedWeight make_weight(DType t, int64_t out, int64_t in, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  OwnedWeight w;
-  w.data.resize(out * in * dtype_size(t));
-  for (int64_t i = 0; i < out * in; ++i) {
-    const float v = nd(rng) * 0.1f;
-    switch (t) {
-      case DType::F32: std::memcpy(w.data.data() + 4 * i, &v, 4); break;
-      case DType::BF16: { const uint16_t b = f32_to_bf16(v); std::memcpy(w.data.data() + 2 * i, &b, 2); break; }
-      case DType::F16: { const uint16_t b = f32_to_f16(v); std::memcpy(w.data.data() + 2 * i, &b, 2); break; }
-      case DType::F8_E4M3: w.data[i] = f32_to_fp8e4m3(nd(rng) * 100.0f); break;
-      default: break;
-    }
-  }
-  w.lw.w = {t, {out, in}, w.data.data()};
-  if (t == DType::F8_E4M3) {
-    const int64_t br = (out + 127) / 128, bc = (in + 127) / 128;
-    for (int64_t i = 0; i < br * bc; ++i) w.scales.push_back(std::exp2(std::uniform_real_distribution<float>(-12, -4)(rng)));
-    w.lw.scale_inv = w.scales.data();
-    w.lw.scale_cols = bc;
-  }
-  return w;
-}
+using moemesh::testing::OwnedWeight;
+OwnedWeight make_weight(DType t, int64_t out, int64_t in, uint64_t seed) { return moemesh::testing::random_weight(t, out, in, seed, -4); }
 
 std::vector<float> activations(int64_t m, int64_t ld, uint64_t seed) {
   std::mt19937_64 rng(seed);
