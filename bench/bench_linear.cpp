@@ -1,12 +1,14 @@
-// linear() at DeepSeek-V3 shapes: weight bytes/s (decode is bound by them) and
-// FLOP/s (prefill), plus the machine's read bandwidth to compare against.
+// linear() at the shapes decode and prefill run: weight bytes/s (decode is bound
+// by them) and FLOP/s (prefill), at 1 and 2 threads, plus the machine's read
+// bandwidth (bench/read_bandwidth.h) to compare against.
 #include <benchmark/benchmark.h>
 
-#include <atomic>
 #include <random>
 #include <vector>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/read_bandwidth.h"
 #include "kernels/cpu/thread_pool.h"
 
 using namespace moemesh;
@@ -30,46 +32,44 @@ struct Weight {
   }
 };
 
+// Several copies of the weight, used in turn, so each iteration reads it from
+// memory rather than from the last-level cache (32 MiB here).
 void BM_Linear(benchmark::State& st) {
   const bool fp8 = st.range(0);
   const int64_t out = st.range(1), in = st.range(2), m = st.range(3);
-  Weight w(fp8, out, in);
+  const int threads = static_cast<int>(st.range(4));
+  cpu::set_num_threads(threads);
+  const int64_t bytes = out * in * (fp8 ? 1 : 2);
+  const int copies = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(8, (int64_t{96} << 20) / bytes)));
+  std::vector<Weight> ws;
+  for (int i = 0; i < copies; ++i) ws.emplace_back(fp8, out, in);
   std::vector<float> x(m * in, 0.01f), y(m * out);
+  int64_t i = 0;
   for (auto _ : st) {
-    cpu::linear(x.data(), m, w.lw, y.data());
+    cpu::linear(x.data(), m, ws[i++ % copies].lw, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  st.SetBytesProcessed(st.iterations() * static_cast<int64_t>(w.data.size()));
+  st.SetBytesProcessed(st.iterations() * bytes);
   st.counters["FLOP/s"] = benchmark::Counter(2.0 * m * out * in * st.iterations(), benchmark::Counter::kIsRate);
-  st.SetLabel(std::string(fp8 ? "fp8" : "bf16") + " threads=" + std::to_string(cpu::num_threads()));
+  st.SetLabel(std::string(fp8 ? "fp8" : "bf16") + " " + cpu::kernel_description());
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"fp8", "out", "in", "m"});
-  for (int fp8 : {0, 1})
-    for (auto [o, i] : std::vector<std::pair<int64_t, int64_t>>{{2048, 7168}, {7168, 2048}, {24576, 1536}})
-      for (int64_t m : {1, 8, 32, 256}) b->Args({fp8, o, i, m});
+  b->ArgNames({"fp8", "out", "in", "m", "threads"});
+  // The real-vocabulary LM head at hidden 512, DeepSeek-V3's expert and q_b shapes.
+  const std::vector<std::pair<int64_t, int64_t>> mats{{129280, 512}, {2048, 7168}, {7168, 2048}, {24576, 1536}};
+  for (int threads : {1, 2})
+    for (int fp8 : {0, 1})
+      for (auto [o, i] : mats)
+        for (int64_t m : {1, 4, 32, 128}) b->Args({fp8, o, i, m, threads});
 }
 BENCHMARK(BM_Linear)->Apply(shapes)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-// Read bandwidth of the compute threads over a 1 GiB buffer.
 void BM_ReadBandwidth(benchmark::State& st) {
-  const int64_t n = (int64_t{1} << 30) / 8;
-  std::vector<uint64_t> buf(n, 1);
-  for (auto _ : st) {
-    std::atomic<uint64_t> total{0};
-    cpu::parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
-      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      int64_t i = b;
-      for (; i + 4 <= e; i += 4) { s0 += buf[i]; s1 += buf[i + 1]; s2 += buf[i + 2]; s3 += buf[i + 3]; }
-      for (; i < e; ++i) s0 += buf[i];
-      total += s0 + s1 + s2 + s3;
-    });
-    benchmark::DoNotOptimize(total.load());
-  }
-  st.SetBytesProcessed(st.iterations() * n * 8);
+  const int threads = static_cast<int>(st.range(0));
+  for (auto _ : st) st.counters["GB/s"] = cpu::measure_read_bandwidth(threads, 1) / 1e9;
 }
-BENCHMARK(BM_ReadBandwidth)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -18,39 +18,65 @@ DecoderLayer::DecoderLayer(const ModelConfig& cfg, const Checkpoint& ckpt, int64
   if (!moe_) {
     dense_.emplace(ckpt, mlp, cfg.hidden_size, cfg.intermediate_size);
   } else if (cfg.n_shared_experts > 0) {
-    shared_.emplace(ckpt, mlp + ".shared_experts", cfg.hidden_size,
-                    cfg.moe_intermediate_size * cfg.n_shared_experts);
+    shared_.emplace(ckpt, mlp + ".shared_experts", cfg.hidden_size, cfg.moe_intermediate_size * cfg.n_shared_experts);
   }
 }
 
-void DecoderLayer::forward(float* h, const std::vector<SeqChunk>& chunks, LatentKvCache& cache,
-                           int64_t cache_layer, MlaMode mode, MoeExecutor* moe) const {
+void DecoderLayer::forward(float* h, const std::vector<SeqChunk>& chunks, LatentKvCache& cache, int64_t cache_layer,
+                           const ForwardContext& ctx, MoeExecutor* moe) const {
+  Workspace& ws = *ctx.ws;
+  Workspace::Frame frame(ws);
   const int64_t T = batch_rows(chunks);
   const int64_t H = cfg_.hidden_size;
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
-  std::vector<float> x(T * H), y(T * H);
-  cpu::rmsnorm(h, T, H, input_norm_.data(), eps, x.data());
-  attn_.forward(x.data(), chunks, cache, cache_layer, mode, y.data());
-  cpu::add_inplace(h, y.data(), T * H);
-
-  cpu::rmsnorm(h, T, H, post_norm_.data(), eps, x.data());
+  float* x = ws.floats(T * H);
+  float* y = ws.floats(T * H);
+  {
+    OpTimer t(ctx.profile, OpClass::Norms);
+    cpu::rmsnorm(h, T, H, input_norm_.data(), eps, x);
+  }
+  attn_.forward(x, chunks, cache, cache_layer, ctx, y);
+  {
+    OpTimer t(ctx.profile, OpClass::Rest);
+    cpu::add_inplace(h, y, T * H);
+  }
+  {
+    OpTimer t(ctx.profile, OpClass::Norms);
+    cpu::rmsnorm(h, T, H, post_norm_.data(), eps, x);
+  }
   if (dense_) {
-    dense_->forward(x.data(), T, H, y.data());
-    cpu::add_inplace(h, y.data(), T * H);
+    {
+      OpTimer t(ctx.profile, OpClass::DenseFfn);
+      dense_->forward(x, T, H, y, ctx);
+    }
+    OpTimer t(ctx.profile, OpClass::Rest);
+    cpu::add_inplace(h, y, T * H);
     return;
   }
   if (!moe) throw std::logic_error("MoE layer " + std::to_string(layer_) + " run without an expert executor");
   // The shared expert runs while the routed experts are away (in the mesh).
-  moe->begin(layer_, x.data(), T);
-  std::vector<float> z;
-  if (shared_) {
-    z.resize(T * H);
-    shared_->forward(x.data(), T, H, z.data());
+  moe->set_context(&ctx);
+  struct Unset {
+    MoeExecutor* m;
+    ~Unset() { m->set_context(nullptr); }
+  } unset{moe};
+  float* z = shared_ ? ws.floats(T * H) : nullptr;
+  {
+    OpTimer t(ctx.profile, OpClass::RoutedExperts);
+    moe->begin(layer_, x, T);
   }
-  moe->end(y.data());
+  if (shared_) {
+    OpTimer t(ctx.profile, OpClass::SharedExperts);
+    shared_->forward(x, T, H, z, ctx);
+  }
+  {
+    OpTimer t(ctx.profile, OpClass::RoutedExperts);
+    moe->end(y);
+  }
   // Routed and shared outputs are summed before the residual, as the reference does.
-  if (shared_) cpu::add_inplace(y.data(), z.data(), T * H);
-  cpu::add_inplace(h, y.data(), T * H);
+  OpTimer t(ctx.profile, OpClass::Rest);
+  if (shared_) cpu::add_inplace(y, z, T * H);
+  cpu::add_inplace(h, y, T * H);
 }
 
 }  // namespace moemesh

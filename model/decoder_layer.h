@@ -20,8 +20,8 @@ class DecoderLayer {
   bool is_moe() const { return moe_; }
 
   // h: [T, hidden] residual stream, updated in place.
-  void forward(float* h, const std::vector<SeqChunk>& chunks, LatentKvCache& cache,
-               int64_t cache_layer, MlaMode mode, MoeExecutor* moe) const;
+  void forward(float* h, const std::vector<SeqChunk>& chunks, LatentKvCache& cache, int64_t cache_layer,
+               const ForwardContext& ctx, MoeExecutor* moe) const;
 
  private:
   const ModelConfig& cfg_;

@@ -13,7 +13,12 @@ const float* StepOutput::last_logits(size_t i, int64_t vocab) const {
   return nullptr;
 }
 
-std::vector<SeqChunk> plan_chunks(const std::vector<StepInput>& inputs, LatentKvCache& cache) {
+KvCacheGeometry kv_geometry(const ModelConfig& cfg, int64_t layers, int64_t page_tokens, int64_t tokens,
+                            KvCacheDtype dtype) {
+  return {layers, cfg.kv_lora_rank, cfg.qk_rope_head_dim, page_tokens, (tokens + page_tokens - 1) / page_tokens, dtype};
+}
+
+void plan_chunks(const std::vector<StepInput>& inputs, LatentKvCache& cache, std::vector<SeqChunk>& chunks) {
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (inputs[i].tokens.empty())
       throw std::invalid_argument("step input for sequence " + std::to_string(inputs[i].seq) + " has no tokens");
@@ -21,26 +26,28 @@ std::vector<SeqChunk> plan_chunks(const std::vector<StepInput>& inputs, LatentKv
       if (inputs[j].seq == inputs[i].seq)
         throw std::invalid_argument("sequence " + std::to_string(inputs[i].seq) + " appears twice in one step");
   }
-  std::vector<SeqChunk> chunks;
-  std::vector<std::pair<SeqId, int64_t>> before;  // for rollback
+  chunks.clear();
+  thread_local std::vector<uint8_t> existed;  // per planned chunk, for the rollback
+  existed.clear();
   int64_t row = 0;
-  for (const auto& in : inputs) {
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const StepInput& in = inputs[i];
     const int64_t start = cache.length(in.seq);
-    const bool existed = cache.has(in.seq);
+    const bool had = cache.has(in.seq);
     if (!cache.reserve(in.seq, start + static_cast<int64_t>(in.tokens.size()))) {
-      for (auto& [s, len] : before) {
-        if (len < 0) cache.release(s);
-        else cache.truncate(s, len);
+      // Roll back what this plan reserved: sequences it created go, others shrink back.
+      for (size_t j = 0; j < chunks.size(); ++j) {
+        if (existed[j]) cache.truncate(chunks[j].seq, chunks[j].start);
+        else cache.release(chunks[j].seq);
       }
       throw KvCacheFull("KV cache full: sequence " + std::to_string(in.seq) + " needs " +
                         std::to_string(cache.pages_for(start + in.tokens.size())) + " pages, " +
                         std::to_string(cache.free_pages()) + " free");
     }
-    before.emplace_back(in.seq, existed ? start : -1);
     chunks.push_back({in.seq, start, static_cast<int64_t>(in.tokens.size()), row});
+    existed.push_back(had);
     row += static_cast<int64_t>(in.tokens.size());
   }
-  return chunks;
 }
 
 Engine::Engine(const std::filesystem::path& dir, const EngineOptions& opts)
@@ -48,43 +55,61 @@ Engine::Engine(const std::filesystem::path& dir, const EngineOptions& opts)
       opts_(opts),
       ckpt_(dir),
       main_(cfg_, ckpt_),
-      cache_(cfg_.num_hidden_layers, cfg_.kv_latent_dim(), opts.page_tokens,
-             (opts.kv_tokens + opts.page_tokens - 1) / opts.page_tokens) {
+      cache_(kv_geometry(cfg_, cfg_.num_hidden_layers, opts.page_tokens, opts.kv_tokens, opts.kv_dtype)) {
   std::vector<int64_t> moe_layers = main_.moe_layers();
   if (opts.load_mtp && cfg_.num_nextn_predict_layers > 0) {
     mtp_ = std::make_unique<MtpModule>(cfg_, ckpt_, &main_);
     if (mtp_->is_moe()) moe_layers.push_back(mtp_->layer());
-    mtp_cache_ = std::make_unique<LatentKvCache>(1, cfg_.kv_latent_dim(), opts.page_tokens,
-                                                 (opts.kv_tokens + opts.page_tokens - 1) / opts.page_tokens);
+    mtp_cache_ = std::make_unique<LatentKvCache>(kv_geometry(cfg_, 1, opts.page_tokens, opts.kv_tokens, opts.kv_dtype));
   }
   auto make = [&] {
     return opts.make_moe ? opts.make_moe(cfg_, ckpt_, moe_layers) : std::make_unique<LocalMoe>(cfg_, ckpt_, moe_layers);
   };
   moe_ = make();
   lanes_.push_back(moe_.get());
-  for (int i = 1; i < opts.moe_lanes; ++i) {
+  for (int i = 1; i < std::min(opts.moe_lanes, 2); ++i) {
     extra_lanes_.push_back(make());
     lanes_.push_back(extra_lanes_.back().get());
   }
-  spdlog::debug("engine: {} layers ({} MoE), mtp {}", cfg_.num_hidden_layers, moe_layers.size(), has_mtp());
+  spdlog::debug("engine: {} layers ({} MoE), mtp {}, compute {}, kv cache {}", cfg_.num_hidden_layers,
+                moe_layers.size(), has_mtp(), cpu::precision_name(opts.compute), kv_cache_dtype_name(opts.kv_dtype));
+}
+
+ForwardContext Engine::context(int lane) {
+  ForwardContext ctx;
+  ctx.mla = opts_.mla_mode;
+  ctx.precision = opts_.compute;
+  ctx.ws = &ws_[lane];
+  ctx.profile = lane == 0 ? profile_ : nullptr;  // the overlapped lane would double-count wall time
+  return ctx;
 }
 
 StepOutput Engine::step(const std::vector<StepInput>& inputs) {
-  std::vector<int32_t> tokens;
-  for (const auto& in : inputs) {
-    check_token_ids(in.tokens.data(), static_cast<int64_t>(in.tokens.size()), cfg_.vocab_size);
-    tokens.insert(tokens.end(), in.tokens.begin(), in.tokens.end());
-  }
   StepOutput out;
-  out.chunks = plan_chunks(inputs, cache_);
+  step(inputs, out);
+  return out;
+}
+
+void Engine::step(const std::vector<StepInput>& inputs, StepOutput& out) {
+  const ForwardContext ctx = context(0);
+  {
+    OpTimer t(ctx.profile, OpClass::Rest);
+    tokens_.clear();
+    for (const auto& in : inputs) {
+      check_token_ids(in.tokens.data(), static_cast<int64_t>(in.tokens.size()), cfg_.vocab_size);
+      tokens_.insert(tokens_.end(), in.tokens.begin(), in.tokens.end());
+    }
+    out.logit_rows.clear();
+    plan_chunks(inputs, cache_, out.chunks);
+    out.hidden.resize(tokens_.size() * cfg_.hidden_size);
+  }
   try {
-    out.hidden = main_.forward(tokens.data(), out.chunks, cache_, opts_.mla_mode, moe_.get());
+    main_.forward(tokens_.data(), out.chunks, cache_, ctx, moe_.get(), out.hidden.data());
   } catch (...) {
     for (const auto& c : out.chunks) cache_.truncate(c.seq, c.start);
     throw;
   }
   finish_step(inputs, out);
-  return out;
 }
 
 StepOutput Engine::step_overlapped(const std::vector<StepInput>& a, const std::vector<StepInput>& b) {
@@ -104,24 +129,27 @@ StepOutput Engine::step_overlapped(const std::vector<StepInput>& a, const std::v
   }
   // Cache pages are planned here, on one thread; the two forwards then only
   // write rows of their own sequences.
-  std::vector<SeqChunk> ca = plan_chunks(a, cache_), cb;
+  std::vector<SeqChunk> ca, cb;
+  plan_chunks(a, cache_, ca);
   try {
-    cb = plan_chunks(b, cache_);
+    plan_chunks(b, cache_, cb);
   } catch (...) {
     for (const auto& c : ca) cache_.truncate(c.seq, c.start);
     throw;
   }
   StepOutput out;
-  std::vector<float> hb;
+  std::vector<float> hb(tb.size() * cfg_.hidden_size);
+  out.hidden.resize(ta.size() * cfg_.hidden_size);
   try {
-    auto second = std::async(std::launch::async, [&] { return main_.forward(tb.data(), cb, cache_, opts_.mla_mode, lanes_[1]); });
+    const ForwardContext c0 = context(0), c1 = context(1);
+    auto second = std::async(std::launch::async, [&] { main_.forward(tb.data(), cb, cache_, c1, lanes_[1], hb.data()); });
     std::exception_ptr first_error;
     try {
-      out.hidden = main_.forward(ta.data(), ca, cache_, opts_.mla_mode, lanes_[0]);
+      main_.forward(ta.data(), ca, cache_, c0, lanes_[0], out.hidden.data());
     } catch (...) {
       first_error = std::current_exception();
     }
-    hb = second.get();  // always joined before anything unwinds
+    second.get();  // always joined before anything unwinds
     if (first_error) std::rethrow_exception(first_error);
   } catch (...) {
     for (const auto& c : ca) cache_.truncate(c.seq, c.start);
@@ -140,25 +168,31 @@ StepOutput Engine::step_overlapped(const std::vector<StepInput>& a, const std::v
 }
 
 void Engine::finish_step(const std::vector<StepInput>& inputs, StepOutput& out) {
-  for (const auto& c : out.chunks) cache_.set_length(c.seq, c.start + c.len);
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const SeqChunk& c = out.chunks[i];
-    const int64_t first = inputs[i].all_logits ? c.row : c.row + c.len - 1;
-    for (int64_t r = first; r < c.row + c.len; ++r) out.logit_rows.push_back(r);
+  const ForwardContext ctx = context(0);
+  {
+    OpTimer t(ctx.profile, OpClass::Rest);
+    for (const auto& c : out.chunks) cache_.set_length(c.seq, c.start + c.len);
+    out.logit_rows.clear();
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const SeqChunk& c = out.chunks[i];
+      const int64_t first = inputs[i].all_logits ? c.row : c.row + c.len - 1;
+      for (int64_t r = first; r < c.row + c.len; ++r) out.logit_rows.push_back(r);
+    }
+    out.logits.resize(out.logit_rows.size() * cfg_.vocab_size);
   }
-  out.logits.resize(out.logit_rows.size() * cfg_.vocab_size);
-  main_.logits(out.hidden.data(), out.logit_rows, out.logits.data());
+  main_.logits(out.hidden.data(), out.logit_rows, out.logits.data(), ctx);
 }
 
-std::vector<float> mtp_cache_step(const MtpModule& mtp, LatentKvCache& cache, MlaMode mode, MoeExecutor* moe, int64_t vocab,
-                                  SeqId seq, const std::vector<int32_t>& next_tokens, const float* prev_hidden,
-                                  std::vector<float>* logits_out) {
+std::vector<float> mtp_cache_step(const MtpModule& mtp, LatentKvCache& cache, const ForwardContext& ctx,
+                                  MoeExecutor* moe, int64_t vocab, SeqId seq, const std::vector<int32_t>& next_tokens,
+                                  const float* prev_hidden, std::vector<float>* logits_out) {
   std::vector<StepInput> in{{seq, next_tokens, true}};
   check_token_ids(next_tokens.data(), static_cast<int64_t>(next_tokens.size()), vocab);
-  std::vector<SeqChunk> chunks = plan_chunks(in, cache);
-  std::vector<float> h;
+  std::vector<SeqChunk> chunks;
+  plan_chunks(in, cache, chunks);
+  std::vector<float> h(next_tokens.size() * mtp.hidden());
   try {
-    h = mtp.forward(next_tokens.data(), prev_hidden, chunks, cache, mode, moe);
+    mtp.forward(next_tokens.data(), prev_hidden, chunks, cache, ctx, moe, h.data());
   } catch (...) {
     cache.truncate(seq, chunks[0].start);
     throw;
@@ -168,15 +202,15 @@ std::vector<float> mtp_cache_step(const MtpModule& mtp, LatentKvCache& cache, Ml
     std::vector<int64_t> rows(next_tokens.size());
     for (size_t r = 0; r < rows.size(); ++r) rows[r] = static_cast<int64_t>(r);
     logits_out->resize(rows.size() * vocab);
-    mtp.logits(h.data(), rows, logits_out->data());
+    mtp.logits(h.data(), rows, logits_out->data(), ctx);
   }
   return h;
 }
 
-std::vector<float> Engine::mtp_step(SeqId seq, const std::vector<int32_t>& next_tokens,
-                                    const float* prev_hidden, std::vector<float>* logits_out) {
+std::vector<float> Engine::mtp_step(SeqId seq, const std::vector<int32_t>& next_tokens, const float* prev_hidden,
+                                    std::vector<float>* logits_out) {
   if (!mtp_) throw std::logic_error("this model has no MTP module loaded");
-  return mtp_cache_step(*mtp_, *mtp_cache_, opts_.mla_mode, moe_.get(), cfg_.vocab_size, seq, next_tokens, prev_hidden,
+  return mtp_cache_step(*mtp_, *mtp_cache_, context(0), moe_.get(), cfg_.vocab_size, seq, next_tokens, prev_hidden,
                         logits_out);
 }
 

@@ -10,8 +10,10 @@
 
 #include "core/model_config.h"
 #include "core/safetensors.h"
+#include "kernels/cpu/precision.h"
 #include "model/moe_executor.h"
 #include "model/mtp.h"
+#include "model/step_profile.h"
 #include "model/transformer.h"
 
 namespace moemesh {
@@ -19,8 +21,10 @@ namespace moemesh {
 struct EngineOptions {
   int64_t page_tokens = 64;
   int64_t kv_tokens = 16384;  // capacity of the main cache, in tokens
+  KvCacheDtype kv_dtype = KvCacheDtype::BF16;
+  cpu::Precision compute = cpu::Precision::Fast;
   MlaMode mla_mode = MlaMode::Auto;
-  bool load_mtp = true;       // when the checkpoint has an MTP layer
+  bool load_mtp = true;  // when the checkpoint has an MTP layer
   // Where routed experts run; default: all of them in this process (LocalMoe).
   std::function<std::unique_ptr<MoeExecutor>(const ModelConfig&, const Checkpoint&, const std::vector<int64_t>& layers)>
       make_moe;
@@ -56,12 +60,16 @@ class Engine {
   Engine(const std::filesystem::path& dir, const EngineOptions& opts = {});
 
   const ModelConfig& config() const { return cfg_; }
+  const EngineOptions& options() const { return opts_; }
   bool has_mtp() const { return mtp_ != nullptr; }
   const LatentKvCache& cache() const { return cache_; }
 
   // Appends the inputs' tokens to their sequences. Throws KvCacheFull (nothing
   // changed) when the cache cannot hold them, std::out_of_range on bad token ids.
   StepOutput step(const std::vector<StepInput>& inputs);
+  // The same into `out`, reusing its memory: after the largest step shape has run
+  // once, a step allocates nothing.
+  void step(const std::vector<StepInput>& inputs, StepOutput& out);
   // The same step as two micro-batches in flight at once, each with its own MoE
   // executor: while one waits for its routed experts, the other computes. The
   // output is in the order a then b, as step(a + b) would give it.
@@ -82,9 +90,13 @@ class Engine {
   void truncate(SeqId seq, int64_t len) { cache_.truncate(seq, len); }
   void release(SeqId seq);
 
+  // Steps add their time per operation class to `p` while set (null: off).
+  void set_profile(StepProfile* p) { profile_ = p; }
+
  private:
   // Commits the step's cache lengths and computes the logits the inputs ask for.
   void finish_step(const std::vector<StepInput>& inputs, StepOutput& out);
+  ForwardContext context(int lane);
 
   ModelConfig cfg_;
   EngineOptions opts_;
@@ -96,16 +108,23 @@ class Engine {
   std::vector<std::unique_ptr<MoeExecutor>> extra_lanes_;
   LatentKvCache cache_;
   std::unique_ptr<LatentKvCache> mtp_cache_;
+  Workspace ws_[2];              // one per micro-batch lane
+  std::vector<int32_t> tokens_;  // the step's tokens in chunk order
+  StepProfile* profile_ = nullptr;
 };
+
+// The geometry of a cache of `tokens` positions over `layers` layers of cfg.
+KvCacheGeometry kv_geometry(const ModelConfig& cfg, int64_t layers, int64_t page_tokens, int64_t tokens,
+                            KvCacheDtype dtype);
 
 // One MTP step over `seq`'s MTP cache: rows i use (prev_hidden[i], next_tokens[i]).
 // Returns the module's output hidden states; logits of every row into logits_out.
-std::vector<float> mtp_cache_step(const MtpModule& mtp, LatentKvCache& cache, MlaMode mode, MoeExecutor* moe, int64_t vocab,
-                                  SeqId seq, const std::vector<int32_t>& next_tokens, const float* prev_hidden,
-                                  std::vector<float>* logits_out);
+std::vector<float> mtp_cache_step(const MtpModule& mtp, LatentKvCache& cache, const ForwardContext& ctx,
+                                  MoeExecutor* moe, int64_t vocab, SeqId seq, const std::vector<int32_t>& next_tokens,
+                                  const float* prev_hidden, std::vector<float>* logits_out);
 
-// Plans chunks for inputs, reserving cache pages; throws KvCacheFull and rolls
-// back reservations made so far when a sequence does not fit.
-std::vector<SeqChunk> plan_chunks(const std::vector<StepInput>& inputs, LatentKvCache& cache);
+// Plans chunks for inputs into `chunks`, reserving cache pages; throws KvCacheFull
+// and rolls back reservations made so far when a sequence does not fit.
+void plan_chunks(const std::vector<StepInput>& inputs, LatentKvCache& cache, std::vector<SeqChunk>& chunks);
 
 }  // namespace moemesh

@@ -3,21 +3,30 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "kernels/cpu/linear.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
 #include "model/weight_loader.h"
 
 namespace moemesh {
+namespace {
+// Output rows per work item of the grouped products: a multiple of every kernel's
+// panel, large enough to amortise a claim, small enough to balance two threads.
+constexpr int64_t kRowsPerItem = 64;
+}  // namespace
 
-ExpertSet::ExpertSet(const ModelConfig& cfg, const Checkpoint& ckpt, int64_t layer,
-                     const std::vector<int32_t>& experts)
-    : hidden_(cfg.hidden_size) {
-  for (int32_t e : experts) {
+ExpertSet::ExpertSet(const ModelConfig& cfg, const Checkpoint& ckpt, int64_t layer, const std::vector<int32_t>& experts)
+    : hidden_(cfg.hidden_size), inter_(cfg.moe_intermediate_size), local_(cfg.n_routed_experts, -1) {
+  std::vector<int32_t> sorted = experts;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  for (int32_t e : sorted) {
     if (e < 0 || e >= cfg.n_routed_experts)
-      throw std::out_of_range("expert " + std::to_string(e) + " outside 0.." +
-                              std::to_string(cfg.n_routed_experts - 1));
+      throw std::out_of_range("expert " + std::to_string(e) + " outside 0.." + std::to_string(cfg.n_routed_experts - 1));
     const std::string p = layer_prefix(layer) + "mlp.experts." + std::to_string(e);
-    experts_.emplace(e, SwigluMlp(ckpt, p, cfg.hidden_size, cfg.moe_intermediate_size));
+    local_[e] = static_cast<int32_t>(ids_.size());
+    ids_.push_back(e);
+    mlps_.emplace_back(ckpt, p, cfg.hidden_size, cfg.moe_intermediate_size);
   }
 }
 
@@ -27,54 +36,81 @@ std::vector<int32_t> ExpertSet::all(const ModelConfig& cfg) {
   return v;
 }
 
-std::vector<int32_t> ExpertSet::ids() const {
-  std::vector<int32_t> v;
-  for (const auto& [e, _] : experts_) v.push_back(e);
-  return v;
-}
-
 size_t ExpertSet::weight_bytes() const {
   size_t b = 0;
-  for (const auto& [e, m] : experts_) b += m.weight_bytes();
+  for (const auto& m : mlps_) b += m.weight_bytes();
   return b;
 }
 
 void ExpertSet::forward(const float* x, const Routing& r, float* out) const {
-  // Group the tokens by expert, then run each expert once over its tokens.
-  std::map<int32_t, std::vector<std::pair<int64_t, float>>> by_expert;
+  thread_local Workspace ws;
+  ForwardContext ctx;
+  ctx.ws = &ws;
+  forward(x, r, out, ctx);
+}
+
+void ExpertSet::forward(const float* x, const Routing& r, float* out, const ForwardContext& ctx) const {
+  Workspace& ws = *ctx.ws;
+  Workspace::Frame frame(ws);
+  const int64_t E = static_cast<int64_t>(ids_.size()), H = hidden_, I = inter_;
+  // Rows grouped by expert (a counting sort), each remembering its token and weight.
+  int64_t* offsets = ws.get<int64_t>(E + 1);
+  std::fill(offsets, offsets + E + 1, 0);
+  for (int64_t i = 0; i < r.tokens * r.top_k; ++i)
+    if (has(r.experts[i])) ++offsets[local_[r.experts[i]] + 1];
+  for (int64_t e = 0; e < E; ++e) offsets[e + 1] += offsets[e];
+  const int64_t R = offsets[E];
+  if (R == 0) return;
+  int64_t* cursor = ws.get<int64_t>(E);
+  std::copy(offsets, offsets + E, cursor);
+  int64_t* row_token = ws.get<int64_t>(R);
+  float* row_weight = ws.floats(R);
   for (int64_t t = 0; t < r.tokens; ++t)
     for (int64_t k = 0; k < r.top_k; ++k) {
       const int32_t e = r.experts[t * r.top_k + k];
-      if (has(e)) by_expert[e].emplace_back(t, r.weights[t * r.top_k + k]);
+      if (!has(e)) continue;
+      const int64_t s = cursor[local_[e]]++;
+      row_token[s] = t;
+      row_weight[s] = r.weights[t * r.top_k + k];
     }
-  std::vector<const std::pair<const int32_t, std::vector<std::pair<int64_t, float>>>*> work;
-  for (const auto& kv : by_expert) work.push_back(&kv);
-  std::vector<std::vector<float>> results(work.size());
-  auto run = [&](size_t w) {
-    const auto& [e, toks] = *work[w];
-    const int64_t m = static_cast<int64_t>(toks.size());
-    std::vector<float> xin(m * hidden_);
-    results[w].resize(m * hidden_);
-    for (int64_t i = 0; i < m; ++i)
-      std::copy(x + toks[i].first * hidden_, x + (toks[i].first + 1) * hidden_, xin.begin() + i * hidden_);
-    experts_.at(e).forward(xin.data(), m, hidden_, results[w].data());
-  };
-  // Few tokens per expert (decode): experts side by side, one per thread.
-  // Many tokens: one expert at a time, each GEMM spread over the threads.
-  int64_t max_tokens = 0;
-  for (const auto* w : work) max_tokens = std::max<int64_t>(max_tokens, static_cast<int64_t>(w->second.size()));
-  if (max_tokens <= 8) {
-    cpu::parallel_for(static_cast<int64_t>(work.size()), 1, [&](int64_t b, int64_t e) {
-      for (int64_t w = b; w < e; ++w) run(static_cast<size_t>(w));
-    });
-  } else {
-    for (size_t w = 0; w < work.size(); ++w) run(w);
-  }
+  int32_t* active = ws.get<int32_t>(E);
+  int64_t n_active = 0;
+  for (int64_t e = 0; e < E; ++e)
+    if (offsets[e + 1] > offsets[e]) active[n_active++] = static_cast<int32_t>(e);
+
+  float* xg = ws.floats(R * H);
+  for (int64_t s = 0; s < R; ++s) std::copy_n(x + row_token[s] * H, H, xg + s * H);
+  float* g = ws.floats(R * I);
+  float* u = ws.floats(R * I);
+  float* y = ws.floats(R * H);
+
+  // Gate and up of every active expert: one pass over the pool.
+  const int64_t items_i = (I + kRowsPerItem - 1) / kRowsPerItem;
+  cpu::parallel_for(n_active * 2 * items_i, 1, [&](int64_t b, int64_t end) {
+    for (int64_t it = b; it < end; ++it) {
+      const int32_t e = active[it / (2 * items_i)];
+      const int64_t rem = it % (2 * items_i), o0 = (rem % items_i) * kRowsPerItem, o1 = std::min(I, o0 + kRowsPerItem);
+      const bool up = rem >= items_i;
+      const int64_t off = offsets[e], cnt = offsets[e + 1] - off;
+      cpu::linear_rows_serial(xg + off * H, cnt, H, up ? mlps_[e].up() : mlps_[e].gate(), o0, o1,
+                              (up ? u : g) + off * I + o0, I, ctx.precision);
+    }
+  });
+  cpu::silu_mul(g, u, R * I, g);
+  // Down of every active expert: one more pass.
+  const int64_t items_h = (H + kRowsPerItem - 1) / kRowsPerItem;
+  cpu::parallel_for(n_active * items_h, 1, [&](int64_t b, int64_t end) {
+    for (int64_t it = b; it < end; ++it) {
+      const int32_t e = active[it / items_h];
+      const int64_t o0 = (it % items_h) * kRowsPerItem, o1 = std::min(H, o0 + kRowsPerItem);
+      const int64_t off = offsets[e], cnt = offsets[e + 1] - off;
+      cpu::linear_rows_serial(g + off * I, cnt, I, mlps_[e].down(), o0, o1, y + off * H + o0, H, ctx.precision);
+    }
+  });
   // Accumulate in ascending expert order, whatever ran where.
-  for (size_t w = 0; w < work.size(); ++w) {
-    const auto& toks = work[w]->second;
-    for (size_t i = 0; i < toks.size(); ++i)
-      cpu::axpy(toks[i].second, results[w].data() + i * hidden_, out + toks[i].first * hidden_, hidden_);
+  for (int64_t a = 0; a < n_active; ++a) {
+    const int32_t e = active[a];
+    for (int64_t s = offsets[e]; s < offsets[e + 1]; ++s) cpu::axpy(row_weight[s], y + s * H, out + row_token[s] * H, H);
   }
 }
 

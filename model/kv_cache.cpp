@@ -1,17 +1,47 @@
 #include "model/kv_cache.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
+#include "core/dtype.h"
+
 namespace moemesh {
 
+const char* kv_cache_dtype_name(KvCacheDtype t) {
+  switch (t) {
+    case KvCacheDtype::F32: return "f32";
+    case KvCacheDtype::BF16: return "bf16";
+    case KvCacheDtype::FP8: return "fp8";
+  }
+  return "?";
+}
+
+std::optional<KvCacheDtype> kv_cache_dtype_from_name(std::string_view s) {
+  if (s == "f32") return KvCacheDtype::F32;
+  if (s == "bf16") return KvCacheDtype::BF16;
+  if (s == "fp8") return KvCacheDtype::FP8;
+  return std::nullopt;
+}
+
 LatentKvCache::LatentKvCache(int64_t n_layers, int64_t dim, int64_t page_tokens, int64_t n_pages)
-    : n_layers_(n_layers), dim_(dim), page_tokens_(page_tokens), n_pages_(n_pages) {
-  if (n_layers <= 0 || dim <= 0 || page_tokens <= 0 || n_pages <= 0)
+    : LatentKvCache(KvCacheGeometry{n_layers, dim, 0, page_tokens, n_pages, KvCacheDtype::BF16}) {}
+
+LatentKvCache::LatentKvCache(const KvCacheGeometry& g) : g_(g) {
+  if (g.layers <= 0 || g.dim() <= 0 || g.latent < 0 || g.rope < 0 || g.page_tokens <= 0 || g.pages <= 0)
     throw std::invalid_argument("kv cache: layers, dim, page size and pages must be positive");
-  storage_.reset(new uint16_t[static_cast<size_t>(n_pages * n_layers * page_tokens * dim)]);
-  free_.reserve(n_pages);
-  for (int64_t p = n_pages - 1; p >= 0; --p) free_.push_back(static_cast<int32_t>(p));
+  elem_bytes_ = g.dtype == KvCacheDtype::F32 ? 4 : g.dtype == KvCacheDtype::BF16 ? 2 : 1;
+  rows_bytes_ = static_cast<size_t>(g.page_tokens * g.dim()) * elem_bytes_;
+  layer_block_bytes_ = rows_bytes_;
+  if (g.dtype == KvCacheDtype::FP8) {
+    rows_bytes_ = (rows_bytes_ + 63) / 64 * 64;  // scales stay aligned
+    layer_block_bytes_ = rows_bytes_ + static_cast<size_t>(g.page_tokens) * 2 * sizeof(float);
+  }
+  storage_.reset(new uint8_t[storage_bytes()]);
+  free_.reserve(g.pages);
+  for (int64_t p = g.pages - 1; p >= 0; --p) free_.push_back(static_cast<int32_t>(p));
 }
 
 const LatentKvCache::Seq& LatentKvCache::seq(SeqId s) const {
@@ -26,12 +56,12 @@ int64_t LatentKvCache::length(SeqId s) const {
 }
 
 bool LatentKvCache::reserve(SeqId s, int64_t tokens) {
-  Seq& q = seqs_[s];
-  const int64_t need = pages_for(tokens) - static_cast<int64_t>(q.pages.size());
-  if (need > free_pages()) {
-    if (q.pages.empty() && q.length == 0) seqs_.erase(s);
-    return false;
-  }
+  auto it = seqs_.find(s);
+  const int64_t have = it == seqs_.end() ? 0 : static_cast<int64_t>(it->second.pages.size());
+  const int64_t need = pages_for(tokens) - have;
+  if (need > free_pages()) return false;
+  if (it == seqs_.end()) it = seqs_.emplace(s, Seq{}).first;
+  Seq& q = it->second;
   for (int64_t i = 0; i < need; ++i) {
     q.pages.push_back(free_.back());
     free_.pop_back();
@@ -41,7 +71,7 @@ bool LatentKvCache::reserve(SeqId s, int64_t tokens) {
 
 void LatentKvCache::set_length(SeqId s, int64_t tokens) {
   Seq& q = const_cast<Seq&>(seq(s));
-  if (tokens > static_cast<int64_t>(q.pages.size()) * page_tokens_)
+  if (tokens > static_cast<int64_t>(q.pages.size()) * g_.page_tokens)
     throw std::out_of_range("kv cache: length beyond reserved pages");
   q.length = tokens;
 }
@@ -71,20 +101,68 @@ std::vector<SeqId> LatentKvCache::sequences() const {
   return out;
 }
 
-uint16_t* LatentKvCache::page_row(int32_t page, int64_t layer, int64_t slot) const {
-  return storage_.get() + ((static_cast<int64_t>(page) * n_layers_ + layer) * page_tokens_ + slot) * dim_;
-}
-
-uint16_t* LatentKvCache::row(SeqId s, int64_t layer, int64_t pos) {
+uint8_t* LatentKvCache::slot_row(SeqId s, int64_t layer, int64_t pos, float** scales) const {
   const Seq& q = seq(s);
-  const int64_t page = pos / page_tokens_;
-  if (pos < 0 || page >= static_cast<int64_t>(q.pages.size()) || layer < 0 || layer >= n_layers_)
+  const int64_t page = pos / g_.page_tokens, slot = pos % g_.page_tokens;
+  if (pos < 0 || page >= static_cast<int64_t>(q.pages.size()) || layer < 0 || layer >= g_.layers)
     throw std::out_of_range("kv cache: position or layer outside the sequence's pages");
-  return page_row(q.pages[page], layer, pos % page_tokens_);
+  uint8_t* block = storage_.get() + static_cast<size_t>(q.pages[page]) * page_bytes() + layer * layer_block_bytes_;
+  if (scales) *scales = reinterpret_cast<float*>(block + rows_bytes_) + 2 * slot;
+  return block + static_cast<size_t>(slot * g_.dim()) * elem_bytes_;
 }
 
-const uint16_t* LatentKvCache::row(SeqId s, int64_t layer, int64_t pos) const {
-  return const_cast<LatentKvCache*>(this)->row(s, layer, pos);
+void LatentKvCache::store(SeqId s, int64_t layer, int64_t pos, const float* v) {
+  float* scales = nullptr;
+  uint8_t* row = slot_row(s, layer, pos, &scales);
+  const int64_t D = g_.dim();
+  switch (g_.dtype) {
+    case KvCacheDtype::F32: std::memcpy(row, v, D * sizeof(float)); break;
+    case KvCacheDtype::BF16: {
+      uint16_t* r = reinterpret_cast<uint16_t*>(row);
+      for (int64_t d = 0; d < D; ++d) r[d] = f32_to_bf16(v[d]);
+      break;
+    }
+    case KvCacheDtype::FP8: {
+      // One scale per part: the rope keys are not normalised like the latents.
+      const int64_t parts[3] = {0, g_.latent, D};
+      for (int p = 0; p < 2; ++p) {
+        float amax = 0.0f;
+        for (int64_t d = parts[p]; d < parts[p + 1]; ++d) amax = std::max(amax, std::fabs(v[d]));
+        const float scale = amax > 0.0f && std::isfinite(amax) ? amax / kFp8E4M3Max : 1.0f;
+        for (int64_t d = parts[p]; d < parts[p + 1]; ++d) row[d] = f32_to_fp8e4m3(v[d] / scale);
+        scales[p] = scale;
+      }
+      break;
+    }
+  }
+}
+
+void LatentKvCache::load(SeqId s, int64_t layer, int64_t pos, float* out) const {
+  float* scales = nullptr;
+  const uint8_t* row = slot_row(s, layer, pos, &scales);
+  const int64_t D = g_.dim();
+  switch (g_.dtype) {
+    case KvCacheDtype::F32: std::memcpy(out, row, D * sizeof(float)); break;
+    case KvCacheDtype::BF16: {
+      const uint16_t* r = reinterpret_cast<const uint16_t*>(row);
+      for (int64_t d = 0; d < D; ++d) out[d] = bf16_to_f32(r[d]);
+      break;
+    }
+    case KvCacheDtype::FP8:
+      for (int64_t d = 0; d < D; ++d) out[d] = fp8e4m3_to_f32(row[d]) * scales[d < g_.latent ? 0 : 1];
+      break;
+  }
+}
+
+LatentKvCache::PageView LatentKvCache::page(SeqId s, int64_t layer, int64_t index) const {
+  float* scales = nullptr;
+  const uint8_t* rows = slot_row(s, layer, index * g_.page_tokens, &scales);
+  return {rows, g_.dtype == KvCacheDtype::FP8 ? scales : nullptr};
+}
+
+uint16_t* LatentKvCache::row_bf16(SeqId s, int64_t layer, int64_t pos) {
+  if (g_.dtype != KvCacheDtype::BF16) throw std::logic_error("kv cache: row_bf16 on a cache that is not bf16");
+  return reinterpret_cast<uint16_t*>(slot_row(s, layer, pos, nullptr));
 }
 
 }  // namespace moemesh

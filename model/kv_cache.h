@@ -1,10 +1,14 @@
 // The compressed latent KV cache of MLA, in pages. Each token of each layer keeps
-// kv_lora_rank normalised latent values and qk_rope_head_dim rotated key values
-// (bf16), never full keys and values. Sequences own lists of pages.
+// kv_lora_rank normalised latent values and qk_rope_head_dim rotated key values,
+// never full keys and values, stored as f32, bf16 (the default, as DeepSeek's
+// reference stores it) or fp8-e4m3 with one scale per token and part (latent,
+// rope): half the memory of bf16. Sequences own lists of pages.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -12,17 +16,39 @@ namespace moemesh {
 
 using SeqId = uint64_t;
 
+enum class KvCacheDtype { F32, BF16, FP8 };
+const char* kv_cache_dtype_name(KvCacheDtype t);
+std::optional<KvCacheDtype> kv_cache_dtype_from_name(std::string_view s);
+
+struct KvCacheGeometry {
+  int64_t layers = 1;
+  int64_t latent = 0;  // kv_lora_rank
+  int64_t rope = 0;    // qk_rope_head_dim
+  int64_t page_tokens = 64;
+  int64_t pages = 1;
+  KvCacheDtype dtype = KvCacheDtype::BF16;
+  int64_t dim() const { return latent + rope; }
+};
+
 class LatentKvCache {
  public:
+  explicit LatentKvCache(const KvCacheGeometry& g);
+  // bf16 rows of `dim` values (one part).
   LatentKvCache(int64_t n_layers, int64_t dim, int64_t page_tokens, int64_t n_pages);
 
-  int64_t layers() const { return n_layers_; }
-  int64_t dim() const { return dim_; }
-  int64_t page_tokens() const { return page_tokens_; }
-  int64_t total_pages() const { return n_pages_; }
+  int64_t layers() const { return g_.layers; }
+  int64_t dim() const { return g_.dim(); }
+  int64_t latent_dim() const { return g_.latent; }
+  int64_t rope_dim() const { return g_.rope; }
+  KvCacheDtype dtype() const { return g_.dtype; }
+  int64_t page_tokens() const { return g_.page_tokens; }
+  int64_t total_pages() const { return g_.pages; }
   int64_t free_pages() const { return static_cast<int64_t>(free_.size()); }
-  int64_t used_pages() const { return n_pages_ - free_pages(); }
-  int64_t pages_for(int64_t tokens) const { return (tokens + page_tokens_ - 1) / page_tokens_; }
+  int64_t used_pages() const { return g_.pages - free_pages(); }
+  int64_t pages_for(int64_t tokens) const { return (tokens + g_.page_tokens - 1) / g_.page_tokens; }
+  // Bytes of one page (every layer), and what one token costs.
+  size_t page_bytes() const { return static_cast<size_t>(g_.layers) * layer_block_bytes_; }
+  double bytes_per_token() const { return static_cast<double>(page_bytes()) / static_cast<double>(g_.page_tokens); }
 
   bool has(SeqId s) const { return seqs_.count(s) != 0; }
   int64_t length(SeqId s) const;
@@ -36,13 +62,25 @@ class LatentKvCache {
   void release(SeqId s);
   std::vector<SeqId> sequences() const;
 
-  uint16_t* row(SeqId s, int64_t layer, int64_t pos);
-  const uint16_t* row(SeqId s, int64_t layer, int64_t pos) const;
+  // One token's dim() values (latent, then rope), rounded to the cache's dtype.
+  void store(SeqId s, int64_t layer, int64_t pos, const float* values);
+  // The stored values back as f32: what attention sees.
+  void load(SeqId s, int64_t layer, int64_t pos, float* out) const;
 
-  // The raw layout, for copying the cache to a device as is: storage() is
-  // [page][layer][slot][dim], pages(s) the sequence's page ids in order.
-  const uint16_t* storage() const { return storage_.get(); }
-  size_t storage_bytes() const { return static_cast<size_t>(n_pages_ * n_layers_ * page_tokens_ * dim_) * 2; }
+  // One page of one layer: rows [page_tokens][dim] of the cache dtype (f32, bf16
+  // or fp8 bytes); fp8 pages also carry scales [page_tokens][2] (latent, rope).
+  struct PageView {
+    const void* rows = nullptr;
+    const float* scales = nullptr;
+  };
+  // Page `index` (positions index·page_tokens ..) of sequence s.
+  PageView page(SeqId s, int64_t layer, int64_t index) const;
+
+  // bf16 caches only: the raw row, and the layout [page][layer][slot][dim] for
+  // copying the cache to a device as is; pages(s) the sequence's page ids in order.
+  uint16_t* row_bf16(SeqId s, int64_t layer, int64_t pos);
+  const uint8_t* storage() const { return storage_.get(); }
+  size_t storage_bytes() const { return static_cast<size_t>(g_.pages) * page_bytes(); }
   const std::vector<int32_t>& pages(SeqId s) const { return seq(s).pages; }
 
  private:
@@ -51,10 +89,11 @@ class LatentKvCache {
     int64_t length = 0;
   };
   const Seq& seq(SeqId s) const;
-  uint16_t* page_row(int32_t page, int64_t layer, int64_t slot) const;
+  uint8_t* slot_row(SeqId s, int64_t layer, int64_t pos, float** scales) const;
 
-  int64_t n_layers_, dim_, page_tokens_, n_pages_;
-  std::unique_ptr<uint16_t[]> storage_;  // [page][layer][slot][dim], untouched until used
+  KvCacheGeometry g_;
+  size_t elem_bytes_ = 2, rows_bytes_ = 0, layer_block_bytes_ = 0;
+  std::unique_ptr<uint8_t[]> storage_;  // [page][layer]{rows, scales}, untouched until used
   std::vector<int32_t> free_;
   std::unordered_map<SeqId, Seq> seqs_;
 };

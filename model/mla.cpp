@@ -1,11 +1,11 @@
 #include "model/mla.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/linear_t.h"
-#include "kernels/cpu/multiversion.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
 #include "model/weight_loader.h"
@@ -15,18 +15,28 @@ namespace {
 // Threshold above which Auto mode expands keys/values (prefill) instead of absorbing.
 constexpr int64_t kNaiveMinChunk = 8;
 
-MOEMESH_MULTIVERSION float dot_bf16(const float* a, const uint16_t* b, int64_t n) {
-  float s[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) s[k] += a[i + k] * bf16_to_f32(b[i + k]);
-  float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-  for (; i < n; ++i) t += a[i] * bf16_to_f32(b[i]);
-  return t;
-}
-
-MOEMESH_MULTIVERSION void axpy_bf16(float a, const uint16_t* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * bf16_to_f32(x[i]);
+// One cache page as the weight of a product: rows are positions, columns the
+// latent and rope values. fp8 pages are dequantised into `scratch` first (their
+// scales are per position and part, not 128×128 blocks).
+LinearWeight page_weight(const LatentKvCache& cache, const LatentKvCache::PageView& pv, int64_t rows,
+                         std::vector<float>& scratch) {
+  const int64_t D = cache.dim();
+  LinearWeight w;
+  switch (cache.dtype()) {
+    case KvCacheDtype::F32: w.w = {DType::F32, {rows, D}, pv.rows}; break;
+    case KvCacheDtype::BF16: w.w = {DType::BF16, {rows, D}, pv.rows}; break;
+    case KvCacheDtype::FP8: {
+      if (scratch.size() < static_cast<size_t>(rows * D)) scratch.resize(rows * D);
+      const uint8_t* b = static_cast<const uint8_t*>(pv.rows);
+      const int64_t lat = cache.latent_dim();
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t d = 0; d < D; ++d)
+          scratch[r * D + d] = fp8e4m3_to_f32(b[r * D + d]) * pv.scales[2 * r + (d < lat ? 0 : 1)];
+      w.w = {DType::F32, {rows, D}, scratch.data()};
+      break;
+    }
+  }
+  return w;
 }
 }  // namespace
 
@@ -54,104 +64,158 @@ MlaLayer::MlaLayer(const ModelConfig& cfg, const Checkpoint& ckpt, const std::st
   o_ = load_linear(ckpt, p + ".o_proj", hid, H_ * v_);
 }
 
-void MlaLayer::forward(const float* x, const std::vector<SeqChunk>& chunks, LatentKvCache& cache,
-                       int64_t layer, MlaMode mode, float* out) const {
-  const int64_t T = batch_rows(chunks);
+void MlaLayer::forward(const float* x, const std::vector<SeqChunk>& chunks, LatentKvCache& cache, int64_t layer,
+                       const ForwardContext& ctx, float* out) const {
+  Workspace& ws = *ctx.ws;
+  Workspace::Frame frame(ws);
+  const int64_t T = batch_rows(chunks), D = lora_ + rope_;
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
 
-  std::vector<float> q(T * H_ * qk_);
+  float* q = ws.floats(T * H_ * qk_);
+  float* kv = ws.floats(T * D);
   if (cfg_.q_lora_rank > 0) {
-    std::vector<float> qa(T * cfg_.q_lora_rank);
-    cpu::linear(x, T, q_a_, qa.data());
-    cpu::rmsnorm(qa.data(), T, cfg_.q_lora_rank, q_a_norm_.data(), eps, qa.data());
-    cpu::linear(qa.data(), T, q_b_, q.data());
+    float* qa = ws.floats(T * cfg_.q_lora_rank);
+    {
+      OpTimer t(ctx.profile, OpClass::AttentionProjections);
+      cpu::linear(x, T, q_a_, qa, ctx.precision);
+    }
+    {
+      OpTimer t(ctx.profile, OpClass::Norms);
+      cpu::rmsnorm(qa, T, cfg_.q_lora_rank, q_a_norm_.data(), eps, qa);
+    }
+    OpTimer t(ctx.profile, OpClass::AttentionProjections);
+    cpu::linear(qa, T, q_b_, q, ctx.precision);
   } else {
-    cpu::linear(x, T, q_, q.data());
+    OpTimer t(ctx.profile, OpClass::AttentionProjections);
+    cpu::linear(x, T, q_, q, ctx.precision);
   }
-  std::vector<float> kv(T * (lora_ + rope_));
-  cpu::linear(x, T, kv_a_, kv.data());
-  cpu::rmsnorm(kv.data(), T, lora_, lora_ + rope_, kv_a_norm_.data(), eps, kv.data(), lora_ + rope_);
-
-  for (const SeqChunk& c : chunks) {
-    for (int64_t i = 0; i < c.len; ++i) {
-      const int64_t r = c.row + i, pos = c.start + i;
-      rope_table_.apply(q.data() + r * H_ * qk_ + nope_, H_, qk_, pos);
-      float* k = kv.data() + r * (lora_ + rope_);
-      rope_table_.apply(k + lora_, 1, rope_, pos);
-      uint16_t* dst = cache.row(c.seq, layer, pos);
-      for (int64_t d = 0; d < lora_ + rope_; ++d) dst[d] = f32_to_bf16(k[d]);
+  {
+    OpTimer t(ctx.profile, OpClass::AttentionProjections);
+    cpu::linear(x, T, kv_a_, kv, ctx.precision);
+  }
+  {
+    OpTimer n(ctx.profile, OpClass::Norms);
+    cpu::rmsnorm(kv, T, lora_, D, kv_a_norm_.data(), eps, kv, D);
+  }
+  float* attn = ws.floats(T * H_ * v_);
+  {
+    OpTimer t(ctx.profile, OpClass::MlaCore);
+    for (const SeqChunk& c : chunks) {
+      for (int64_t i = 0; i < c.len; ++i) {
+        const int64_t r = c.row + i, pos = c.start + i;
+        rope_table_.apply(q + r * H_ * qk_ + nope_, H_, qk_, pos);
+        float* k = kv + r * D;
+        rope_table_.apply(k + lora_, 1, rope_, pos);
+        cache.store(c.seq, layer, pos, k);
+      }
+    }
+    for (const SeqChunk& c : chunks) {
+      const bool naive = ctx.mla == MlaMode::Naive || (ctx.mla == MlaMode::Auto && c.len >= kNaiveMinChunk);
+      if (naive) attend_naive(c, q, cache, layer, ctx, attn);
+      else attend_absorbed(c, q, cache, layer, ctx, attn);
     }
   }
-
-  std::vector<float> attn(T * H_ * v_);
-  for (const SeqChunk& c : chunks) {
-    const bool naive = mode == MlaMode::Naive || (mode == MlaMode::Auto && c.len >= kNaiveMinChunk);
-    if (naive) attend_naive(c, q.data(), cache, layer, attn.data());
-    else attend_absorbed(c, q.data(), cache, layer, attn.data());
-  }
-  cpu::linear(attn.data(), T, o_, out);
+  OpTimer t(ctx.profile, OpClass::AttentionProjections);
+  cpu::linear(attn, T, o_, out, ctx.precision);
 }
 
-void MlaLayer::attend_absorbed(const SeqChunk& c, const float* q, const LatentKvCache& cache,
-                               int64_t layer, float* attn) const {
-  const int64_t L = c.start + c.len;
-  const int64_t qstride = H_ * qk_;
-  // q_lat[i, h, :] = q_nope[i, h, :] · W_kb[h]  (kv_b's key rows of head h)
-  std::vector<float> q_lat(c.len * H_ * lora_);
-  std::vector<float> o_lat(c.len * H_ * lora_);
-  std::vector<const uint16_t*> rows(L);
-  for (int64_t j = 0; j < L; ++j) rows[j] = cache.row(c.seq, layer, j);
+void MlaLayer::attend_absorbed(const SeqChunk& c, const float* q, const LatentKvCache& cache, int64_t layer,
+                               const ForwardContext& ctx, float* attn) const {
+  Workspace& ws = *ctx.ws;
+  Workspace::Frame frame(ws);
+  const int64_t n = c.len, L = c.start + c.len, D = lora_ + rope_, HN = n * H_;
+  const int64_t qstride = H_ * qk_, S = cache.page_tokens(), pages = cache.pages_for(L);
+  // qc[(i·H + h)] = [q_nope[i, h] · W_kb[h] | q_pe[i, h]]: a query against whole cache rows.
+  float* qc = ws.floats(HN * D);
   cpu::parallel_for(H_, 1, [&](int64_t h0, int64_t h1) {
-    std::vector<float> scores(L);
     for (int64_t h = h0; h < h1; ++h) {
       const int64_t kb = h * (nope_ + v_);
-      cpu::linear_t(q + c.row * qstride + h * qk_, c.len, qstride, kv_b_, kb, kb + nope_,
-                    q_lat.data() + h * lora_, H_ * lora_);
-      for (int64_t i = 0; i < c.len; ++i) {
-        const float* ql = q_lat.data() + (i * H_ + h) * lora_;
-        const float* qp = q + (c.row + i) * qstride + h * qk_ + nope_;
-        const int64_t n = c.start + i + 1;
-        for (int64_t j = 0; j < n; ++j)
-          scores[j] = (dot_bf16(ql, rows[j], lora_) + dot_bf16(qp, rows[j] + lora_, rope_)) * scale_;
-        cpu::softmax_inplace(scores.data(), n);
-        float* ol = o_lat.data() + (i * H_ + h) * lora_;
-        std::fill(ol, ol + lora_, 0.0f);
-        for (int64_t j = 0; j < n; ++j) axpy_bf16(scores[j], rows[j], ol, lora_);
-      }
-      // attn[i, h, :] = W_vb[h] · o_lat[i, h, :]
-      cpu::linear_rows(o_lat.data() + h * lora_, c.len, H_ * lora_, kv_b_, kb + nope_, kb + nope_ + v_,
-                       attn + c.row * H_ * v_ + h * v_, H_ * v_);
+      cpu::linear_t(q + c.row * qstride + h * qk_, n, qstride, kv_b_, kb, kb + nope_, qc + h * D, H_ * D);
+      for (int64_t i = 0; i < n; ++i)
+        std::copy_n(q + (c.row + i) * qstride + h * qk_ + nope_, rope_, qc + (i * H_ + h) * D + lora_);
+    }
+  });
+  // Scores against every cached position, one page at a time.
+  float* scores = ws.floats(HN * L);
+  cpu::parallel_for(pages, 1, [&](int64_t p0, int64_t p1) {
+    thread_local std::vector<float> scratch;
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t rows = std::min(S, L - p * S);
+      const LinearWeight kw = page_weight(cache, cache.page(c.seq, layer, p), rows, scratch);
+      cpu::linear_rows_serial(qc, HN, D, kw, 0, rows, scores + p * S, L, ctx.precision);
+    }
+  });
+  // Causal softmax: query i sees positions 0 .. start + i.
+  cpu::parallel_for(HN, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* s = scores + r * L;
+      const int64_t visible = c.start + r / H_ + 1;
+      for (int64_t j = 0; j < visible; ++j) s[j] *= scale_;
+      cpu::softmax_inplace(s, visible);
+      std::fill(s + visible, s + L, 0.0f);
+    }
+  });
+  // o_lat = P · cached rows (the rope columns come along and are ignored).
+  float* o_lat = ws.floats(HN * D);
+  cpu::parallel_for(HN, 4, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> scratch, part;
+    const int64_t nr = r1 - r0;
+    if (part.size() < static_cast<size_t>(nr * D)) part.resize(nr * D);
+    std::fill(o_lat + r0 * D, o_lat + r1 * D, 0.0f);
+    for (int64_t p = 0; p < pages; ++p) {
+      const int64_t rows = std::min(S, L - p * S);
+      const LinearWeight kw = page_weight(cache, cache.page(c.seq, layer, p), rows, scratch);
+      cpu::linear_t(scores + r0 * L + p * S, nr, L, kw, 0, rows, part.data(), D);
+      cpu::add_inplace(o_lat + r0 * D, part.data(), nr * D);
+    }
+  });
+  // attn[i, h, :] = W_vb[h] · o_lat[i, h, :lora]
+  cpu::parallel_for(H_, 1, [&](int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) {
+      const int64_t kb = h * (nope_ + v_);
+      cpu::linear_rows_serial(o_lat + h * D, n, H_ * D, kv_b_, kb + nope_, kb + nope_ + v_,
+                              attn + c.row * H_ * v_ + h * v_, H_ * v_, ctx.precision);
     }
   });
 }
 
-void MlaLayer::attend_naive(const SeqChunk& c, const float* q, const LatentKvCache& cache,
-                            int64_t layer, float* attn) const {
-  const int64_t L = c.start + c.len;
+void MlaLayer::attend_naive(const SeqChunk& c, const float* q, const LatentKvCache& cache, int64_t layer,
+                            const ForwardContext& ctx, float* attn) const {
+  Workspace& ws = *ctx.ws;
+  Workspace::Frame frame(ws);
+  const int64_t L = c.start + c.len, D = lora_ + rope_, n = c.len;
   const int64_t qstride = H_ * qk_;
   const int64_t kvw = nope_ + v_;
   // Expand every cached latent into this layer's keys and values.
-  std::vector<float> lat(L * lora_), kpe(L * rope_), kvx(L * H_ * kvw);
-  for (int64_t j = 0; j < L; ++j) {
-    const uint16_t* r = cache.row(c.seq, layer, j);
-    for (int64_t d = 0; d < lora_; ++d) lat[j * lora_ + d] = bf16_to_f32(r[d]);
-    for (int64_t d = 0; d < rope_; ++d) kpe[j * rope_ + d] = bf16_to_f32(r[lora_ + d]);
-  }
-  cpu::linear(lat.data(), L, kv_b_, kvx.data());
-  cpu::parallel_for(c.len * H_, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> scores(L);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t i = t / H_, h = t % H_;
-      const float* qn = q + (c.row + i) * qstride + h * qk_;
-      const int64_t n = c.start + i + 1;
-      for (int64_t j = 0; j < n; ++j) {
-        const float* k = kvx.data() + (j * H_ + h) * kvw;
-        scores[j] = (cpu::dot(qn, k, nope_) + cpu::dot(qn + nope_, kpe.data() + j * rope_, rope_)) * scale_;
+  float* rows = ws.floats(L * D);
+  float* kvx = ws.floats(L * H_ * kvw);
+  for (int64_t j = 0; j < L; ++j) cache.load(c.seq, layer, j, rows + j * D);
+  cpu::linear(rows, L, D, kv_b_, kvx, H_ * kvw, ctx.precision);
+  // Per head, as products: scores = Q·Kᵀ, causal softmax, out = P·V.
+  cpu::parallel_for(H_, 1, [&](int64_t h0, int64_t h1) {
+    thread_local std::vector<float> k, v, s;
+    if (k.size() < static_cast<size_t>(L * qk_)) k.resize(L * qk_);
+    if (v.size() < static_cast<size_t>(L * v_)) v.resize(L * v_);
+    if (s.size() < static_cast<size_t>(n * L)) s.resize(n * L);
+    for (int64_t h = h0; h < h1; ++h) {
+      for (int64_t j = 0; j < L; ++j) {
+        const float* src = kvx + (j * H_ + h) * kvw;
+        std::copy_n(src, nope_, k.data() + j * qk_);
+        std::copy_n(rows + j * D + lora_, rope_, k.data() + j * qk_ + nope_);
+        std::copy_n(src + nope_, v_, v.data() + j * v_);
       }
-      cpu::softmax_inplace(scores.data(), n);
-      float* o = attn + (c.row + i) * H_ * v_ + h * v_;
-      std::fill(o, o + v_, 0.0f);
-      for (int64_t j = 0; j < n; ++j) cpu::axpy(scores[j], kvx.data() + (j * H_ + h) * kvw + nope_, o, v_);
+      LinearWeight kw, vw;
+      kw.w = {DType::F32, {L, qk_}, k.data()};
+      vw.w = {DType::F32, {L, v_}, v.data()};
+      cpu::linear_rows_serial(q + c.row * qstride + h * qk_, n, qstride, kw, 0, L, s.data(), L, ctx.precision);
+      for (int64_t i = 0; i < n; ++i) {
+        float* si = s.data() + i * L;
+        const int64_t visible = c.start + i + 1;
+        for (int64_t j = 0; j < visible; ++j) si[j] *= scale_;
+        cpu::softmax_inplace(si, visible);
+        std::fill(si + visible, si + L, 0.0f);
+      }
+      cpu::linear_t(s.data(), n, L, vw, 0, L, attn + c.row * H_ * v_ + h * v_, H_ * v_);
     }
   });
 }

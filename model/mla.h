@@ -8,15 +8,10 @@
 #include "core/safetensors.h"
 #include "kernels/cpu/rope.h"
 #include "model/batch.h"
+#include "model/forward_context.h"
 #include "model/kv_cache.h"
 
 namespace moemesh {
-
-enum class MlaMode {
-  Auto,      // naive for prefill chunks, absorbed for decode
-  Naive,     // keys and values expanded from the latents with kv_b
-  Absorbed,  // kv_b folded into the query and the output; attends over latents
-};
 
 class MlaLayer {
  public:
@@ -25,14 +20,14 @@ class MlaLayer {
 
   // x: [T, hidden] (already normed); out: [T, hidden]. Writes the chunks' latents
   // into `cache` at layer `cache_layer`; the cache must hold room for them.
-  void forward(const float* x, const std::vector<SeqChunk>& chunks, LatentKvCache& cache,
-               int64_t cache_layer, MlaMode mode, float* out) const;
+  void forward(const float* x, const std::vector<SeqChunk>& chunks, LatentKvCache& cache, int64_t cache_layer,
+               const ForwardContext& ctx, float* out) const;
 
  private:
-  void attend_absorbed(const SeqChunk& c, const float* q, const LatentKvCache& cache,
-                       int64_t layer, float* attn) const;
+  void attend_absorbed(const SeqChunk& c, const float* q, const LatentKvCache& cache, int64_t layer,
+                       const ForwardContext& ctx, float* attn) const;
   void attend_naive(const SeqChunk& c, const float* q, const LatentKvCache& cache, int64_t layer,
-                    float* attn) const;
+                    const ForwardContext& ctx, float* attn) const;
 
   const ModelConfig& cfg_;
   int64_t H_, nope_, rope_, v_, lora_, qk_;

@@ -1,7 +1,5 @@
 #include "model/mlp.h"
 
-#include <vector>
-
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/ops.h"
 #include "model/weight_loader.h"
@@ -13,13 +11,15 @@ SwigluMlp::SwigluMlp(const Checkpoint& ckpt, const std::string& p, int64_t hidde
       up_(load_linear(ckpt, p + ".up_proj", inter, hidden)),
       down_(load_linear(ckpt, p + ".down_proj", hidden, inter)) {}
 
-void SwigluMlp::forward(const float* x, int64_t m, int64_t ldx, float* out) const {
+void SwigluMlp::forward(const float* x, int64_t m, int64_t ldx, float* out, const ForwardContext& ctx) const {
+  Workspace::Frame frame(*ctx.ws);
   const int64_t inter = gate_.out();
-  std::vector<float> g(m * inter), u(m * inter);
-  cpu::linear(x, m, ldx, gate_, g.data(), inter);
-  cpu::linear(x, m, ldx, up_, u.data(), inter);
-  cpu::silu_mul(g.data(), u.data(), m * inter, g.data());
-  cpu::linear(g.data(), m, inter, down_, out, down_.out());
+  float* g = ctx.ws->floats(m * inter);
+  float* u = ctx.ws->floats(m * inter);
+  cpu::linear(x, m, ldx, gate_, g, inter, ctx.precision);
+  cpu::linear(x, m, ldx, up_, u, inter, ctx.precision);
+  cpu::silu_mul(g, u, m * inter, g);
+  cpu::linear(g, m, inter, down_, out, down_.out(), ctx.precision);
 }
 
 }  // namespace moemesh

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "model/experts.h"
+#include "model/forward_context.h"
 #include "model/moe_gate.h"
 
 namespace moemesh {
@@ -21,10 +22,15 @@ class MoeExecutor {
   // The same in two halves, so the caller can compute the shared expert in
   // between: begin() may send the work away, end() waits for it. `x` must stay
   // valid until end(). By default begin() only remembers and end() computes.
-  virtual void begin(int64_t layer, const float* x, int64_t tokens) {
-    pending_ = {layer, x, tokens};
-  }
+  virtual void begin(int64_t layer, const float* x, int64_t tokens) { pending_ = {layer, x, tokens}; }
   virtual void end(float* out) { routed(pending_.layer, pending_.x, pending_.tokens, out); }
+
+  // The forward this executor serves next (precision, scratch, profile); set by the
+  // decoder layer before begin(), valid until end().
+  void set_context(const ForwardContext* ctx) { ctx_ = ctx; }
+
+ protected:
+  const ForwardContext* ctx_ = nullptr;
 
  private:
   struct Call { int64_t layer = 0; const float* x = nullptr; int64_t tokens = 0; } pending_;
@@ -40,6 +46,9 @@ class LocalMoe : public MoeExecutor {
   const ModelConfig& cfg_;
   std::map<int64_t, std::unique_ptr<MoeGate>> gates_;
   std::map<int64_t, std::unique_ptr<ExpertSet>> experts_;
+  Routing routing_;  // reused step to step
+  std::vector<float> logits_;
+  Workspace own_ws_;  // when called without a forward context
 };
 
 }  // namespace moemesh

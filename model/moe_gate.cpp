@@ -16,15 +16,21 @@ MoeGate::MoeGate(const ModelConfig& cfg, const Checkpoint& ckpt, int64_t layer)
 
 Routing MoeGate::route(const float* x, int64_t tokens) const {
   Routing r;
+  std::vector<float> logits;
+  route(x, tokens, r, logits);
+  return r;
+}
+
+void MoeGate::route(const float* x, int64_t tokens, Routing& r, std::vector<float>& logits) const {
   r.tokens = tokens;
   r.top_k = params_.top_k;
-  std::vector<float> logits(tokens * params_.n_experts);
+  // Gate logits stay exact: expert choice must not depend on the precision setting.
+  logits.resize(tokens * params_.n_experts);
   cpu::linear(x, tokens, weight_, logits.data());
   r.experts.resize(tokens * r.top_k);
   r.weights.resize(tokens * r.top_k);
-  cpu::route_tokens(logits.data(), tokens, bias_.empty() ? nullptr : bias_.data(), params_,
-                    r.experts.data(), r.weights.data());
-  return r;
+  cpu::route_tokens(logits.data(), tokens, bias_.empty() ? nullptr : bias_.data(), params_, r.experts.data(),
+                    r.weights.data());
 }
 
 }  // namespace moemesh

@@ -21,6 +21,8 @@ class MoeGate {
  public:
   MoeGate(const ModelConfig& cfg, const Checkpoint& ckpt, int64_t layer);
   Routing route(const float* x, int64_t tokens) const;
+  // The same into `r`, reusing its memory (and `logits` as scratch).
+  void route(const float* x, int64_t tokens, Routing& r, std::vector<float>& logits) const;
   const cpu::GateParams& params() const { return params_; }
 
  private:

@@ -45,29 +45,42 @@ void MtpModule::load_rest(const Checkpoint& ckpt) {
   eh_proj_ = load_linear(ckpt, p + "eh_proj", H, 2 * H);
 }
 
-std::vector<float> MtpModule::forward(const int32_t* next_tokens, const float* prev_hidden,
-                                      const std::vector<SeqChunk>& chunks, LatentKvCache& cache,
-                                      MlaMode mode, MoeExecutor* moe) const {
+void MtpModule::forward(const int32_t* next_tokens, const float* prev_hidden, const std::vector<SeqChunk>& chunks,
+                        LatentKvCache& cache, const ForwardContext& ctx, MoeExecutor* moe, float* h) const {
+  Workspace::Frame frame(*ctx.ws);
   const int64_t T = batch_rows(chunks), H = cfg_.hidden_size;
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
   // [enorm(embed(t_{i+1})), hnorm(h_i)] — embeddings first, as DeepSeek's MTP is served.
-  std::vector<float> cat(T * 2 * H), e(T * H);
-  embed_->lookup(next_tokens, T, e.data());
-  cpu::rmsnorm(e.data(), T, H, H, enorm_.data(), eps, cat.data(), 2 * H);
-  cpu::rmsnorm(prev_hidden, T, H, H, hnorm_.data(), eps, cat.data() + H, 2 * H);
-  std::vector<float> h(T * H);
-  cpu::linear(cat.data(), T, eh_proj_, h.data());
-  block_.forward(h.data(), chunks, cache, 0, mode, moe);
-  return h;
+  float* cat = ctx.ws->floats(T * 2 * H);
+  float* e = ctx.ws->floats(T * H);
+  {
+    OpTimer t(ctx.profile, OpClass::Rest);
+    embed_->lookup(next_tokens, T, e);
+  }
+  {
+    OpTimer t(ctx.profile, OpClass::Norms);
+    cpu::rmsnorm(e, T, H, H, enorm_.data(), eps, cat, 2 * H);
+    cpu::rmsnorm(prev_hidden, T, H, H, hnorm_.data(), eps, cat + H, 2 * H);
+  }
+  {
+    OpTimer t(ctx.profile, OpClass::Rest);
+    cpu::linear(cat, T, eh_proj_, h, ctx.precision);
+  }
+  block_.forward(h, chunks, cache, 0, ctx, moe);
 }
 
-void MtpModule::logits(const float* hidden, const std::vector<int64_t>& rows, float* out) const {
+void MtpModule::logits(const float* hidden, const std::vector<int64_t>& rows, float* out,
+                       const ForwardContext& ctx) const {
+  Workspace::Frame frame(*ctx.ws);
   const int64_t H = cfg_.hidden_size;
-  std::vector<float> n(rows.size() * H);
-  for (size_t r = 0; r < rows.size(); ++r)
-    cpu::rmsnorm(hidden + rows[r] * H, 1, H, head_norm_.data(), static_cast<float>(cfg_.rms_norm_eps),
-                 n.data() + r * H);
-  cpu::linear(n.data(), static_cast<int64_t>(rows.size()), head_, out);
+  float* n = ctx.ws->floats(rows.size() * H);
+  {
+    OpTimer t(ctx.profile, OpClass::Norms);
+    for (size_t r = 0; r < rows.size(); ++r)
+      cpu::rmsnorm(hidden + rows[r] * H, 1, H, head_norm_.data(), static_cast<float>(cfg_.rms_norm_eps), n + r * H);
+  }
+  OpTimer t(ctx.profile, OpClass::LmHead);
+  cpu::linear(n, static_cast<int64_t>(rows.size()), head_, out, ctx.precision);
 }
 
 }  // namespace moemesh

@@ -19,16 +19,16 @@ class MtpModule {
   MtpModule(const ModelConfig& cfg, const Checkpoint& ckpt);
 
   int64_t layer() const { return cfg_.mtp_layer(); }
+  int64_t hidden() const { return cfg_.hidden_size; }
   bool is_moe() const { return block_.is_moe(); }
 
   // next_tokens: [T] (token i+1 for row i); prev_hidden: [T, hidden] (the main
   // model's final-normed hidden state at i, or this module's previous output).
-  // Returns this module's output hidden states [T, hidden] (before shared_head.norm).
-  // `cache` has one layer: the MTP block's own latent cache.
-  std::vector<float> forward(const int32_t* next_tokens, const float* prev_hidden,
-                             const std::vector<SeqChunk>& chunks, LatentKvCache& cache, MlaMode mode,
-                             MoeExecutor* moe) const;
-  void logits(const float* hidden, const std::vector<int64_t>& rows, float* out) const;
+  // Writes this module's output hidden states [T, hidden] (before shared_head.norm)
+  // into h. `cache` has one layer: the MTP block's own latent cache.
+  void forward(const int32_t* next_tokens, const float* prev_hidden, const std::vector<SeqChunk>& chunks,
+               LatentKvCache& cache, const ForwardContext& ctx, MoeExecutor* moe, float* h) const;
+  void logits(const float* hidden, const std::vector<int64_t>& rows, float* out, const ForwardContext& ctx) const;
 
  private:
   const ModelConfig& cfg_;

@@ -31,8 +31,7 @@ Transformer::Transformer(const ModelConfig& cfg, const Checkpoint& ckpt)
       embed_(ckpt, "model.embed_tokens.weight", cfg.vocab_size, cfg.hidden_size),
       norm_(load_vector(ckpt, "model.norm.weight", cfg.hidden_size)),
       head_(load_linear(ckpt, "lm_head", cfg.vocab_size, cfg.hidden_size)) {
-  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l)
-    layers_.push_back(std::make_unique<DecoderLayer>(cfg, ckpt, l));
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) layers_.push_back(std::make_unique<DecoderLayer>(cfg, ckpt, l));
 }
 
 std::vector<int64_t> Transformer::moe_layers() const {
@@ -42,26 +41,30 @@ std::vector<int64_t> Transformer::moe_layers() const {
   return v;
 }
 
-std::vector<float> Transformer::forward(const int32_t* tokens, const std::vector<SeqChunk>& chunks,
-                                        LatentKvCache& cache, MlaMode mode, MoeExecutor* moe) const {
+void Transformer::forward(const int32_t* tokens, const std::vector<SeqChunk>& chunks, LatentKvCache& cache,
+                          const ForwardContext& ctx, MoeExecutor* moe, float* h) const {
   const int64_t T = batch_rows(chunks), H = cfg_.hidden_size;
-  std::vector<float> h(T * H);
-  embed_.lookup(tokens, T, h.data());
-  for (const auto& layer : layers_) layer->forward(h.data(), chunks, cache, layer->index(), mode, moe);
-  cpu::rmsnorm(h.data(), T, H, norm_.data(), static_cast<float>(cfg_.rms_norm_eps), h.data());
-  return h;
+  {
+    OpTimer t(ctx.profile, OpClass::Rest);
+    embed_.lookup(tokens, T, h);
+  }
+  for (const auto& layer : layers_) layer->forward(h, chunks, cache, layer->index(), ctx, moe);
+  OpTimer t(ctx.profile, OpClass::Norms);
+  cpu::rmsnorm(h, T, H, norm_.data(), static_cast<float>(cfg_.rms_norm_eps), h);
 }
 
-void head_rows(const LinearWeight& head, const float* x, int64_t width, const std::vector<int64_t>& rows,
-               float* out) {
-  std::vector<float> g(rows.size() * width);
-  for (size_t r = 0; r < rows.size(); ++r)
-    std::copy(x + rows[r] * width, x + (rows[r] + 1) * width, g.begin() + r * width);
-  cpu::linear(g.data(), static_cast<int64_t>(rows.size()), head, out);
+void head_rows(const LinearWeight& head, const float* x, int64_t width, const std::vector<int64_t>& rows, float* out,
+               const ForwardContext& ctx) {
+  Workspace::Frame frame(*ctx.ws);
+  OpTimer t(ctx.profile, OpClass::LmHead);
+  float* g = ctx.ws->floats(rows.size() * width);
+  for (size_t r = 0; r < rows.size(); ++r) std::copy(x + rows[r] * width, x + (rows[r] + 1) * width, g + r * width);
+  cpu::linear(g, static_cast<int64_t>(rows.size()), head, out, ctx.precision);
 }
 
-void Transformer::logits(const float* normed, const std::vector<int64_t>& rows, float* out) const {
-  head_rows(head_, normed, cfg_.hidden_size, rows, out);
+void Transformer::logits(const float* normed, const std::vector<int64_t>& rows, float* out,
+                         const ForwardContext& ctx) const {
+  head_rows(head_, normed, cfg_.hidden_size, rows, out, ctx);
 }
 
 }  // namespace moemesh

@@ -33,12 +33,12 @@ class Transformer {
   // Routed-expert layers among the main layers.
   std::vector<int64_t> moe_layers() const;
 
-  // tokens: [T] in chunk order; returns the final-normed hidden states [T, hidden].
-  // Cache space for the chunks must be reserved; lengths are advanced by the caller.
-  std::vector<float> forward(const int32_t* tokens, const std::vector<SeqChunk>& chunks,
-                             LatentKvCache& cache, MlaMode mode, MoeExecutor* moe) const;
+  // tokens: [T] in chunk order; writes the final-normed hidden states [T, hidden]
+  // into h. Cache space for the chunks must be reserved; lengths are advanced by the caller.
+  void forward(const int32_t* tokens, const std::vector<SeqChunk>& chunks, LatentKvCache& cache,
+               const ForwardContext& ctx, MoeExecutor* moe, float* h) const;
   // logits[r] = lm_head · normed[rows[r]].
-  void logits(const float* normed, const std::vector<int64_t>& rows, float* out) const;
+  void logits(const float* normed, const std::vector<int64_t>& rows, float* out, const ForwardContext& ctx) const;
   const TokenEmbedding& embedding() const { return embed_; }
   const LinearWeight& head() const { return head_; }
 
@@ -50,8 +50,9 @@ class Transformer {
   LinearWeight head_;
 };
 
-// Gathers rows of a [*, width] matrix and runs the head on them.
+// Gathers rows of a [*, width] matrix and runs the head on them (split across the
+// pool by vocabulary rows).
 void head_rows(const LinearWeight& head, const float* x, int64_t width, const std::vector<int64_t>& rows,
-               float* out);
+               float* out, const ForwardContext& ctx);
 
 }  // namespace moemesh

@@ -1,9 +1,6 @@
 #include "kernels/cpu/linear.h"
 
-#include <cpuid.h>
-
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -14,25 +11,6 @@
 
 namespace moemesh::cpu {
 namespace detail {
-
-bool cpu_has_avx512() {
-  static const bool ok = [] {
-    const char* force = std::getenv("MOEMESH_KERNELS");
-    if (force && std::strcmp(force, "generic") == 0) return false;
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-    const bool fma = c & (1u << 12), osxsave = c & (1u << 27), f16c = c & (1u << 29);
-    if (!fma || !osxsave || !f16c) return false;
-    // The OS must save the AVX-512 state (XCR0: SSE, AVX, opmask, ZMM).
-    unsigned lo, hi;
-    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & 0xe6) != 0xe6) return false;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    const unsigned need = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);  // F, DQ, BW, VL
-    return (b & need) == need;
-  }();
-  return ok;
-}
 
 void convert_rows_generic(const LinearWeight& w, int64_t o0, int64_t o1, float* out) {
   const int64_t K = w.in();
@@ -66,56 +44,119 @@ void convert_rows_generic(const LinearWeight& w, int64_t o0, int64_t o1, float* 
   }
 }
 
-void panel_product_generic(const float* x, int64_t m, int64_t ldx, const float* panel, int64_t n, int64_t K,
-                           float* y, int64_t ldy) {
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) y[i * ldy + j] = dot(x + i * ldx, panel + j * K, K);
+namespace {
+
+constexpr int64_t kGenericPanel = 8;  // weight rows converted together by the portable path
+
+// The portable path: rows converted to f32 panels, each reused by all activation rows.
+void generic_rows(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t o0, int64_t o1, float* y,
+                  int64_t ldy) {
+  const int64_t K = w.in();
+  thread_local std::vector<float> buf;
+  if (buf.size() < static_cast<size_t>(kGenericPanel * K)) buf.resize(kGenericPanel * K);
+  for (int64_t p = o0; p < o1; p += kGenericPanel) {
+    const int64_t p1 = std::min(o1, p + kGenericPanel);
+    convert_rows_generic(w, p, p1, buf.data());
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t o = p; o < p1; ++o) y[i * ldy + (o - o0)] = dot(x + i * ldx, buf.data() + (o - p) * K, K);
+  }
+}
+
+void generic_transposed(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t o0, int64_t o1,
+                        float* y, int64_t ldy) {
+  const int64_t n = w.in();
+  for (int64_t r = 0; r < m; ++r) std::fill(y + r * ldy, y + r * ldy + n, 0.0f);
+  thread_local std::vector<float> row;
+  if (row.size() < static_cast<size_t>(n)) row.resize(n);
+  for (int64_t o = o0; o < o1; ++o) {
+    convert_rows_generic(w, o, o + 1, row.data());
+    for (int64_t r = 0; r < m; ++r) axpy(x[r * ldx + (o - o0)], row.data(), y + r * ldy, n);
+  }
+}
+
+}  // namespace
+
+const LinearKernels& generic_kernels() {
+  static const LinearKernels k{"generic", generic_rows, generic_rows, generic_rows, nullptr, generic_transposed,
+                               kGenericPanel};
+  return k;
+}
+
+const LinearKernels& active_kernels() {
+  static const LinearKernels& k = kernel_isa() == KernelIsa::Avx512 ? avx512_kernels()
+                                  : kernels_emulate_bf16_dot()       ? avx2_bf16_emulated_kernels()
+                                  : kernel_isa() == KernelIsa::Avx2  ? avx2_kernels()
+                                                                     : generic_kernels();
+  return k;
+}
+
+void linear_rows_with(const LinearKernels& k, const float* x, int64_t m, int64_t ldx, const LinearWeight& w,
+                      int64_t r0, int64_t r1, float* y, int64_t ldy, Precision p, bool parallel) {
+  if (m <= 0 || r1 <= r0) return;
+  if (w.w.dtype == DType::F8_E4M3 && !w.scale_inv) throw std::invalid_argument("linear: fp8 weight without block scales");
+  if (w.w.dtype != DType::F32 && w.w.dtype != DType::BF16 && w.w.dtype != DType::F16 && w.w.dtype != DType::F8_E4M3)
+    throw std::invalid_argument("linear: unsupported weight dtype");
+  const int64_t K = w.in();
+  const int64_t row_bytes = std::max<int64_t>(1, K * static_cast<int64_t>(dtype_size(w.w.dtype)));
+  const bool direct = m <= kDirectMaxRows;
+  // bf16 dot products pay off from the packed sizes on.
+  const bool fast = p == Precision::Fast && k.packed_bf16 && (w.w.dtype == DType::BF16 || w.w.dtype == DType::F8_E4M3);
+  const bool blocked = !direct && m <= kBlockedMaxRows && !fast;
+  // Units of work: 8 rows (direct), a block (blocked) or a panel (packed); a chunk
+  // carries at least 64 KiB of weights so that small matrices are not split into
+  // more pool round trips than work.
+  const int64_t unit = direct ? 8 : blocked ? 16 : k.panel_rows;
+  const int64_t units = (r1 - r0 + unit - 1) / unit;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{64} << 10) / (unit * row_bytes));
+  auto run = [&](auto&& rows_fn) {
+    auto chunk = [&](int64_t u0, int64_t u1) {
+      const int64_t o0 = r0 + u0 * unit, o1 = std::min(r1, r0 + u1 * unit);
+      rows_fn(o0, o1, y + (o0 - r0));
+    };
+    if (parallel) parallel_for(units, grain, chunk);
+    else chunk(0, units);
+  };
+  if (direct) {
+    run([&](int64_t o0, int64_t o1, float* yo) { k.direct(x, m, ldx, w, o0, o1, yo, ldy); });
+    return;
+  }
+  if (blocked) {
+    run([&](int64_t o0, int64_t o1, float* yo) { k.blocked(x, m, ldx, w, o0, o1, yo, ldy); });
+    return;
+  }
+  // bf16 dot products only where the weights are bf16 values (bf16, and fp8 before its scale).
+  if (fast) {
+    // Activations rounded to bf16 pairs once, shared by every chunk.
+    const int64_t ldxb = (K + 1) / 2;
+    thread_local std::vector<uint32_t> xb_buf;
+    if (xb_buf.size() < static_cast<size_t>(m * ldxb)) xb_buf.resize(m * ldxb);
+    uint32_t* xb = xb_buf.data();
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t kp = 0; kp < ldxb; ++kp) {
+        const uint16_t lo = f32_to_bf16(x[i * ldx + 2 * kp]);
+        const uint16_t hi = 2 * kp + 1 < K ? f32_to_bf16(x[i * ldx + 2 * kp + 1]) : 0;
+        xb[i * ldxb + kp] = static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16;
+      }
+    run([&](int64_t o0, int64_t o1, float* yo) { k.packed_bf16(xb, m, ldxb, w, o0, o1, yo, ldy); });
+    return;
+  }
+  run([&](int64_t o0, int64_t o1, float* yo) { k.packed(x, m, ldx, w, o0, o1, yo, ldy); });
 }
 
 }  // namespace detail
 
-namespace {
-constexpr int64_t kPanelRows = 8;   // weight rows converted together
-constexpr int64_t kRowBlock = 64;   // activation rows sharing one converted panel
-
-void run_linear(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t r0, int64_t r1, float* y,
-                int64_t ldy) {
-  const int64_t K = w.in();
-  const bool avx = detail::cpu_has_avx512();
-  const int64_t panels = (r1 - r0 + kPanelRows - 1) / kPanelRows;
-  if (avx && m <= detail::kDirectMaxRows) {
-    parallel_for(panels, 4, [&](int64_t p0, int64_t p1) {
-      const int64_t o0 = r0 + p0 * kPanelRows, o1 = std::min(r1, r0 + p1 * kPanelRows);
-      detail::direct_product_avx512(x, m, ldx, w, o0, o1, y + (o0 - r0), ldy);
-    });
-    return;
-  }
-  // Keep each thread's panel in cache: the grain covers a few panels.
-  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
-    thread_local std::vector<float> buf;
-    buf.resize(static_cast<size_t>(kPanelRows * K));
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t o0 = r0 + p * kPanelRows, o1 = std::min(r1, o0 + kPanelRows);
-      if (avx) detail::convert_rows_avx512(w, o0, o1, buf.data());
-      else detail::convert_rows_generic(w, o0, o1, buf.data());
-      for (int64_t i = 0; i < m; i += kRowBlock) {
-        const int64_t mb = std::min(kRowBlock, m - i);
-        float* yo = y + i * ldy + (o0 - r0);
-        if (avx) detail::panel_product_avx512(x + i * ldx, mb, ldx, buf.data(), o1 - o0, K, yo, ldy);
-        else detail::panel_product_generic(x + i * ldx, mb, ldx, buf.data(), o1 - o0, K, yo, ldy);
-      }
-    }
-  });
-}
-}  // namespace
-
-void linear(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, float* y, int64_t ldy) {
-  run_linear(x, m, ldx, w, 0, w.out(), y, ldy);
+void linear(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, float* y, int64_t ldy, Precision p) {
+  detail::linear_rows_with(detail::active_kernels(), x, m, ldx, w, 0, w.out(), y, ldy, p);
 }
 
 void linear_rows(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t row_begin, int64_t row_end,
-                 float* y, int64_t ldy) {
-  run_linear(x, m, ldx, w, row_begin, row_end, y, ldy);
+                 float* y, int64_t ldy, Precision p) {
+  detail::linear_rows_with(detail::active_kernels(), x, m, ldx, w, row_begin, row_end, y, ldy, p);
+}
+
+void linear_rows_serial(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t row_begin,
+                        int64_t row_end, float* y, int64_t ldy, Precision p) {
+  detail::linear_rows_with(detail::active_kernels(), x, m, ldx, w, row_begin, row_end, y, ldy, p, false);
 }
 
 void linear_reference(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, float* y, int64_t ldy) {

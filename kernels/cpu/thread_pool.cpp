@@ -1,11 +1,13 @@
 #include "kernels/cpu/thread_pool.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -22,15 +24,35 @@ namespace {
 
 thread_local bool t_inside_pool = false;
 
-// Decode issues thousands of short loops a second: threads spin this many pauses
-// (tens of microseconds) for the next job or the last chunk before sleeping.
-// MOEMESH_POOL_SPIN overrides it (less where roles share cores with each other).
-int spins() {
-  static const int n = [] {
-    const char* env = std::getenv("MOEMESH_POOL_SPIN");
-    return env ? std::max(0, std::atoi(env)) : 20000;
-  }();
-  return n;
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::max(0, std::atoi(v)) : fallback;
+}
+
+std::atomic<int> g_spin_us{env_int("MOEMESH_POOL_SPIN_US", PoolWaitPolicy{}.spin_us)};
+std::atomic<int> g_yield_us{env_int("MOEMESH_POOL_YIELD_US", PoolWaitPolicy{}.yield_us)};
+
+using Clock = std::chrono::steady_clock;
+
+// Waits until done() holds: spinning first (decode issues thousands of short loops
+// a second, and a wake-up through the kernel costs more than the loop), then
+// yielding the core, then giving up (the caller sleeps). True when done.
+template <class Done>
+bool spin_then_yield(const Done& done) {
+  const auto t0 = Clock::now();
+  const auto spin_end = t0 + std::chrono::microseconds(g_spin_us.load(std::memory_order_relaxed));
+  const auto yield_end = t0 + std::chrono::microseconds(g_yield_us.load(std::memory_order_relaxed));
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    if ((i & 63) != 0) {
+      MOEMESH_PAUSE();
+      continue;
+    }
+    const auto now = Clock::now();
+    if (now >= yield_end) return done();
+    if (now >= spin_end) sched_yield();
+    else MOEMESH_PAUSE();
+  }
 }
 
 // Workers wait for a job generation number; the caller works too, then waits for
@@ -47,7 +69,7 @@ class Pool {
     start(n);
   }
 
-  void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  void run(int64_t n, int64_t grain, RangeFn fn) {
     std::lock_guard<std::mutex> serial(run_mu_);  // one parallel_for at a time
     const int64_t chunks_wanted = std::min<int64_t>(size() * 4, (n + grain - 1) / grain);
     const int64_t chunk = std::max<int64_t>(grain, (n + chunks_wanted - 1) / chunks_wanted);
@@ -61,10 +83,9 @@ class Pool {
       error_ = nullptr;
       generation_.fetch_add(1, std::memory_order_release);
     }
-    cv_.notify_all();
+    if (sleepers_.load() > 0) cv_.notify_all();
     work();
-    for (int i = 0, n = spins(); i < n && pending_.load(std::memory_order_acquire) != 0; ++i) MOEMESH_PAUSE();
-    if (pending_.load(std::memory_order_acquire) != 0) {
+    if (!spin_then_yield([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
       std::unique_lock<std::mutex> lk(mu_);
       done_cv_.wait(lk, [&] { return pending_.load() == 0; });
     }
@@ -110,10 +131,14 @@ class Pool {
 
   void loop(uint64_t seen) {
     for (;;) {
-      for (int i = 0, n = spins(); i < n && generation_.load(std::memory_order_acquire) == seen; ++i) MOEMESH_PAUSE();
-      {
+      if (!spin_then_yield([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
         std::unique_lock<std::mutex> lk(mu_);
+        ++sleepers_;
         cv_.wait(lk, [&] { return generation_.load() != seen; });
+        --sleepers_;
+      }
+      {
+        std::lock_guard<std::mutex> lk(mu_);
         seen = generation_.load();
         if (quit_) return;
       }
@@ -128,10 +153,11 @@ class Pool {
   std::vector<std::thread> workers_;
   std::mutex run_mu_, mu_;
   std::condition_variable cv_, done_cv_;
-  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  const RangeFn* fn_ = nullptr;
   int64_t n_ = 0, chunk_ = 1;
   std::atomic<int64_t> next_{0};
   std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};
   std::atomic<uint64_t> generation_{0};
   bool quit_ = false;
   std::exception_ptr error_;
@@ -156,7 +182,14 @@ int num_threads() { return pool().size(); }
 
 void set_num_threads(int n) { pool().resize(std::max(1, n)); }
 
-void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+PoolWaitPolicy pool_wait_policy() { return {g_spin_us.load(), g_yield_us.load()}; }
+
+void set_pool_wait_policy(const PoolWaitPolicy& p) {
+  g_spin_us.store(std::max(0, p.spin_us));
+  g_yield_us.store(std::max(p.spin_us, p.yield_us));
+}
+
+void parallel_for(int64_t n, int64_t grain, RangeFn fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   if (t_inside_pool || n <= grain || pool().size() == 1) {

@@ -3,7 +3,7 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
+#include <type_traits>
 
 namespace moemesh::cpu {
 
@@ -12,9 +12,33 @@ int num_threads();
 // Resizes the pool; safe only when no parallel_for is running.
 void set_num_threads(int n);
 
+// A non-owning reference to a callable fn(begin, end): passing a lambda to
+// parallel_for allocates nothing (std::function would, for larger captures).
+class RangeFn {
+ public:
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, RangeFn>>>
+  RangeFn(const F& f)  // NOLINT: implicit, so that lambdas pass straight in
+      : obj_(&f), call_([](const void* o, int64_t b, int64_t e) { (*static_cast<const F*>(o))(b, e); }) {}
+  void operator()(int64_t b, int64_t e) const { call_(obj_, b, e); }
+
+ private:
+  const void* obj_;
+  void (*call_)(const void*, int64_t, int64_t);
+};
+
 // Calls fn(begin, end) on disjoint chunks covering [0, n), with chunks of at least
 // `grain` items, spread over the pool; returns when all are done. Nested calls run
 // serially on the calling thread.
-void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+void parallel_for(int64_t n, int64_t grain, RangeFn fn);
+
+// How idle workers wait for the next loop: they spin for `spin_us`, then yield the
+// core to any other runnable thread (another role sharing the machine) until
+// `yield_us`, then sleep. MOEMESH_POOL_SPIN_US / MOEMESH_POOL_YIELD_US override.
+struct PoolWaitPolicy {
+  int spin_us = 50;
+  int yield_us = 2000;
+};
+PoolWaitPolicy pool_wait_policy();
+void set_pool_wait_policy(const PoolWaitPolicy& p);
 
 }  // namespace moemesh::cpu

@@ -40,8 +40,14 @@ void route_tokens(const float* logits, int64_t tokens, const float* bias, const 
                   int32_t* indices, float* weights) {
   const int64_t E = p.n_experts;
   const int64_t per_group = E / p.n_group;
-  std::vector<float> scores(E), choice(E), group_score(p.n_group);
-  std::vector<int32_t> scratch, groups(p.topk_group);
+  // Reused across calls: routing a decode step allocates nothing.
+  thread_local std::vector<float> scores, choice, group_score;
+  thread_local std::vector<int32_t> scratch, groups;
+  thread_local std::vector<char> keep;
+  scores.resize(E);
+  choice.resize(E);
+  group_score.resize(p.n_group);
+  groups.resize(p.topk_group);
   for (int64_t t = 0; t < tokens; ++t) {
     const float* l = logits + t * E;
     if (p.scoring == ScoringFunc::Sigmoid) {
@@ -66,8 +72,8 @@ void route_tokens(const float* logits, int64_t tokens, const float* bias, const 
         }
       }
       top_indices(group_score.data(), p.n_group, p.topk_group, groups.data(), scratch);
-      std::vector<bool> keep(p.n_group, false);
-      for (int32_t g : groups) keep[g] = true;
+      keep.assign(p.n_group, 0);
+      for (int32_t g : groups) keep[g] = 1;
       for (int64_t g = 0; g < p.n_group; ++g)
         if (!keep[g])
           std::fill(choice.begin() + g * per_group, choice.begin() + (g + 1) * per_group,

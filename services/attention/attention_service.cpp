@@ -42,6 +42,8 @@ class AttentionActor : public caf::event_based_actor {
     try {
       EngineOptions eo;
       eo.kv_tokens = opts_.kv_tokens;
+      eo.kv_dtype = opts_.kv_dtype;
+      eo.compute = opts_.compute;
       eo.load_mtp = false;  // the mtp-draft role holds it
       eo.moe_lanes = opts_.micro_batches;
       zmq::context_t* ctx = &ctx_;

@@ -24,6 +24,8 @@ struct AttentionOptions {
   int speculative = 0;           // drafts per decode step (with mtp)
   WireActivations activations = WireActivations::BF16;  // hidden states to the router
   int64_t kv_tokens = 16384;
+  KvCacheDtype kv_dtype = KvCacheDtype::BF16;
+  cpu::Precision compute = cpu::Precision::Fast;
   int micro_batches = 2;         // in flight per step: attention computes one while experts run the other
   SchedulerOptions scheduler;
   std::chrono::milliseconds router_timeout{10000};

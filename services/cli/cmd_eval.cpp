@@ -11,6 +11,7 @@
 #include "services/expert_host/expert_host.h"
 #include "services/router/remote_moe.h"
 #include "services/cli/commands.h"
+#include "services/cli/engine_flags.h"
 #include "services/mesh/mesh_eval.h"
 #include "services/mesh/mesh_launcher.h"
 
@@ -18,7 +19,8 @@ namespace moemesh::cli {
 
 void add_eval_command(CLI::App& app) {
   struct Args {
-    std::string model, input, out, mla = "auto", wire = "f32";
+    std::string model, input, out, wire = "f32";
+    EngineFlags engine;
     std::vector<std::string> hosts, sets;
     bool mesh = false;
     std::string config;
@@ -28,7 +30,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--model", a->model, "checkpoint directory")->required();
   cmd->add_option("--input", a->input, "input JSON: {\"sequences\": [[ids...]], \"greedy\": {...}}")->required();
   cmd->add_option("--out", a->out, "output JSON")->required();
-  cmd->add_option("--mla", a->mla, "attention path")->check(CLI::IsMember({"auto", "naive", "absorbed"}));
+  add_engine_flags(*cmd, a->engine, /*mla=*/true);
   cmd->add_option("--expert-host", a->hosts,
                   "run routed experts on expert hosts: ENDPOINT=IDS, e.g. tcp://127.0.0.1:5555=0-7 (repeatable)");
   cmd->add_option("--wire", a->wire, "activations sent to expert hosts")->check(CLI::IsMember({"f32", "bf16", "fp8"}));
@@ -48,8 +50,10 @@ void add_eval_command(CLI::App& app) {
     const EvalRequest req = EvalRequest::from_json(j);
     if (a->mesh) {
       // f32 on every hop unless --wire says otherwise, so the mesh can be compared exactly.
-      std::vector<std::string> sets{"router.dispatch=" + a->wire, "attention.activations=" + a->wire};
-      if (a->wire == "fp8") sets.back() = "attention.activations=bf16";
+      std::vector<std::string> sets{"router.dispatch=" + a->wire, "attention.activations=" + a->wire,
+                                    "compute=" + a->engine.compute, "attention.kv_cache_dtype=" + a->engine.kv_dtype};
+      if (a->engine.mla != "auto") throw CLI::ValidationError("--mla", "is not a setting of the mesh (eval without --mesh)");
+      if (a->wire == "fp8") sets[1] = "attention.activations=bf16";
       sets.insert(sets.end(), a->sets.begin(), a->sets.end());
       nlohmann::json cj = load_cluster_json(a->config, sets, "tcp");
       cj["model"] = a->model;
@@ -75,8 +79,7 @@ void add_eval_command(CLI::App& app) {
       spdlog::info("eval --mesh: {} sequences -> {}", req.sequences.size(), a->out);
       return;
     }
-    EngineOptions opts;
-    opts.mla_mode = a->mla == "naive" ? MlaMode::Naive : a->mla == "absorbed" ? MlaMode::Absorbed : MlaMode::Auto;
+    EngineOptions opts = a->engine.options();
     int64_t tokens = 0;
     for (const auto& s : req.sequences) tokens += static_cast<int64_t>(s.size());
     opts.kv_tokens = std::max<int64_t>(opts.kv_tokens, tokens + req.greedy_prompt.size() + req.greedy_new_tokens + 1024);

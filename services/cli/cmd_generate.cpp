@@ -14,6 +14,7 @@
 #include "model/engine.h"
 #include "model/speculative.h"
 #include "services/cli/commands.h"
+#include "services/cli/engine_flags.h"
 
 namespace moemesh::cli {
 
@@ -43,9 +44,11 @@ void add_generate_command(CLI::App& app) {
     cpu::SamplingParams sp;
     bool ignore_eos = false;
     int speculative = 0;
+    EngineFlags engine;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("generate", "generate tokens from a prompt");
+  add_engine_flags(*cmd, a->engine, /*mla=*/true);
   cmd->add_option("--model", a->model, "checkpoint directory")->required();
   auto* ids_opt = cmd->add_option("--prompt-ids", a->prompt_ids, "comma-separated token ids, e.g. 0,100,200");
   auto* text_opt = cmd->add_option("--prompt", a->prompt, "prompt text (BOS added as the tokenizer config says)");
@@ -77,7 +80,7 @@ void add_generate_command(CLI::App& app) {
       }
     }
     if (prompt.empty()) throw CLI::ValidationError("generate", "give --prompt-ids, --prompt or --chat");
-    EngineOptions opts;
+    EngineOptions opts = a->engine.options();
     opts.kv_tokens = static_cast<int64_t>(prompt.size()) + a->max_new + 64;
     Engine engine(a->model, opts);
     const int64_t V = engine.config().vocab_size;

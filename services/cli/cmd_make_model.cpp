@@ -9,11 +9,11 @@
 namespace moemesh::cli {
 
 void write_model(const MakeModelOptions& opts, const std::string& out, std::string tok_dir) {
-  if (tok_dir.empty() && opts.preset == "demo") {
+  if (tok_dir.empty() && (opts.preset == "demo" || opts.preset == "real-vocab")) {
     const char* env = std::getenv("MOEMESH_TOKENIZER_DIR");
     tok_dir = env ? env : MOEMESH_DEFAULT_TOKENIZER_DIR;
     if (!std::filesystem::exists(std::filesystem::path(tok_dir) / "tokenizer.json"))
-      throw std::runtime_error("the demo model carries DeepSeek-V3's tokenizer, but " + tok_dir +
+      throw std::runtime_error("the demo and real-vocab models carry DeepSeek-V3's tokenizer, but " + tok_dir +
                                " has no tokenizer.json: run scripts/setup.sh or pass --tokenizer DIR");
   }
   const ModelConfig c = make_model(opts, out);

@@ -34,8 +34,8 @@ std::vector<int32_t> parse_id_ranges(const std::string& spec, int32_t limit) {
 }
 
 ExpertHost::ExpertHost(const ModelConfig& cfg, const Checkpoint& ckpt, const std::vector<int32_t>& experts,
-                       const std::string& device)
-    : cfg_(cfg), ckpt_(ckpt), device_(device) {
+                       const std::string& device, cpu::Precision compute)
+    : cfg_(cfg), ckpt_(ckpt), device_(device), compute_(compute) {
   if (device_ != "cpu" && device_ != "cuda")
     throw std::invalid_argument("expert host: device must be cpu or cuda, not '" + device_ + "'");
   build(experts);
@@ -121,7 +121,12 @@ wire::Message ExpertHost::handle(const wire::Message& m) {
     if (!std::isfinite(w)) throw WireError(ErrorCode::BadFrame, "expert host: routing weight is not finite");
   std::vector<float> y(rows * H, 0.0f);
   if (gpu_) gpu_->forward(h.layer, x.data(), r, y.data());
-  else layer->second->forward(x.data(), r, y.data());
+  else {
+    ForwardContext ctx;
+    ctx.precision = compute_;
+    ctx.ws = &ws_;
+    layer->second->forward(x.data(), r, y.data(), ctx);
+  }
   ++dispatches_;
   rows_ += static_cast<uint64_t>(rows);
 

@@ -21,7 +21,7 @@ class ExpertHost {
   // Loads `experts` of every MoE layer (the MTP layer included) from the checkpoint.
   // device "cuda" computes them on the GPU (uploaded once per set of experts held).
   ExpertHost(const ModelConfig& cfg, const Checkpoint& ckpt, const std::vector<int32_t>& experts,
-             const std::string& device = "cpu");
+             const std::string& device = "cpu", cpu::Precision compute = cpu::Precision::Fast);
 
   // Answers one message: Dispatch → Combine, Hello → Hello with the experts held.
   // Throws WireError for a message it cannot accept (the caller replies Error).
@@ -42,6 +42,8 @@ class ExpertHost {
   std::vector<int32_t> ids_;
   std::map<int64_t, std::unique_ptr<ExpertSet>> layers_;
   std::string device_;
+  cpu::Precision compute_;
+  Workspace ws_;  // the experts' scratch, reused dispatch to dispatch
   std::unique_ptr<GpuExperts> gpu_;  // device "cuda" only
   uint64_t dispatches_ = 0, rows_ = 0;
 };

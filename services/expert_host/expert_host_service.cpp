@@ -27,7 +27,7 @@ class ExpertHostActor : public caf::event_based_actor {
       const auto load_start = std::chrono::steady_clock::now();
       cfg_ = ModelConfig::load(opts_.model);
       ckpt_ = std::make_unique<Checkpoint>(opts_.model);
-      host_ = std::make_unique<ExpertHost>(cfg_, *ckpt_, opts_.experts, opts_.device);
+      host_ = std::make_unique<ExpertHost>(cfg_, *ckpt_, opts_.experts, opts_.device, opts_.compute);
       const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       held_ = host_->experts();
       if (opts_.capacity < 0) opts_.capacity = cfg_.n_routed_experts;

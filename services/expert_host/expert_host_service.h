@@ -3,6 +3,8 @@
 // heartbeats, and loads, unloads or leaves when the router says so.
 #pragma once
 
+#include "kernels/cpu/precision.h"
+
 #include <chrono>
 #include <functional>
 #include <future>
@@ -25,6 +27,7 @@ struct ExpertHostOptions {
   std::chrono::milliseconds heartbeat{250};
   std::string metrics;                 // Prometheus endpoint (port 0: any); empty: none
   std::string device = "cpu";          // "cuda": experts on the GPU (a build with CUDA and a device)
+  cpu::Precision compute = cpu::Precision::Fast;
 };
 
 class ExpertHostService {

@@ -14,10 +14,11 @@ nlohmann::json ClusterConfig::defaults(const std::string& transport) {
   auto addr = [&](const std::string& name) { return tcp ? std::string("tcp://127.0.0.1:0") : "inproc://moemesh-" + name; };
   return {
       {"model", ""},
+      {"compute", "fast"},
       {"drain_timeout_ms", 30000},
       {"router", {{"bind", addr("router")}, {"dispatch", "bf16"}, {"deadline_ms", 2000}, {"heartbeat_timeout_ms", 3000},
                   {"rebalance_interval_s", 0}, {"rebalance_moves", 8}}},
-      {"attention", {{"bind", addr("attention")}, {"activations", "bf16"}, {"kv_tokens", 16384}, {"speculative", 2}, {"speculative_max_batch", 4},
+      {"attention", {{"bind", addr("attention")}, {"activations", "bf16"}, {"kv_tokens", 16384}, {"kv_cache_dtype", "bf16"}, {"speculative", 2}, {"speculative_max_batch", 4},
                      {"step_tokens", 256}, {"max_running", 64}, {"micro_batches", 2}, {"max_waiting", 1024}, {"router_timeout_ms", 10000}}},
       {"mtp_draft", {{"enabled", true}, {"bind", addr("mtp-draft")}, {"kv_tokens", 65536}}},
       {"gateway", {{"host", "127.0.0.1"}, {"port", 8000}, {"api_keys", nlohmann::json::array()}, {"max_body_bytes", 1 << 20},
@@ -64,6 +65,15 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
   ClusterConfig c;
   c.model = get<std::string>(j, "config", "model", "");
   c.drain_timeout = positive_ms(get<int64_t>(j, "config", "drain_timeout_ms", 30000), "drain_timeout_ms");
+  const std::string compute = get<std::string>(j, "config", "compute", "fast");
+  const auto precision = cpu::precision_from_name(compute);
+  if (!precision) throw std::invalid_argument("compute must be \"exact\" or \"fast\", not '" + compute + "'");
+  auto kv_dtype = [](const nlohmann::json& sec, const char* name, const std::string& fallback) {
+    const std::string v = get<std::string>(sec, name, "kv_cache_dtype", fallback);
+    const auto t = kv_cache_dtype_from_name(v);
+    if (!t) throw std::invalid_argument(std::string(name) + ".kv_cache_dtype must be f32, bf16 or fp8, not '" + v + "'");
+    return *t;
+  };
 
   const auto& r = section(j, "router");
   c.router.model = c.model;
@@ -90,6 +100,7 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
   c.mtp.kv_tokens = get<int64_t>(m, "mtp_draft", "kv_tokens", 65536);
   if (c.mtp.kv_tokens < 64) throw std::invalid_argument("mtp_draft.kv_tokens must be >= 64");
   c.mtp.metrics = get<std::string>(m, "mtp_draft", "metrics", "");
+  c.mtp.compute = *precision;
 
   const auto& a = section(j, "attention");
   c.attention.model = c.model;
@@ -101,6 +112,10 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
   c.attention.activations = parse_wire_activations(get<std::string>(a, "attention", "activations", "bf16"));
   c.mtp.activations = c.attention.activations;
   c.attention.kv_tokens = get<int64_t>(a, "attention", "kv_tokens", 16384);
+  c.attention.kv_dtype = kv_dtype(a, "attention", "bf16");
+  c.attention.compute = *precision;
+  // The draft's own cache follows the attention role's unless set.
+  c.mtp.kv_dtype = kv_dtype(m, "mtp_draft", kv_cache_dtype_name(c.attention.kv_dtype));
   if (c.attention.kv_tokens < 64) throw std::invalid_argument("attention.kv_tokens must be >= 64");
   c.attention.speculative = get<int>(a, "attention", "speculative", 2);
   if (c.attention.speculative < 0 || c.attention.speculative > 16) throw std::invalid_argument("attention.speculative must be in 0..16");
@@ -152,6 +167,7 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
       e.options.capacity = get<int64_t>(h, where.c_str(), "capacity", -1);
       e.options.metrics = get<std::string>(h, where.c_str(), "metrics", "");
       e.options.device = get<std::string>(h, where.c_str(), "device", "cpu");
+      e.options.compute = *precision;
       if (e.options.device != "cpu" && e.options.device != "cuda")
         throw std::invalid_argument(where + ".device must be cpu or cuda");
       e.experts = get<std::string>(h, where.c_str(), "experts", "all");

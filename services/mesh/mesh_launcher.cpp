@@ -115,9 +115,6 @@ std::unique_ptr<ChildProcess> ProcessMesh::spawn(const std::vector<std::string>&
 }
 
 MeshEndpoints ProcessMesh::start(const Progress& progress) {
-  // The roles share this machine's cores: compute threads that spin long for
-  // their next job would take cores from the role that has work.
-  setenv("MOEMESH_POOL_SPIN", "1000", 0);
   auto say = [&](const std::string& s) {
     if (progress) progress(s);
   };

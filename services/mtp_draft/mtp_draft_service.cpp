@@ -68,11 +68,13 @@ class MtpDraftActor : public caf::event_based_actor {
         moe_ = std::make_unique<RouterClient>(ctx_, opts_.router, cfg_.hidden_size, opts_.activations, opts_.router_timeout);
       }
       const int64_t page = 64;
-      cache_ = std::make_unique<LatentKvCache>(1, cfg_.kv_latent_dim(), page, (opts_.kv_tokens + page - 1) / page);
+      cache_ = std::make_unique<LatentKvCache>(kv_geometry(cfg_, 1, page, opts_.kv_tokens, opts_.kv_dtype));
+      fwd_.precision = opts_.compute;
+      fwd_.ws = &ws_;
       loop_ = std::make_unique<MtpDraftLoop>(
           cfg_.vocab_size, cfg_.hidden_size,
           [this](SeqId s, const std::vector<int32_t>& t, const float* h, std::vector<float>* l) {
-            return mtp_cache_step(*mtp_, *cache_, MlaMode::Auto, moe_.get(), cfg_.vocab_size, s, t, h, l);
+            return mtp_cache_step(*mtp_, *cache_, fwd_, moe_.get(), cfg_.vocab_size, s, t, h, l);
           },
           [this](SeqId s, int64_t len) {
             if (len > cache_->length(s))
@@ -197,6 +199,8 @@ class MtpDraftActor : public caf::event_based_actor {
   std::unique_ptr<MtpModule> mtp_;
   std::unique_ptr<MoeExecutor> moe_;
   std::unique_ptr<LatentKvCache> cache_;
+  Workspace ws_;
+  ForwardContext fwd_;
   std::unique_ptr<MtpDraftLoop> loop_;
 };
 

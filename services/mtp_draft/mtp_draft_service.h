@@ -10,7 +10,9 @@
 #include <caf/all.hpp>
 #include <zmq.hpp>
 
+#include "kernels/cpu/precision.h"
 #include "model/drafter.h"
+#include "model/kv_cache.h"
 #include "services/router/remote_moe.h"
 
 namespace moemesh {
@@ -20,6 +22,8 @@ struct MtpDraftOptions {
   std::string bind = "tcp://127.0.0.1:0";
   std::string router;  // needed when the MTP layer is a MoE layer
   int64_t kv_tokens = 65536;
+  KvCacheDtype kv_dtype = KvCacheDtype::BF16;
+  cpu::Precision compute = cpu::Precision::Fast;
   WireActivations activations = WireActivations::BF16;  // to the router
   std::chrono::milliseconds router_timeout{10000};
   std::string metrics;  // Prometheus endpoint (port 0: any); empty: none

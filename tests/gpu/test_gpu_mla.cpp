@@ -33,7 +33,7 @@ TEST_F(GpuMla, AbsorbedDecodeAndPrefillRowsMatchCpu) {
     cache.set_length(static_cast<SeqId>(b), lengths[b]);
     for (int64_t j = 0; j < lengths[b]; ++j)
       for (int64_t l = 0; l < layers; ++l) {
-        uint16_t* row = cache.row(static_cast<SeqId>(b), l, j);
+        uint16_t* row = cache.row_bf16(static_cast<SeqId>(b), l, j);
         for (int64_t d = 0; d < dim; ++d) row[d] = f32_to_bf16(lat[(b * 130 + j) * dim + d] * (l == layer ? 1.0f : 9.0f));
       }
   }
@@ -54,13 +54,13 @@ TEST_F(GpuMla, AbsorbedDecodeAndPrefillRowsMatchCpu) {
       std::vector<float> ql(m.lora), ol(m.lora, 0.0f), scores(L), row(dim);
       cpu::linear_t(qh, 1, m.qk(), kv_b.lw, kb, kb + m.nope, ql.data(), m.lora);
       for (int64_t j = 0; j < L; ++j) {
-        const uint16_t* r = cache.row(rows[b].seq, layer, j);
+        const uint16_t* r = cache.row_bf16(rows[b].seq, layer, j);
         for (int64_t d = 0; d < dim; ++d) row[d] = bf16_to_f32(r[d]);
         scores[j] = (cpu::dot(ql.data(), row.data(), m.lora) + cpu::dot(qh + m.nope, row.data() + m.lora, m.rope)) * scale;
       }
       cpu::softmax_inplace(scores.data(), L);
       for (int64_t j = 0; j < L; ++j) {
-        const uint16_t* r = cache.row(rows[b].seq, layer, j);
+        const uint16_t* r = cache.row_bf16(rows[b].seq, layer, j);
         for (int64_t d = 0; d < m.lora; ++d) ol[d] += scores[j] * bf16_to_f32(r[d]);
       }
       cpu::linear_rows(ol.data(), 1, m.lora, kv_b.lw, kb + m.nope, kb + m.nope + m.v, want.data() + (b * m.heads + h) * m.v,

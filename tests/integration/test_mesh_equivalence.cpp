@@ -38,7 +38,9 @@ TEST(MeshEquivalence, EvalOnTheMeshEqualsOneProcess) {
   nlohmann::json in{{"sequences", {std::vector<int32_t>(toks.begin(), toks.begin() + 25), std::vector<int32_t>(toks.begin() + 25, toks.end())}},
                     {"greedy", {{"prompt", {0, 5, 9}}, {"max_new_tokens", 8}}}};
   std::ofstream(dir / "in.json") << in.dump();
-  const std::string io = " --model " + model.string() + " --input " + (dir / "in.json").string() + " --out ";
+  // f32 products and latent cache everywhere: paths differ only by summation order.
+  const std::string io = " --compute exact --kv-cache-dtype f32 --model " + model.string() + " --input " +
+                         (dir / "in.json").string() + " --out ";
   ASSERT_EQ(run("eval" + io + (dir / "local.json").string()), 0);
   // One host with every expert, f32 on every hop: each token's experts are summed
   // in the same order as in one process, so the logits are bit-identical.

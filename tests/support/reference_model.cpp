@@ -18,6 +18,7 @@ using Mat = std::vector<Vec>;  // rows
 struct Ref {
   ModelConfig c;
   Checkpoint ck;
+  LatentRounding latents = LatentRounding::Bf16;
   explicit Ref(const std::filesystem::path& dir) : c(ModelConfig::load(dir)), ck(dir) {}
 
   Vec vec(const std::string& name, int64_t n) const {
@@ -95,8 +96,18 @@ struct Ref {
       Vec lat = norm(Vec(kv.begin(), kv.begin() + lora), vec(p + ".kv_a_layernorm.weight", lora));
       Vec pe(kv.begin() + lora, kv.end());
       rope(pe.data(), t);
-      for (auto& z : lat) z = round_to_bf16(static_cast<float>(z));
-      for (auto& z : pe) z = round_to_bf16(static_cast<float>(z));
+      if (latents == LatentRounding::Bf16) {
+        for (auto& z : lat) z = round_to_bf16(static_cast<float>(z));
+        for (auto& z : pe) z = round_to_bf16(static_cast<float>(z));
+      } else if (latents == LatentRounding::Fp8) {
+        // e4m3 with one scale per part, the largest magnitude mapped to 448.
+        for (Vec* part : {&lat, &pe}) {
+          double amax = 0;
+          for (double z : *part) amax = std::max(amax, std::fabs(static_cast<double>(static_cast<float>(z))));
+          const float scale = amax > 0 ? static_cast<float>(amax) / kFp8E4M3Max : 1.0f;
+          for (auto& z : *part) z = fp8e4m3_to_f32(f32_to_fp8e4m3(static_cast<float>(z) / scale)) * scale;
+        }
+      }
       Vec kvb = lin(p + ".kv_b_proj", nh * (nope + vd), lora, lat);
       k[t].resize(nh * qk);
       v[t].resize(nh * vd);
@@ -208,8 +219,10 @@ struct Ref {
 
 }  // namespace
 
-ReferenceOutput reference_forward(const std::filesystem::path& model, const std::vector<int32_t>& tokens) {
+ReferenceOutput reference_forward(const std::filesystem::path& model, const std::vector<int32_t>& tokens,
+                                  LatentRounding latents) {
   Ref r(model);
+  r.latents = latents;
   const ModelConfig& c = r.c;
   const int64_t n = static_cast<int64_t>(tokens.size()), H = c.hidden_size;
   Mat h(n);

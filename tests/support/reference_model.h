@@ -1,7 +1,8 @@
 // A plain, slow, independent DeepSeek-V3 forward for tests: loops over
 // LinearWeight::at, double accumulation, no cache, full keys and values,
-// literal transcription of the reference semantics. Latents are rounded to bf16
-// as the engine's (and the reference implementation's) cache stores them.
+// literal transcription of the reference semantics. Latents are rounded as the
+// engine's cache stores them: bf16 by default (as the reference implementation's
+// cache does), not at all for the f32 cache, e4m3 with a scale per part for fp8.
 #pragma once
 
 #include <filesystem>
@@ -14,6 +15,9 @@ struct ReferenceOutput {
   std::vector<std::vector<float>> mtp_logits;  // [n-1][vocab]
 };
 
-ReferenceOutput reference_forward(const std::filesystem::path& model, const std::vector<int32_t>& tokens);
+enum class LatentRounding { None, Bf16, Fp8 };
+
+ReferenceOutput reference_forward(const std::filesystem::path& model, const std::vector<int32_t>& tokens,
+                                  LatentRounding latents = LatentRounding::Bf16);
 
 }  // namespace moemesh::testing

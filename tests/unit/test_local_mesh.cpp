@@ -25,7 +25,10 @@ ClusterConfig config(const std::vector<std::string>& sets) {
 }
 
 std::vector<int32_t> local_greedy(const std::vector<int32_t>& prompt, int64_t n) {
-  Engine e(test_model("tiny", true));
+  EngineOptions o;
+  o.compute = cpu::Precision::Exact;
+  o.kv_dtype = KvCacheDtype::F32;
+  Engine e(test_model("tiny", true), o);
   Scheduler s(e);
   s.submit({1, prompt, n, {}, {}});
   std::vector<int32_t> out;
@@ -39,7 +42,8 @@ std::vector<int32_t> local_greedy(const std::vector<int32_t>& prompt, int64_t n)
 TEST(LocalMesh, InprocMeshGeneratesWhatOneEngineGenerates) {
   zmq::context_t ctx(1);
   InProcessMesh mesh(config({R"(expert_hosts=[{"name": "e", "experts": "all"}])", "router.dispatch=f32",
-                             "attention.activations=f32", "attention.speculative=0", "attention.micro_batches=1"}),
+                             "attention.activations=f32", "attention.speculative=0", "attention.micro_batches=1",
+                             "compute=exact", "attention.kv_cache_dtype=f32"}),
                      ctx);
   const MeshEndpoints ep = mesh.start();
   AttentionClient c(ctx, ep.attention);

@@ -62,11 +62,15 @@ std::vector<float> all_logits(Engine& e, const std::vector<int32_t>& tokens) {
 TEST(RemoteMoe, ExpertHostsComputeWhatOneProcessComputes) {
   const auto& dir = test_model("tiny", true);
   HostThread a(dir, {0, 1, 2, 3, 4, 5, 6, 7}), b(dir, {8, 9, 10, 11, 12, 13, 14, 15});
-  Engine local(dir);
+  // f32 products and latent cache, so f32 on the wire differs only by summation order.
+  EngineOptions exact;
+  exact.compute = cpu::Precision::Exact;
+  exact.kv_dtype = KvCacheDtype::F32;
+  Engine local(dir, exact);
   const auto tokens = random_tokens(24, local.config().vocab_size, 3);
   const auto want = all_logits(local, tokens);
   for (auto wire : {WireActivations::F32, WireActivations::BF16, WireActivations::FP8}) {
-    EngineOptions o;
+    EngineOptions o = exact;
     o.make_moe = [&](const ModelConfig& c, const Checkpoint& ck, const std::vector<int64_t>& layers) {
       return std::make_unique<RemoteMoe>(c, ck, layers,
                                          std::vector<ExpertHostSpec>{{a.endpoint, a.experts()}, {b.endpoint, b.experts()}},
