@@ -111,6 +111,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
     const auto dt = dtype_from_name(dname);
     if (!dt) fail(path, quoted(name) + " has unknown dtype '" + dname + "'");
     t.dtype = *dt;
+    if (shape->size() > Shape::kMaxRank)
+      fail(path, quoted(name) + " has " + std::to_string(shape->size()) + " dimensions (at most 8)");
     for (const auto& d : *shape) {
       if (d.is_number_unsigned()) {
         if (d.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))

@@ -43,7 +43,7 @@ void SafetensorsWriter::write(const std::filesystem::path& path) const {
   if (!metadata_.empty()) h["__metadata__"] = metadata_;
   uint64_t off = 0;
   for (const Entry* e : order) {
-    h[e->name] = {{"dtype", dtype_name(e->dtype)}, {"shape", e->shape}, {"data_offsets", {off, off + e->bytes.size()}}};
+    h[e->name] = {{"dtype", dtype_name(e->dtype)}, {"shape", e->shape.to_vector()}, {"data_offsets", {off, off + e->bytes.size()}}};
     off += e->bytes.size();
   }
   std::string header = h.dump();

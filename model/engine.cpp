@@ -1,6 +1,9 @@
 #include "model/engine.h"
 
+#include <algorithm>
 #include <future>
+
+#include "kernels/cpu/kernel_scratch.h"
 
 #include <spdlog/spdlog.h>
 
@@ -11,6 +14,15 @@ const float* StepOutput::last_logits(size_t i, int64_t vocab) const {
   for (size_t r = 0; r < logit_rows.size(); ++r)
     if (logit_rows[r] == last_row) return logits.data() + r * vocab;
   return nullptr;
+}
+
+void reserve_kernel_scratch_for(const ModelConfig& c) {
+  const int64_t D = c.kv_latent_dim();
+  const int64_t max_in = std::max({c.hidden_size * 2, c.intermediate_size, c.moe_intermediate_size * std::max<int64_t>(1, c.n_shared_experts),
+                                   c.q_lora_rank, c.num_attention_heads * c.v_head_dim, D});
+  // Eight activation rows of the widest input (the small-batch kernels), or the
+  // absorbed attention's per-thread share of heads against a cache page.
+  cpu::reserve_kernel_scratch(static_cast<size_t>(std::max(8 * max_in, 32 * D) + 64));
 }
 
 KvCacheGeometry kv_geometry(const ModelConfig& cfg, int64_t layers, int64_t page_tokens, int64_t tokens,
@@ -56,6 +68,7 @@ Engine::Engine(const std::filesystem::path& dir, const EngineOptions& opts)
       ckpt_(dir),
       main_(cfg_, ckpt_),
       cache_(kv_geometry(cfg_, cfg_.num_hidden_layers, opts.page_tokens, opts.kv_tokens, opts.kv_dtype)) {
+  reserve_kernel_scratch_for(cfg_);
   std::vector<int64_t> moe_layers = main_.moe_layers();
   if (opts.load_mtp && cfg_.num_nextn_predict_layers > 0) {
     mtp_ = std::make_unique<MtpModule>(cfg_, ckpt_, &main_);

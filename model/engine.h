@@ -113,6 +113,10 @@ class Engine {
   StepProfile* profile_ = nullptr;
 };
 
+// Sizes every compute thread's kernel scratch for this model's products, so the
+// first decode step already allocates nothing.
+void reserve_kernel_scratch_for(const ModelConfig& cfg);
+
 // The geometry of a cache of `tokens` positions over `layers` layers of cfg.
 KvCacheGeometry kv_geometry(const ModelConfig& cfg, int64_t layers, int64_t page_tokens, int64_t tokens,
                             KvCacheDtype dtype);

@@ -60,7 +60,11 @@ bool LatentKvCache::reserve(SeqId s, int64_t tokens) {
   const int64_t have = it == seqs_.end() ? 0 : static_cast<int64_t>(it->second.pages.size());
   const int64_t need = pages_for(tokens) - have;
   if (need > free_pages()) return false;
-  if (it == seqs_.end()) it = seqs_.emplace(s, Seq{}).first;
+  if (it == seqs_.end()) {
+    it = seqs_.emplace(s, Seq{}).first;
+    // Room for the page list up front: growing it later would allocate in a decode step.
+    it->second.pages.reserve(static_cast<size_t>(std::min<int64_t>(g_.pages, 4096)));
+  }
   Seq& q = it->second;
   for (int64_t i = 0; i < need; ++i) {
     q.pages.push_back(free_.back());

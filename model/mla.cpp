@@ -15,29 +15,30 @@ namespace {
 // Threshold above which Auto mode expands keys/values (prefill) instead of absorbing.
 constexpr int64_t kNaiveMinChunk = 8;
 
-// One cache page as the weight of a product: rows are positions, columns the
-// latent and rope values. fp8 pages are dequantised into `scratch` first (their
-// scales are per position and part, not 128×128 blocks).
-LinearWeight page_weight(const LatentKvCache& cache, const LatentKvCache::PageView& pv, int64_t rows,
-                         std::vector<float>& scratch) {
-  const int64_t D = cache.dim();
+// A [rows, cols] matrix as the weight of a product.
+LinearWeight matrix(DType t, int64_t rows, int64_t cols, const void* data) {
   LinearWeight w;
-  switch (cache.dtype()) {
-    case KvCacheDtype::F32: w.w = {DType::F32, {rows, D}, pv.rows}; break;
-    case KvCacheDtype::BF16: w.w = {DType::BF16, {rows, D}, pv.rows}; break;
-    case KvCacheDtype::FP8: {
-      if (scratch.size() < static_cast<size_t>(rows * D)) scratch.resize(rows * D);
-      const uint8_t* b = static_cast<const uint8_t*>(pv.rows);
-      const int64_t lat = cache.latent_dim();
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t d = 0; d < D; ++d)
-          scratch[r * D + d] = fp8e4m3_to_f32(b[r * D + d]) * pv.scales[2 * r + (d < lat ? 0 : 1)];
-      w.w = {DType::F32, {rows, D}, scratch.data()};
-      break;
-    }
-  }
+  w.w = {t, {rows, cols}, data};
   return w;
 }
+
+// The cached rows of a sequence's layer as products read them: one page (rows
+// [p·S, p·S + rows)) at a time, straight from the cache for f32 and bf16, from
+// `deq` (the layer's rows dequantised once per step) for fp8, whose scales are
+// per position and part rather than 128×128 blocks.
+struct CachedRows {
+  const LatentKvCache& cache;
+  SeqId seq;
+  int64_t layer;
+  const float* deq = nullptr;
+  LinearWeight page(int64_t p, int64_t rows) const {
+    const int64_t D = cache.dim();
+    if (deq) return matrix(DType::F32, rows, D, deq + p * cache.page_tokens() * D);
+    const auto pv = cache.page(seq, layer, p);
+    return matrix(cache.dtype() == KvCacheDtype::F32 ? DType::F32 : DType::BF16, rows, D, pv.rows);
+  }
+};
+
 }  // namespace
 
 MlaLayer::MlaLayer(const ModelConfig& cfg, const Checkpoint& ckpt, const std::string& p)
@@ -135,14 +136,19 @@ void MlaLayer::attend_absorbed(const SeqChunk& c, const float* q, const LatentKv
         std::copy_n(q + (c.row + i) * qstride + h * qk_ + nope_, rope_, qc + (i * H_ + h) * D + lora_);
     }
   });
+  // fp8 pages dequantised once for both products below.
+  CachedRows cached{cache, c.seq, layer};
+  if (cache.dtype() == KvCacheDtype::FP8) {
+    float* deq = ws.floats(L * D);
+    for (int64_t j = 0; j < L; ++j) cache.load(c.seq, layer, j, deq + j * D);
+    cached.deq = deq;
+  }
   // Scores against every cached position, one page at a time.
   float* scores = ws.floats(HN * L);
   cpu::parallel_for(pages, 1, [&](int64_t p0, int64_t p1) {
-    thread_local std::vector<float> scratch;
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t rows = std::min(S, L - p * S);
-      const LinearWeight kw = page_weight(cache, cache.page(c.seq, layer, p), rows, scratch);
-      cpu::linear_rows_serial(qc, HN, D, kw, 0, rows, scores + p * S, L, ctx.precision);
+      cpu::linear_rows_serial(qc, HN, D, cached.page(p, rows), 0, rows, scores + p * S, L, ctx.precision);
     }
   });
   // Causal softmax: query i sees positions 0 .. start + i.
@@ -157,16 +163,14 @@ void MlaLayer::attend_absorbed(const SeqChunk& c, const float* q, const LatentKv
   });
   // o_lat = P · cached rows (the rope columns come along and are ignored).
   float* o_lat = ws.floats(HN * D);
+  float* part = ws.floats(HN * D);
   cpu::parallel_for(HN, 4, [&](int64_t r0, int64_t r1) {
-    thread_local std::vector<float> scratch, part;
     const int64_t nr = r1 - r0;
-    if (part.size() < static_cast<size_t>(nr * D)) part.resize(nr * D);
     std::fill(o_lat + r0 * D, o_lat + r1 * D, 0.0f);
     for (int64_t p = 0; p < pages; ++p) {
       const int64_t rows = std::min(S, L - p * S);
-      const LinearWeight kw = page_weight(cache, cache.page(c.seq, layer, p), rows, scratch);
-      cpu::linear_t(scores + r0 * L + p * S, nr, L, kw, 0, rows, part.data(), D);
-      cpu::add_inplace(o_lat + r0 * D, part.data(), nr * D);
+      cpu::linear_t(scores + r0 * L + p * S, nr, L, cached.page(p, rows), 0, rows, part + r0 * D, D);
+      cpu::add_inplace(o_lat + r0 * D, part + r0 * D, nr * D);
     }
   });
   // attn[i, h, :] = W_vb[h] · o_lat[i, h, :lora]
@@ -191,31 +195,31 @@ void MlaLayer::attend_naive(const SeqChunk& c, const float* q, const LatentKvCac
   float* kvx = ws.floats(L * H_ * kvw);
   for (int64_t j = 0; j < L; ++j) cache.load(c.seq, layer, j, rows + j * D);
   cpu::linear(rows, L, D, kv_b_, kvx, H_ * kvw, ctx.precision);
-  // Per head, as products: scores = Q·Kᵀ, causal softmax, out = P·V.
+  // Per head, as products: scores = Q·Kᵀ, causal softmax, out = P·V, with each
+  // thread's keys, values and scores in its own part of the workspace.
+  const int64_t per_thread = L * qk_ + L * v_ + n * L;
+  float* scratch = ws.floats(cpu::num_threads() * per_thread);
   cpu::parallel_for(H_, 1, [&](int64_t h0, int64_t h1) {
-    thread_local std::vector<float> k, v, s;
-    if (k.size() < static_cast<size_t>(L * qk_)) k.resize(L * qk_);
-    if (v.size() < static_cast<size_t>(L * v_)) v.resize(L * v_);
-    if (s.size() < static_cast<size_t>(n * L)) s.resize(n * L);
+    float* k = scratch + cpu::current_thread_index() * per_thread;
+    float* v = k + L * qk_;
+    float* s = v + L * v_;
     for (int64_t h = h0; h < h1; ++h) {
       for (int64_t j = 0; j < L; ++j) {
         const float* src = kvx + (j * H_ + h) * kvw;
-        std::copy_n(src, nope_, k.data() + j * qk_);
-        std::copy_n(rows + j * D + lora_, rope_, k.data() + j * qk_ + nope_);
-        std::copy_n(src + nope_, v_, v.data() + j * v_);
+        std::copy_n(src, nope_, k + j * qk_);
+        std::copy_n(rows + j * D + lora_, rope_, k + j * qk_ + nope_);
+        std::copy_n(src + nope_, v_, v + j * v_);
       }
-      LinearWeight kw, vw;
-      kw.w = {DType::F32, {L, qk_}, k.data()};
-      vw.w = {DType::F32, {L, v_}, v.data()};
-      cpu::linear_rows_serial(q + c.row * qstride + h * qk_, n, qstride, kw, 0, L, s.data(), L, ctx.precision);
+      cpu::linear_rows_serial(q + c.row * qstride + h * qk_, n, qstride, matrix(DType::F32, L, qk_, k), 0, L, s, L,
+                              ctx.precision);
       for (int64_t i = 0; i < n; ++i) {
-        float* si = s.data() + i * L;
+        float* si = s + i * L;
         const int64_t visible = c.start + i + 1;
         for (int64_t j = 0; j < visible; ++j) si[j] *= scale_;
         cpu::softmax_inplace(si, visible);
         std::fill(si + visible, si + L, 0.0f);
       }
-      cpu::linear_t(s.data(), n, L, vw, 0, L, attn + c.row * H_ * v_ + h * v_, H_ * v_);
+      cpu::linear_t(s, n, L, matrix(DType::F32, L, v_, v), 0, L, attn + c.row * H_ * v_ + h * v_, H_ * v_);
     }
   });
 }

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/cpu/kernel_scratch.h"
 #include "kernels/cpu/linear_kernels.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
@@ -52,13 +53,12 @@ constexpr int64_t kGenericPanel = 8;  // weight rows converted together by the p
 void generic_rows(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t o0, int64_t o1, float* y,
                   int64_t ldy) {
   const int64_t K = w.in();
-  thread_local std::vector<float> buf;
-  if (buf.size() < static_cast<size_t>(kGenericPanel * K)) buf.resize(kGenericPanel * K);
+  float* buf = kernel_scratch(ScratchSlot::Panel, kGenericPanel * K);
   for (int64_t p = o0; p < o1; p += kGenericPanel) {
     const int64_t p1 = std::min(o1, p + kGenericPanel);
-    convert_rows_generic(w, p, p1, buf.data());
+    convert_rows_generic(w, p, p1, buf);
     for (int64_t i = 0; i < m; ++i)
-      for (int64_t o = p; o < p1; ++o) y[i * ldy + (o - o0)] = dot(x + i * ldx, buf.data() + (o - p) * K, K);
+      for (int64_t o = p; o < p1; ++o) y[i * ldy + (o - o0)] = dot(x + i * ldx, buf + (o - p) * K, K);
   }
 }
 
@@ -66,11 +66,10 @@ void generic_transposed(const float* x, int64_t m, int64_t ldx, const LinearWeig
                         float* y, int64_t ldy) {
   const int64_t n = w.in();
   for (int64_t r = 0; r < m; ++r) std::fill(y + r * ldy, y + r * ldy + n, 0.0f);
-  thread_local std::vector<float> row;
-  if (row.size() < static_cast<size_t>(n)) row.resize(n);
+  float* row = kernel_scratch(ScratchSlot::Output, n);
   for (int64_t o = o0; o < o1; ++o) {
-    convert_rows_generic(w, o, o + 1, row.data());
-    for (int64_t r = 0; r < m; ++r) axpy(x[r * ldx + (o - o0)], row.data(), y + r * ldy, n);
+    convert_rows_generic(w, o, o + 1, row);
+    for (int64_t r = 0; r < m; ++r) axpy(x[r * ldx + (o - o0)], row, y + r * ldy, n);
   }
 }
 
@@ -128,9 +127,8 @@ void linear_rows_with(const LinearKernels& k, const float* x, int64_t m, int64_t
   if (fast) {
     // Activations rounded to bf16 pairs once, shared by every chunk.
     const int64_t ldxb = (K + 1) / 2;
-    thread_local std::vector<uint32_t> xb_buf;
-    if (xb_buf.size() < static_cast<size_t>(m * ldxb)) xb_buf.resize(m * ldxb);
-    uint32_t* xb = xb_buf.data();
+    // The caller's own scratch: chunks on other threads only read it.
+    uint32_t* xb = reinterpret_cast<uint32_t*>(kernel_scratch(ScratchSlot::Output, m * ldxb));
     for (int64_t i = 0; i < m; ++i)
       for (int64_t kp = 0; kp < ldxb; ++kp) {
         const uint16_t lo = f32_to_bf16(x[i * ldx + 2 * kp]);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/cpu/kernel_scratch.h"
 
 namespace moemesh::cpu::detail {
 
@@ -141,9 +142,7 @@ void direct_rows_t(const float* x, int64_t ldx, const LinearWeight& w, int64_t o
   const int64_t row_bytes = K * static_cast<int64_t>(dtype_size(T));
   const bool fp8 = T == DType::F8_E4M3;
   const float gain = fp8 ? kFp8ActivationGain : 1.0f, back = fp8 ? kFp8SumGain : 1.0f;
-  thread_local std::vector<float> xp_buf;
-  if (xp_buf.size() < static_cast<size_t>(MR * kv + 16)) xp_buf.resize(MR * kv + 16);
-  float* xp = xp_buf.data();
+  float* xp = kernel_scratch(ScratchSlot::Activations, MR * kv + 16);
   const uint8_t* base = static_cast<const uint8_t*>(w.w.data);
   float sums[MR * R];
   auto emit = [&](int64_t o, int64_t i, float s) {
@@ -217,9 +216,7 @@ void blocked_rows_t(const float* x, int64_t m, int64_t ldx, const LinearWeight& 
   const int64_t chunks = K / C::CW, kv = chunks * C::CW;
   const bool fp8 = T == DType::F8_E4M3;
   const float gain = fp8 ? kFp8ActivationGain : 1.0f, back = fp8 ? kFp8SumGain : 1.0f;
-  thread_local std::vector<float> xp_buf;
-  if (xp_buf.size() < static_cast<size_t>(m * kv + 16)) xp_buf.resize(m * kv + 16);
-  float* xp = xp_buf.data();
+  float* xp = kernel_scratch(ScratchSlot::Activations, m * kv + 16);
   for (int64_t r0 = o0; r0 < o1;) {
     const int64_t ob = r0 / LinearWeight::kBlock;
     const int64_t r1 = w.scale_inv ? std::min(o1, (ob + 1) * LinearWeight::kBlock) : o1;

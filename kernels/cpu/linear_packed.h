@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/cpu/kernel_scratch.h"
 #include "kernels/cpu/simd/avx2.h"
 
 namespace moemesh::cpu::detail {
@@ -363,9 +364,7 @@ template <class V>
 void packed_rows_f32(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t o0, int64_t o1, float* y,
                      int64_t ldy) {
   constexpr int NR = 2 * V::kLanes;
-  thread_local std::vector<float> panel_buf;
-  if (panel_buf.size() < static_cast<size_t>(kKc * NR)) panel_buf.resize(kKc * NR);
-  float* panel = panel_buf.data();
+  float* panel = kernel_scratch(ScratchSlot::Panel, kKc * NR);
   const int64_t K = w.in();
   for (int64_t o = o0; o < o1; o += NR) {
     const int rows = static_cast<int>(std::min<int64_t>(NR, o1 - o));
@@ -390,8 +389,7 @@ template <class V>
 void packed_rows_pairs_f32(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t o0, int64_t o1,
                            float* y, int64_t ldy) {
   constexpr int NR = 2 * V::kLanes;
-  thread_local std::vector<uint32_t> pair_buf;
-  if (pair_buf.size() < static_cast<size_t>(kKc / 2 * NR)) pair_buf.resize(kKc / 2 * NR);
+  uint32_t* pairs = reinterpret_cast<uint32_t*>(kernel_scratch(ScratchSlot::Panel, kKc / 2 * NR));
   const int64_t K = w.in();
   // fp8 blocks 128 columns at a time, so one scale per output row applies.
   const int64_t kb = w.scale_inv ? LinearWeight::kBlock : kKc;
@@ -400,10 +398,10 @@ void packed_rows_pairs_f32(const float* x, int64_t m, int64_t ldx, const LinearW
     const int rows = static_cast<int>(std::min<int64_t>(NR, o1 - o));
     for (int64_t k0 = 0; k0 < K; k0 += kb) {
       const int64_t kc = std::min(kb, K - k0);
-      pack_pairs<NR>(w, o, rows, k0, kc, pair_buf.data());
+      pack_pairs<NR>(w, o, rows, k0, kc, pairs);
       const bool scaled = w.scale_inv != nullptr;
       if (scaled) pair_scales<NR>(w, o, rows, k0, scale);
-      tile_rows_pairs_f32<V, V::kPairRows>(x + k0, m, ldx, pair_buf.data(), kc, scaled ? scale : nullptr,
+      tile_rows_pairs_f32<V, V::kPairRows>(x + k0, m, ldx, pairs, kc, scaled ? scale : nullptr,
                                            y + (o - o0), ldy, rows, k0 > 0);
     }
   }
@@ -415,8 +413,7 @@ template <class V>
 void packed_rows_bf16(const uint32_t* xb, int64_t m, int64_t ldxb, const LinearWeight& w, int64_t o0, int64_t o1,
                       float* y, int64_t ldy) {
   constexpr int NR = 2 * V::kLanes;
-  thread_local std::vector<uint32_t> pair_buf;
-  if (pair_buf.size() < static_cast<size_t>(kKc / 2 * NR)) pair_buf.resize(kKc / 2 * NR);
+  uint32_t* pairs = reinterpret_cast<uint32_t*>(kernel_scratch(ScratchSlot::Panel, kKc / 2 * NR));
   const int64_t K = w.in();
   const bool scaled = w.scale_inv != nullptr;
   const int64_t kb = w.scale_inv ? LinearWeight::kBlock : kKc;
@@ -425,9 +422,9 @@ void packed_rows_bf16(const uint32_t* xb, int64_t m, int64_t ldxb, const LinearW
     const int rows = static_cast<int>(std::min<int64_t>(NR, o1 - o));
     for (int64_t k0 = 0; k0 < K; k0 += kb) {
       const int64_t kc = std::min(kb, K - k0);
-      pack_pairs<NR>(w, o, rows, k0, kc, pair_buf.data());
+      pack_pairs<NR>(w, o, rows, k0, kc, pairs);
       if (scaled) pair_scales<NR>(w, o, rows, k0, scale);
-      tile_rows_bf16<V, V::kGemmRows>(xb + k0 / 2, m, ldxb, pair_buf.data(), (kc + 1) / 2, scaled ? scale : nullptr,
+      tile_rows_bf16<V, V::kGemmRows>(xb + k0 / 2, m, ldxb, pairs, (kc + 1) / 2, scaled ? scale : nullptr,
                                       y + (o - o0), ldy, rows, k0 > 0);
     }
   }

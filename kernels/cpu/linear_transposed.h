@@ -22,9 +22,7 @@ void transposed_rows_t(const float* x, int64_t m, int64_t ldx, const LinearWeigh
   const int64_t row_bytes = K * static_cast<int64_t>(dtype_size(T));
   const bool fp8 = T == DType::F8_E4M3;
   const float gain = fp8 ? kFp8ActivationGain : 1.0f, back = fp8 ? kFp8SumGain : 1.0f;
-  thread_local std::vector<float> yp_buf;
-  if (yp_buf.size() < static_cast<size_t>(m * kv)) yp_buf.resize(m * kv);
-  float* yp = yp_buf.data();
+  float* yp = kernel_scratch(ScratchSlot::Output, m * kv);
   std::fill(yp, yp + m * kv, 0.0f);
   const uint8_t* base = static_cast<const uint8_t*>(w.w.data);
   auto coef = [&](int64_t i, int64_t o, int64_t c) {

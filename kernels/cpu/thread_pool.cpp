@@ -23,6 +23,7 @@ namespace moemesh::cpu {
 namespace {
 
 thread_local bool t_inside_pool = false;
+thread_local int t_index = 0;
 
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
@@ -69,15 +70,17 @@ class Pool {
     start(n);
   }
 
-  void run(int64_t n, int64_t grain, RangeFn fn) {
+  // one_each: n == size() chunks of one, each thread taking exactly one.
+  void run(int64_t n, int64_t grain, RangeFn fn, bool one_each = false) {
     std::lock_guard<std::mutex> serial(run_mu_);  // one parallel_for at a time
     const int64_t chunks_wanted = std::min<int64_t>(size() * 4, (n + grain - 1) / grain);
-    const int64_t chunk = std::max<int64_t>(grain, (n + chunks_wanted - 1) / chunks_wanted);
+    const int64_t chunk = one_each ? 1 : std::max<int64_t>(grain, (n + chunks_wanted - 1) / chunks_wanted);
     {
       std::lock_guard<std::mutex> lk(mu_);
       fn_ = &fn;
       n_ = n;
       chunk_ = chunk;
+      one_each_ = one_each;
       next_.store(0);
       pending_.store(static_cast<int>(workers_.size()));
       error_ = nullptr;
@@ -99,7 +102,11 @@ class Pool {
     quit_ = false;
     // Workers start from the current generation so none can miss the first job.
     const uint64_t g = generation_.load();
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, g] { loop(g); });
+    for (int i = 1; i < n; ++i)
+      workers_.emplace_back([this, g, i] {
+        t_index = i;
+        loop(g);
+      });
   }
   void stop() {
     {
@@ -125,6 +132,7 @@ class Pool {
         if (!error_) error_ = std::current_exception();
         next_.store(n_);
       }
+      if (one_each_) break;
     }
     t_inside_pool = was;
   }
@@ -155,6 +163,7 @@ class Pool {
   std::condition_variable cv_, done_cv_;
   const RangeFn* fn_ = nullptr;
   int64_t n_ = 0, chunk_ = 1;
+  bool one_each_ = false;
   std::atomic<int64_t> next_{0};
   std::atomic<int> pending_{0};
   std::atomic<int> sleepers_{0};
@@ -188,6 +197,16 @@ void set_pool_wait_policy(const PoolWaitPolicy& p) {
   g_spin_us.store(std::max(0, p.spin_us));
   g_yield_us.store(std::max(p.spin_us, p.yield_us));
 }
+
+void run_on_every_thread(RangeFn fn) {
+  if (t_inside_pool || pool().size() == 1) {
+    fn(0, 1);
+    return;
+  }
+  pool().run(pool().size(), 1, fn, /*one_each=*/true);
+}
+
+int current_thread_index() { return t_index; }
 
 void parallel_for(int64_t n, int64_t grain, RangeFn fn) {
   if (n <= 0) return;

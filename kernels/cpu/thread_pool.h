@@ -31,6 +31,14 @@ class RangeFn {
 // serially on the calling thread.
 void parallel_for(int64_t n, int64_t grain, RangeFn fn);
 
+// Runs fn(i, i + 1) once on every thread of the pool (the caller included), i the
+// thread's index; returns when all have. For per-thread setup such as scratch memory.
+void run_on_every_thread(RangeFn fn);
+
+// 0 on threads outside the pool's workers (the caller of parallel_for), 1..n-1 on
+// the workers: an index for per-thread scratch.
+int current_thread_index();
+
 // How idle workers wait for the next loop: they spin for `spin_us`, then yield the
 // core to any other runnable thread (another role sharing the machine) until
 // `yield_us`, then sleep. MOEMESH_POOL_SPIN_US / MOEMESH_POOL_YIELD_US override.

@@ -1,5 +1,7 @@
 #include "services/expert_host/expert_host.h"
 
+#include "model/engine.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -36,6 +38,7 @@ std::vector<int32_t> parse_id_ranges(const std::string& spec, int32_t limit) {
 ExpertHost::ExpertHost(const ModelConfig& cfg, const Checkpoint& ckpt, const std::vector<int32_t>& experts,
                        const std::string& device, cpu::Precision compute)
     : cfg_(cfg), ckpt_(ckpt), device_(device), compute_(compute) {
+  reserve_kernel_scratch_for(cfg);
   if (device_ != "cpu" && device_ != "cuda")
     throw std::invalid_argument("expert host: device must be cpu or cuda, not '" + device_ + "'");
   build(experts);

@@ -22,8 +22,9 @@ using moemesh::testing::OwnedWeight;
 
 namespace {
 
-OwnedWeight make_weight(DType t, int64_t out, int64_t in, uint64_t seed) {
-  OwnedWeight w = moemesh::testing::random_weight(t, out, in, seed, -4);
+// fp8 block scales up to 2^max_scale_exp2 (large ones take the packers' unfolded path).
+OwnedWeight make_weight(DType t, int64_t out, int64_t in, uint64_t seed, float max_scale_exp2 = -4) {
+  OwnedWeight w = moemesh::testing::random_weight(t, out, in, seed, max_scale_exp2);
   if (t == DType::F8_E4M3) {
     // Every finite e4m3 byte (zeros, subnormals, both signs, the largest) somewhere in the matrix.
     int64_t at = 0;
@@ -83,7 +84,7 @@ TEST_P(LinearTest, EveryKernelTableMatchesTheReference) {
   // Partial 128-blocks on both axes, K not a multiple of any chunk; a K of exact
   // chunks; the MLA-like short rows.
   for (const MatShape s : {MatShape{300, 200}, MatShape{136, 512}, MatShape{70, 72}}) {
-    OwnedWeight w = make_weight(t, s.out, s.in, 7 + s.in);
+    OwnedWeight w = make_weight(t, s.out, s.in, 7 + s.in, s.in == 512 ? 9.0f : -4.0f);
     for (int64_t m : {1, 2, 3, 4, 5, 7, 13, 33}) {
       const int64_t ldx = s.in + 5;
       auto x = activations(m, ldx, 100 + m);
@@ -169,7 +170,7 @@ TEST(CpuFeatures, TheChosenKernelsAreSupported) {
   if (isa == cpu::KernelIsa::Avx512) { EXPECT_TRUE(f.avx512); }
   if (isa == cpu::KernelIsa::Avx2) { EXPECT_TRUE(f.avx2); }
   if (f.avx512) { EXPECT_TRUE(f.avx2); }
-  if (cpu::kernels_have_bf16_dot()) { EXPECT_TRUE(f.avx512_bf16); }
+  if (cpu::kernels_have_bf16_dot() && !cpu::kernels_emulate_bf16_dot()) { EXPECT_TRUE(f.avx512_bf16); }
   EXPECT_FALSE(cpu::kernel_description().empty());
   std::printf("kernels: %s\n", cpu::kernel_description().c_str());
 }
@@ -202,6 +203,22 @@ TEST(ThreadPool, ExceptionsPropagateAndNestedLoopsRun) {
       cpu::parallel_for(100, 1, [&](int64_t b2, int64_t e2) { total += e2 - b2; });
   });
   EXPECT_EQ(total.load(), 1000);
+}
+
+TEST(ThreadPool, RunsOnEveryThreadOnce) {
+  for (int threads : {1, 2, 3}) {
+    cpu::set_num_threads(threads);
+    std::vector<std::atomic<int>> seen(threads);
+    std::atomic<int> calls{0};
+    cpu::run_on_every_thread([&](int64_t b, int64_t e) {
+      EXPECT_EQ(e, b + 1);
+      ++calls;
+      ++seen[cpu::current_thread_index()];
+    });
+    EXPECT_EQ(calls.load(), threads);
+    for (int i = 0; i < threads; ++i) EXPECT_EQ(seen[i].load(), 1) << "thread " << i << " of " << threads;
+  }
+  cpu::set_num_threads(2);
 }
 
 TEST(ThreadPool, WorkersThatWentToSleepWakeForTheNextLoop) {
