@@ -168,6 +168,8 @@ ModelConfig ModelConfig::from_json(const json& j) {
     c.norm_topk_prob = j.value("norm_topk_prob", c.model_type != "deepseek_v2");
     if (c.num_experts_per_tok > c.n_routed_experts)
       fail("num_experts_per_tok", "exceeds n_routed_experts (" + std::to_string(c.n_routed_experts) + ")");
+    if (c.num_experts_per_tok > kMaxExpertsPerToken)
+      fail("num_experts_per_tok", "exceeds " + std::to_string(kMaxExpertsPerToken) + ", the most this engine routes a token to");
     if (c.n_routed_experts % c.n_group != 0) fail("n_group", "must divide n_routed_experts");
     if (c.topk_group > c.n_group) fail("topk_group", "exceeds n_group");
     if (c.topk_method != TopkMethod::Greedy &&

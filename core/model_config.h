@@ -10,6 +10,9 @@
 
 namespace moemesh {
 
+// Routed experts per token the engine supports (DeepSeek-V3 and Kimi-K2 use 8).
+constexpr int64_t kMaxExpertsPerToken = 64;
+
 class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

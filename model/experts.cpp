@@ -64,14 +64,17 @@ void ExpertSet::forward(const float* x, const Routing& r, float* out, const Forw
   int64_t* cursor = ws.get<int64_t>(E);
   std::copy(offsets, offsets + E, cursor);
   int64_t* row_token = ws.get<int64_t>(R);
-  float* row_weight = ws.floats(R);
+  int64_t* slot_row = ws.get<int64_t>(r.tokens * r.top_k);  // each routing slot's row, -1: not held here
   for (int64_t t = 0; t < r.tokens; ++t)
     for (int64_t k = 0; k < r.top_k; ++k) {
       const int32_t e = r.experts[t * r.top_k + k];
-      if (!has(e)) continue;
-      const int64_t s = cursor[local_[e]]++;
-      row_token[s] = t;
-      row_weight[s] = r.weights[t * r.top_k + k];
+      if (!has(e)) {
+        slot_row[t * r.top_k + k] = -1;
+        continue;
+      }
+      const int64_t row = cursor[local_[e]]++;
+      row_token[row] = t;
+      slot_row[t * r.top_k + k] = row;
     }
   int32_t* active = ws.get<int32_t>(E);
   int64_t n_active = 0;
@@ -79,7 +82,9 @@ void ExpertSet::forward(const float* x, const Routing& r, float* out, const Forw
     if (offsets[e + 1] > offsets[e]) active[n_active++] = static_cast<int32_t>(e);
 
   float* xg = ws.floats(R * H);
-  for (int64_t s = 0; s < R; ++s) std::copy_n(x + row_token[s] * H, H, xg + s * H);
+  cpu::parallel_for(R, 16, [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) std::copy_n(x + row_token[row] * H, H, xg + row * H);
+  });
   float* g = ws.floats(R * I);
   float* u = ws.floats(R * I);
   float* y = ws.floats(R * H);
@@ -96,7 +101,7 @@ void ExpertSet::forward(const float* x, const Routing& r, float* out, const Forw
                               (up ? u : g) + off * I + o0, I, ctx.precision);
     }
   });
-  cpu::silu_mul(g, u, R * I, g);
+  cpu::parallel_for(R, 16, [&](int64_t b, int64_t e) { cpu::silu_mul(g + b * I, u + b * I, (e - b) * I, g + b * I); });
   // Down of every active expert: one more pass.
   const int64_t items_h = (H + kRowsPerItem - 1) / kRowsPerItem;
   cpu::parallel_for(n_active * items_h, 1, [&](int64_t b, int64_t end) {
@@ -107,11 +112,20 @@ void ExpertSet::forward(const float* x, const Routing& r, float* out, const Forw
       cpu::linear_rows_serial(g + off * I, cnt, I, mlps_[e].down(), o0, o1, y + off * H + o0, H, ctx.precision);
     }
   });
-  // Accumulate in ascending expert order, whatever ran where.
-  for (int64_t a = 0; a < n_active; ++a) {
-    const int32_t e = active[a];
-    for (int64_t s = offsets[e]; s < offsets[e + 1]; ++s) cpu::axpy(row_weight[s], y + s * H, out + row_token[s] * H, H);
-  }
+  // Each token's experts added in ascending expert order, whatever ran where.
+  cpu::parallel_for(r.tokens, 8, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      int64_t order[kMaxExpertsPerToken];
+      const int64_t k = std::min<int64_t>(r.top_k, kMaxExpertsPerToken);
+      for (int64_t j = 0; j < k; ++j) order[j] = j;
+      const int32_t* ex = r.experts.data() + t * r.top_k;
+      std::sort(order, order + k, [&](int64_t a, int64_t c) { return ex[a] < ex[c]; });
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t row = slot_row[t * r.top_k + order[j]];
+        if (row >= 0) cpu::axpy(r.weights[t * r.top_k + order[j]], y + row * H, out + t * H, H);
+      }
+    }
+  });
 }
 
 }  // namespace moemesh

@@ -208,7 +208,7 @@ void MlaLayer::attend_naive(const SeqChunk& c, const float* q, const LatentKvCac
         const float* src = kvx + (j * H_ + h) * kvw;
         std::copy_n(src, nope_, k + j * qk_);
         std::copy_n(rows + j * D + lora_, rope_, k + j * qk_ + nope_);
-        std::copy_n(src + nope_, v_, v + j * v_);
+        for (int64_t d = 0; d < v_; ++d) v[d * L + j] = src[nope_ + d];  // Vᵀ: out = P·V is a product
       }
       cpu::linear_rows_serial(q + c.row * qstride + h * qk_, n, qstride, matrix(DType::F32, L, qk_, k), 0, L, s, L,
                               ctx.precision);
@@ -219,7 +219,8 @@ void MlaLayer::attend_naive(const SeqChunk& c, const float* q, const LatentKvCac
         cpu::softmax_inplace(si, visible);
         std::fill(si + visible, si + L, 0.0f);
       }
-      cpu::linear_t(s, n, L, matrix(DType::F32, L, v_, v), 0, L, attn + c.row * H_ * v_ + h * v_, H_ * v_);
+      cpu::linear_rows_serial(s, n, L, matrix(DType::F32, v_, L, v), 0, v_, attn + c.row * H_ * v_ + h * v_, H_ * v_,
+                              ctx.precision);
     }
   });
 }

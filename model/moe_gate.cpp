@@ -1,6 +1,7 @@
 #include "model/moe_gate.h"
 
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/thread_pool.h"
 #include "model/weight_loader.h"
 
 namespace moemesh {
@@ -29,8 +30,11 @@ void MoeGate::route(const float* x, int64_t tokens, Routing& r, std::vector<floa
   cpu::linear(x, tokens, weight_, logits.data());
   r.experts.resize(tokens * r.top_k);
   r.weights.resize(tokens * r.top_k);
-  cpu::route_tokens(logits.data(), tokens, bias_.empty() ? nullptr : bias_.data(), params_, r.experts.data(),
-                    r.weights.data());
+  const int64_t E = params_.n_experts, k = r.top_k;
+  cpu::parallel_for(tokens, 16, [&](int64_t b, int64_t e) {
+    cpu::route_tokens(logits.data() + b * E, e - b, bias_.empty() ? nullptr : bias_.data(), params_,
+                      r.experts.data() + b * k, r.weights.data() + b * k);
+  });
 }
 
 }  // namespace moemesh

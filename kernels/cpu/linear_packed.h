@@ -19,6 +19,7 @@
 
 #include "core/tensor.h"
 #include "kernels/cpu/kernel_scratch.h"
+#include "kernels/cpu/linear_direct.h"
 #include "kernels/cpu/simd/avx2.h"
 
 namespace moemesh::cpu::detail {
@@ -43,7 +44,7 @@ inline __m256 natural8(const uint8_t* p) {
   }
 }
 
-inline void transpose8(__m256 r[8]) {
+__attribute__((always_inline)) inline void transpose8(__m256 r[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
   const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
   const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
@@ -93,6 +94,9 @@ void pack_f32_t(const LinearWeight& w, int64_t o, int rows, int64_t k0, int64_t 
         if (fold)
           for (int q = 0; q < 8; ++q) rs[q] *= 1329227995784915872903807060280344576.0f;
       }
+      if (((kk * es) & 63) == 0)  // the next panel's rows, as in pack_pairs_t
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; ++q) _mm_prefetch(reinterpret_cast<const char*>(r0 + ((q + NR) * K + kk) * es), _MM_HINT_T0);
       __m256 r[2][8];
 #pragma GCC unroll 8
       for (int q = 0; q < 8; ++q) {
@@ -138,12 +142,14 @@ void pack_f32(const LinearWeight& w, int64_t o, int rows, int64_t k0, int64_t kc
   }
 }
 
-// pairs[kp * NR + j] = (W[o+j, k0+2kp], W[o+j, k0+2kp+1]) as bf16, unscaled (bf16
-// weights as they are; fp8 values exactly: every e4m3 value is a bf16 value);
-// zero past `rows` and past kc. Eight rows by 16 columns at a time: each row's 16
+// pairs[kp * NR + j] = (W[o+j, k0+2kp], W[o+j, k0+2kp+1]) as bf16, unscaled: bf16
+// weights as they are; fp8 values exactly (every e4m3 value is a bf16 value), as
+// their true values (`true_fp8`) or, cheaper, as value × 2⁻¹²⁰ (sign-extended,
+// shifted and masked bytes: the caller scales the activations to match); zero
+// past `rows` and past kc. Eight rows by 16 columns at a time: each row's 16
 // values are 8 pairs, transposed as 32-bit units.
 template <int NR, DType T>
-void pack_pairs_t(const LinearWeight& w, int64_t o, int rows, int64_t k0, int64_t kc, uint32_t* pairs) {
+void pack_pairs_t(const LinearWeight& w, int64_t o, int rows, int64_t k0, int64_t kc, bool true_fp8, uint32_t* pairs) {
   constexpr int64_t es = static_cast<int64_t>(dtype_size(T));
   const int64_t K = w.in(), kv = kc / 16 * 16, kp_n = (kc + 1) / 2;
   const uint8_t* base = static_cast<const uint8_t*>(w.w.data);
@@ -151,6 +157,11 @@ void pack_pairs_t(const LinearWeight& w, int64_t o, int rows, int64_t k0, int64_
   for (; j + 8 <= rows; j += 8) {
     const uint8_t* r0 = base + ((o + j) * K + k0) * es;
     for (int64_t kk = 0; kk < kv; kk += 16) {
+      // The next panel's rows, a panel ahead: eight short rows are eight streams
+      // the hardware prefetcher finds too late, and these weights come from memory.
+      if (((kk * es) & 63) == 0)
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; ++q) _mm_prefetch(reinterpret_cast<const char*>(r0 + ((q + NR) * K + kk) * es), _MM_HINT_T0);
       __m256 r[8];
 #pragma GCC unroll 8
       for (int q = 0; q < 8; ++q) {
@@ -158,6 +169,9 @@ void pack_pairs_t(const LinearWeight& w, int64_t o, int rows, int64_t k0, int64_
         __m256i v;
         if constexpr (T == DType::BF16) {
           v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+        } else if (!true_fp8) {
+          const __m256i sx = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+          v = _mm256_and_si256(_mm256_slli_epi16(sx, 4), _mm256_set1_epi16(static_cast<short>(0x87f0)));
         } else {
           // e4m3 → f32 × 2⁻¹²⁰ (simd/avx2.h), × 2¹²⁰ to the true value (exact, and
           // normal for every e4m3 value), whose top half is its bf16.
@@ -179,6 +193,10 @@ void pack_pairs_t(const LinearWeight& w, int64_t o, int rows, int64_t k0, int64_
     if (col >= kc) return 0;
     const size_t at = static_cast<size_t>(row * K + k0 + col);
     if constexpr (T == DType::BF16) return static_cast<const uint16_t*>(w.w.data)[at];
+    if (!true_fp8) {
+      const uint16_t sx = static_cast<uint16_t>(static_cast<int16_t>(static_cast<int8_t>(base[at])));
+      return static_cast<uint16_t>((sx << 4) & 0x87f0);
+    }
     return f32_to_bf16(fp8e4m3_to_f32(base[at]));  // exact
   };
   auto tail = [&](int jj, int64_t kp) { pairs[kp * NR + jj] = bits(o + jj, 2 * kp) | bits(o + jj, 2 * kp + 1) << 16; };
@@ -191,9 +209,41 @@ void pack_pairs_t(const LinearWeight& w, int64_t o, int rows, int64_t k0, int64_
 }
 
 template <int NR>
-void pack_pairs(const LinearWeight& w, int64_t o, int rows, int64_t k0, int64_t kc, uint32_t* pairs) {
-  if (w.w.dtype == DType::BF16) pack_pairs_t<NR, DType::BF16>(w, o, rows, k0, kc, pairs);
-  else pack_pairs_t<NR, DType::F8_E4M3>(w, o, rows, k0, kc, pairs);
+void pack_pairs(const LinearWeight& w, int64_t o, int rows, int64_t k0, int64_t kc, bool true_fp8, uint32_t* pairs) {
+  if (w.w.dtype == DType::BF16) pack_pairs_t<NR, DType::BF16>(w, o, rows, k0, kc, true_fp8, pairs);
+  else pack_pairs_t<NR, DType::F8_E4M3>(w, o, rows, k0, kc, true_fp8, pairs);
+}
+
+// c[i, 0:ncols] (+)= scale ⊙ acc[i] (scale per output column, or none): vectors
+// for a whole panel, element by element for a partial one.
+template <class V, int MR>
+inline void write_tile(const typename V::F (&acc)[MR][2], const float* scale, float* c, int64_t ldc, int ncols,
+                       bool accumulate) {
+  constexpr int L = V::kLanes, NR = 2 * L;
+  if (ncols == NR) {
+    const typename V::F s0 = scale ? V::load(scale) : V::set1(1.0f), s1 = scale ? V::load(scale + L) : V::set1(1.0f);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      float* ci = c + i * ldc;
+      const typename V::F v0 = V::mul(acc[i][0], s0), v1 = V::mul(acc[i][1], s1);
+      V::store(ci, accumulate ? V::add(V::load(ci), v0) : v0);
+      V::store(ci + L, accumulate ? V::add(V::load(ci + L), v1) : v1);
+    }
+    return;
+  }
+  alignas(64) float tmp[MR][NR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    V::store(tmp[i], acc[i][0]);
+    V::store(tmp[i] + L, acc[i][1]);
+  }
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    for (int j = 0; j < ncols; ++j) {
+      const float v = scale ? tmp[i][j] * scale[j] : tmp[i][j];
+      ci[j] = accumulate ? ci[j] + v : v;
+    }
+  }
 }
 
 // c[i, j] (+)= Σ_kk x[i, kk] · panel[kk, j] for i < MR, j < ncols.
@@ -276,19 +326,7 @@ inline void tile_pairs_f32(const float* x, int64_t ldx, const uint32_t* panel, i
       acc[i][1] = V::fma(ae, e1, acc[i][1]);
     }
   }
-  alignas(64) float tmp[MR][NR];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-    V::store(tmp[i], acc[i][0]);
-    V::store(tmp[i] + L, acc[i][1]);
-  }
-  for (int i = 0; i < MR; ++i) {
-    float* ci = c + i * ldc;
-    for (int j = 0; j < ncols; ++j) {
-      const float v = scale ? tmp[i][j] * scale[j] : tmp[i][j];
-      ci[j] = accumulate ? ci[j] + v : v;
-    }
-  }
+  write_tile<V, MR>(acc, scale, c, ldc, ncols, accumulate);
 }
 
 template <class V, int MR>
@@ -321,19 +359,7 @@ inline void tile_bf16(const uint32_t* xb, int64_t ldxb, const uint32_t* panel, i
       acc[i][1] = V::dot_bf16_pairs(acc[i][1], a, b1);
     }
   }
-  alignas(64) float tmp[MR][NR];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-    V::store(tmp[i], acc[i][0]);
-    V::store(tmp[i] + L, acc[i][1]);
-  }
-  for (int i = 0; i < MR; ++i) {
-    float* ci = c + i * ldc;
-    for (int j = 0; j < ncols; ++j) {
-      const float v = scale ? tmp[i][j] * scale[j] : tmp[i][j];
-      ci[j] = accumulate ? ci[j] + v : v;
-    }
-  }
+  write_tile<V, MR>(acc, scale, c, ldc, ncols, accumulate);
 }
 
 template <class V, int MR>
@@ -376,11 +402,12 @@ void packed_rows_f32(const float* x, int64_t m, int64_t ldx, const LinearWeight&
   }
 }
 
-// Per output row of a panel, the scale of the 128-column block at k0.
+// Per output row of a panel, the scale of the 128-column block at k0, times `gain`.
 template <int NR>
-inline void pair_scales(const LinearWeight& w, int64_t o, int rows, int64_t k0, float* scale) {
+inline void pair_scales(const LinearWeight& w, int64_t o, int rows, int64_t k0, float gain, float* scale) {
   for (int j = 0; j < NR; ++j)
-    scale[j] = j < rows ? w.scale_inv[((o + j) / LinearWeight::kBlock) * w.scale_cols + k0 / LinearWeight::kBlock] : 0.0f;
+    scale[j] =
+        j < rows ? gain * w.scale_inv[((o + j) / LinearWeight::kBlock) * w.scale_cols + k0 / LinearWeight::kBlock] : 0.0f;
 }
 
 // bf16 or fp8 weights with f32 activations (exact): pair panels, half the bytes
@@ -391,6 +418,16 @@ void packed_rows_pairs_f32(const float* x, int64_t m, int64_t ldx, const LinearW
   constexpr int NR = 2 * V::kLanes;
   uint32_t* pairs = reinterpret_cast<uint32_t*>(kernel_scratch(ScratchSlot::Panel, kKc / 2 * NR));
   const int64_t K = w.in();
+  // fp8 packs cheaply as value × 2⁻¹²⁰; the activations carry 2⁶⁴ (a copy) and
+  // the scales the remaining 2⁵⁶ (linear_direct.h), so no product underflows.
+  const bool fp8 = w.w.dtype == DType::F8_E4M3;
+  if (fp8) {
+    float* xs = kernel_scratch(ScratchSlot::Activations, m * K);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t k = 0; k < K; ++k) xs[i * K + k] = x[i * ldx + k] * kFp8ActivationGain;
+    x = xs;
+    ldx = K;
+  }
   // fp8 blocks 128 columns at a time, so one scale per output row applies.
   const int64_t kb = w.scale_inv ? LinearWeight::kBlock : kKc;
   alignas(64) float scale[NR];
@@ -398,9 +435,9 @@ void packed_rows_pairs_f32(const float* x, int64_t m, int64_t ldx, const LinearW
     const int rows = static_cast<int>(std::min<int64_t>(NR, o1 - o));
     for (int64_t k0 = 0; k0 < K; k0 += kb) {
       const int64_t kc = std::min(kb, K - k0);
-      pack_pairs<NR>(w, o, rows, k0, kc, pairs);
+      pack_pairs<NR>(w, o, rows, k0, kc, /*true_fp8=*/false, pairs);
       const bool scaled = w.scale_inv != nullptr;
-      if (scaled) pair_scales<NR>(w, o, rows, k0, scale);
+      if (scaled) pair_scales<NR>(w, o, rows, k0, fp8 ? kFp8SumGain : 1.0f, scale);
       tile_rows_pairs_f32<V, V::kPairRows>(x + k0, m, ldx, pairs, kc, scaled ? scale : nullptr,
                                            y + (o - o0), ldy, rows, k0 > 0);
     }
@@ -422,8 +459,8 @@ void packed_rows_bf16(const uint32_t* xb, int64_t m, int64_t ldxb, const LinearW
     const int rows = static_cast<int>(std::min<int64_t>(NR, o1 - o));
     for (int64_t k0 = 0; k0 < K; k0 += kb) {
       const int64_t kc = std::min(kb, K - k0);
-      pack_pairs<NR>(w, o, rows, k0, kc, pairs);
-      if (scaled) pair_scales<NR>(w, o, rows, k0, scale);
+      pack_pairs<NR>(w, o, rows, k0, kc, /*true_fp8=*/true, pairs);
+      if (scaled) pair_scales<NR>(w, o, rows, k0, 1.0f, scale);
       tile_rows_bf16<V, V::kGemmRows>(xb + k0 / 2, m, ldxb, pairs, (kc + 1) / 2, scaled ? scale : nullptr,
                                       y + (o - o0), ldy, rows, k0 > 0);
     }

@@ -73,7 +73,8 @@ class Pool {
   // one_each: n == size() chunks of one, each thread taking exactly one.
   void run(int64_t n, int64_t grain, RangeFn fn, bool one_each = false) {
     std::lock_guard<std::mutex> serial(run_mu_);  // one parallel_for at a time
-    const int64_t chunks_wanted = std::min<int64_t>(size() * 4, (n + grain - 1) / grain);
+    // Many more chunks than threads: claimed dynamically, they balance uneven work.
+    const int64_t chunks_wanted = std::min<int64_t>(size() * 16, (n + grain - 1) / grain);
     const int64_t chunk = one_each ? 1 : std::max<int64_t>(grain, (n + chunks_wanted - 1) / chunks_wanted);
     {
       std::lock_guard<std::mutex> lk(mu_);

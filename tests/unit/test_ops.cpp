@@ -266,3 +266,28 @@ TEST(Sampling, DraftVerificationKeepsTheTargetDistribution) {
     EXPECT_NEAR(double(accepted) / draws, expected_accept, 0.01);
   }
 }
+
+TEST(Ops, ExpIsWithinTwoUlpOfTheLibrary) {
+  double worst = 0;
+  for (float x = -90.0f; x < 88.72f; x += 0.0137f) {
+    const double want = std::exp(static_cast<double>(x));
+    const float got = cpu::exp_f32(x);
+    if (x < -87.33f) {
+      EXPECT_EQ(got, 0.0f) << x;
+      continue;
+    }
+    ASSERT_TRUE(std::isfinite(got)) << x;
+    // Relative to the float spacing at the true value (denormals: to the smallest normal's).
+    const double ulp = std::max(std::abs(std::nextafter(static_cast<float>(want), INFINITY) - static_cast<float>(want)),
+                                std::numeric_limits<float>::denorm_min());
+    worst = std::max(worst, std::abs(got - want) / ulp);
+  }
+  EXPECT_LE(worst, 2.0);
+  EXPECT_EQ(cpu::exp_f32(-INFINITY), 0.0f);
+  EXPECT_GT(cpu::exp_f32(88.72f), 3.3e38f);
+  EXPECT_EQ(cpu::exp_f32(0.0f), 1.0f);
+  std::vector<float> v{1.0f, -INFINITY, 3.0f};
+  cpu::softmax_inplace(v.data(), 3);
+  EXPECT_EQ(v[1], 0.0f);
+  EXPECT_NEAR(v[0] + v[2], 1.0f, 1e-6);
+}
