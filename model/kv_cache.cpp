@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "kernels/cpu/convert.h"
 
 namespace moemesh {
 
@@ -153,7 +154,8 @@ void LatentKvCache::load(SeqId s, int64_t layer, int64_t pos, float* out) const 
       break;
     }
     case KvCacheDtype::FP8:
-      for (int64_t d = 0; d < D; ++d) out[d] = fp8e4m3_to_f32(row[d]) * scales[d < g_.latent ? 0 : 1];
+      cpu::dequantize_fp8(row, g_.latent, scales[0], out);
+      cpu::dequantize_fp8(row + g_.latent, g_.rope, scales[1], out + g_.latent);
       break;
   }
 }
