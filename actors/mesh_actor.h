@@ -9,17 +9,18 @@
 
 #include <caf/all.hpp>
 
+#include "actors/socket_monitor.h"
 #include "actors/wire_message.h"
 
 namespace moemesh {
 
-// A wire message that arrived on one of a transport's sockets.
+// A wire message that arrived on one of a transport's sockets, or (for a peer
+// connected with monitoring) its connection going down or coming up.
 struct Inbound {
   int socket = 0;                        // 0: the bound ROUTER socket; >0: a peer's DEALER
   std::vector<zmq::message_t> routing;   // ROUTER identity frames (socket 0)
-  std::optional<wire::Message> message;  // empty when the frame was malformed
-  std::string error;                     // why it was malformed
-  uint64_t request_id = 0;               // best effort for malformed frames
+  std::optional<wire::Message> message;  // empty for events
+  std::optional<PeerEvent> event;        // set instead of a message
 };
 using InboundPtr = std::shared_ptr<Inbound>;
 

@@ -7,6 +7,11 @@
 
 namespace moemesh {
 
+namespace {
+// How long a closing socket may keep sending what was queued on it.
+constexpr int kFlushLingerMs = 1000;
+}  // namespace
+
 uint64_t payload_bytes(const wire::Message& m) {
   uint64_t n = wire::kHeaderBytes;
   for (const auto& p : m.payloads) n += p.size();
@@ -44,6 +49,7 @@ void Transport::stop() {
   push(Command{});  // wakes the loop
   thread_.join();
   std::lock_guard<std::mutex> lock(mu_);  // senders check wake_tx_ under it
+  monitors_.clear();
   peers_.clear();
   router_.reset();
   wake_tx_.reset();
@@ -59,10 +65,11 @@ void Transport::push(Command c) {
   if (queue_.size() == 1) wake_tx_->send(zmq::message_t(), zmq::send_flags::dontwait);
 }
 
-int Transport::connect(const std::string& endpoint) {
+int Transport::connect(const std::string& endpoint, bool monitor) {
   Command c;
   c.kind = Command::Connect;
   c.endpoint = endpoint;
+  c.monitor = monitor;
   {
     std::lock_guard<std::mutex> lock(mu_);
     c.socket = next_socket_++;
@@ -108,10 +115,16 @@ void Transport::drain_commands() {
       if (c.kind == Command::Connect) {
         zmq::socket_t s(ctx_, zmq::socket_type::dealer);
         s.set(zmq::sockopt::linger, 0);
-        s.connect(c.endpoint);
-        peers_.emplace(c.socket, std::move(s));
+        auto& placed = peers_.emplace(c.socket, std::move(s)).first->second;
+        if (c.monitor) monitors_[c.socket] = std::make_unique<SocketMonitor>(ctx_, placed);
+        placed.connect(c.endpoint);
       } else if (c.kind == Command::Disconnect) {
-        peers_.erase(c.socket);
+        monitors_.erase(c.socket);
+        auto it = peers_.find(c.socket);
+        if (it != peers_.end()) {
+          it->second.set(zmq::sockopt::linger, kFlushLingerMs);  // what was sent last (a Leave) still goes out
+          peers_.erase(it);
+        }
       } else if (c.socket == 0) {
         if (!router_ || c.routing.empty()) continue;
         bytes_sent_ += payload_bytes(c.message);
@@ -141,7 +154,7 @@ void Transport::deliver(int socket, zmq::socket_t& s) {
     ++bad_frames_;
     spdlog::warn("transport: {}", e.what());
     if (socket == 0 && !in->routing.empty()) {
-      wire::Message err = wire::error_message(0, e.code(), e.what());
+      wire::Message err = wire::error_message(e.request_id(), e.code(), e.what());
       wire::send(s, err, &in->routing);
     }
     return;
@@ -164,9 +177,27 @@ void Transport::loop() {
       items.push_back({static_cast<void*>(s), 0, ZMQ_POLLIN, 0});
       which.push_back(id);
     }
+    const size_t first_monitor = items.size();
+    std::vector<int> monitored;
+    for (auto& [id, mon] : monitors_) {
+      items.push_back({static_cast<void*>(mon->events()), 0, ZMQ_POLLIN, 0});
+      monitored.push_back(id);
+    }
     try {
       zmq::poll(items, std::chrono::milliseconds(500));
-      for (size_t i = 0; i < items.size(); ++i) {
+      for (size_t i = first_monitor; i < items.size(); ++i) {
+        if (!(items[i].revents & ZMQ_POLLIN)) continue;
+        auto mon = monitors_.find(monitored[i - first_monitor]);
+        if (mon == monitors_.end()) continue;
+        while (auto e = mon->second->next()) {
+          auto in = std::make_shared<Inbound>();
+          in->socket = mon->first;
+          in->event = *e;
+          handed_over(in.get());
+          caf::anon_send(owner_, inbound_atom::value, std::move(in));
+        }
+      }
+      for (size_t i = 0; i < first_monitor; ++i) {
         if (!(items[i].revents & ZMQ_POLLIN)) continue;
         if (which[i] == -1) continue;
         zmq::socket_t& s = which[i] == 0 ? *router_ : peers_.at(which[i]);
@@ -179,6 +210,15 @@ void Transport::loop() {
       if (e.num() == ETERM) return;
       spdlog::error("transport: {}", e.what());
     }
+  }
+  // Stopping: what the role queued last (the final tokens of a drained
+  // request, a Leave) is sent, and the sockets get a moment to flush it.
+  try {
+    drain_commands();
+    if (router_) router_->set(zmq::sockopt::linger, kFlushLingerMs);
+    for (auto& [id, s] : peers_) s.set(zmq::sockopt::linger, kFlushLingerMs);
+  } catch (const zmq::error_t& e) {
+    spdlog::warn("transport: while stopping: {}", e.what());
   }
 }
 

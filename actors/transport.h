@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "actors/mesh_actor.h"
+#include "actors/socket_monitor.h"
 
 namespace moemesh {
 
@@ -28,7 +29,9 @@ class Transport {
   void stop();
 
   // Thread-safe. Connects a DEALER socket to `endpoint`; returns its socket number.
-  int connect(const std::string& endpoint);
+  // With `monitor`, the owner also hears the connection drop and come back
+  // (an Inbound with `event` set and no message).
+  int connect(const std::string& endpoint, bool monitor = false);
   void disconnect(int socket);
   // Thread-safe. Sends on a peer's DEALER socket, or back to a client through its
   // ROUTER identity frames.
@@ -42,6 +45,7 @@ class Transport {
   struct Command {
     enum Kind { Send, Connect, Disconnect } kind = Send;
     int socket = 0;
+    bool monitor = false;
     std::string endpoint;
     std::vector<zmq::message_t> routing;
     wire::Message message;
@@ -56,6 +60,7 @@ class Transport {
   std::string wake_endpoint_;
   std::unique_ptr<zmq::socket_t> router_;
   std::map<int, zmq::socket_t> peers_;
+  std::map<int, std::unique_ptr<SocketMonitor>> monitors_;  // declared after peers_: destroyed first
   std::unique_ptr<zmq::socket_t> wake_rx_;  // loop side
   std::mutex mu_;                           // guards queue_, wake_tx_, next_socket_
   std::deque<Command> queue_;

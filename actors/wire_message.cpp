@@ -10,6 +10,13 @@ void Message::add_payload(const void* data, size_t bytes) {
   header.payload_bytes[payloads.size() - 1] = bytes;
 }
 
+void Message::add_payload(zmq::message_t frame) {
+  const size_t bytes = frame.size();
+  payloads.push_back(std::move(frame));
+  header.payloads = static_cast<uint8_t>(payloads.size());
+  header.payload_bytes[payloads.size() - 1] = bytes;
+}
+
 void send(zmq::socket_t& s, Message& m, const std::vector<zmq::message_t>* routing) {
   if (routing)
     for (const auto& r : *routing) s.send(zmq::buffer(r.data(), r.size()), zmq::send_flags::sndmore);
@@ -41,7 +48,12 @@ std::optional<Message> receive(zmq::socket_t& s, std::vector<zmq::message_t>* ro
   std::vector<size_t> sizes;
   for (size_t i = h + 1; i < frames.size(); ++i) sizes.push_back(frames[i].size());
   Message m;
-  m.header = decode_header(std::span<const uint8_t>(static_cast<const uint8_t*>(frames[h].data()), frames[h].size()), sizes);
+  const std::span<const uint8_t> header(static_cast<const uint8_t*>(frames[h].data()), frames[h].size());
+  try {
+    m.header = decode_header(header, sizes);
+  } catch (const WireError& e) {
+    throw WireError(e.code(), e.what(), peek_request_id(header));
+  }
   for (size_t i = h + 1; i < frames.size(); ++i) {
     // ZeroMQ may hand a frame over inside its receive buffer at any offset, and
     // payload_as<T> reads T directly: a misaligned frame is copied once (fresh
@@ -78,6 +90,39 @@ nlohmann::json json_payload(const Message& m) {
   } catch (const nlohmann::json::exception& e) {
     throw WireError(ErrorCode::BadFrame, std::string("invalid JSON payload: ") + e.what());
   }
+}
+
+void put_activations(Message& m, const float* x, int64_t rows, int64_t cols, WireActivations w) {
+  m.header.rank = 2;
+  m.header.shape = {static_cast<uint32_t>(rows), static_cast<uint32_t>(cols), 0, 0};
+  m.header.dtype = activation_dtype(w);
+  if (w == WireActivations::FP8) m.header.flags |= kFlagFp8Scaled;
+  zmq::message_t values(activation_value_bytes(rows, cols, w));
+  zmq::message_t scales(activation_scale_bytes(rows, cols, w));
+  encode_activations(x, rows, cols, w, values.data(), static_cast<float*>(scales.data()));
+  m.add_payload(std::move(values));
+  if (w == WireActivations::FP8) m.add_payload(std::move(scales));
+}
+
+size_t activation_frames(const Message& m) { return m.header.flags & kFlagFp8Scaled ? 2 : 1; }
+
+WireActivations activation_encoding(const Header& h) {
+  if (h.flags & kFlagFp8Scaled) return WireActivations::FP8;
+  return h.dtype == DType::BF16 ? WireActivations::BF16 : WireActivations::F32;
+}
+
+std::vector<float> get_activations(const Message& m, int64_t cols, size_t first) {
+  const Header& h = m.header;
+  if (h.rank != 2 || h.shape[1] != cols || h.shape[0] == 0)
+    throw WireError(ErrorCode::BadFrame, "activations must be [rows > 0, " + std::to_string(cols) + "]");
+  const bool fp8 = h.flags & kFlagFp8Scaled;
+  if (m.payloads.size() < first + (fp8 ? 2 : 1)) throw WireError(ErrorCode::BadFrame, "activations: payload frames missing");
+  const int64_t rows = h.shape[0];
+  std::vector<float> x(static_cast<size_t>(rows * cols));
+  decode_activations(h.dtype, fp8, m.payloads[first].data(), m.payloads[first].size(),
+                     fp8 ? m.payload_as<float>(first + 1) : nullptr, fp8 ? m.payload_size(first + 1) : 0, rows, cols,
+                     x.data());
+  return x;
 }
 
 }  // namespace moemesh::wire

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "core/activations.h"
 #include "core/wire.h"
 
 namespace moemesh::wire {
@@ -20,6 +21,7 @@ struct Message {
 
   // Adds a payload frame (copies the bytes once into a ZeroMQ message).
   void add_payload(const void* data, size_t bytes);
+  void add_payload(zmq::message_t frame);  // without a copy
   template <class T>
   void add_payload(const std::vector<T>& v) { add_payload(v.data(), v.size() * sizeof(T)); }
   template <class T>
@@ -37,6 +39,17 @@ void send(zmq::socket_t& s, Message& m, const std::vector<zmq::message_t>* routi
 std::optional<Message> receive(zmq::socket_t& s, std::vector<zmq::message_t>* routing = nullptr);
 
 Message error_message(uint64_t request_id, ErrorCode code, const std::string& text);
+
+// Sets the header's rank, shape, dtype and flags for [rows, cols] activations and
+// adds their payload frames (core/activations.h), written straight into them.
+void put_activations(Message& m, const float* x, int64_t rows, int64_t cols, WireActivations w);
+// The activations of payload `first` (and its scale frame) as f32 [rows, cols]:
+// rows from the header, which must be [rows > 0, cols]. Throws WireError(BadFrame).
+std::vector<float> get_activations(const Message& m, int64_t cols, size_t first = 0);
+// Payload frames the activations of `m` take (1, or 2 with fp8 scales).
+size_t activation_frames(const Message& m);
+// The encoding the header announces (F32 for anything that is neither bf16 nor fp8).
+WireActivations activation_encoding(const Header& h);
 
 // A message whose single payload is `j` as JSON text (Hello, Control, Generate, Tokens …).
 Message json_message(MsgType type, uint64_t request_id, const nlohmann::json& j);

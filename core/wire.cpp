@@ -33,6 +33,24 @@ constexpr uint8_t dtype_code(DType t) { return static_cast<uint8_t>(t); }
 
 }  // namespace
 
+bool is_known_type(uint16_t type) { return type <= kMaxMsgType && type != 3 && type != 4; }
+
+const char* error_code_name(ErrorCode c) {
+  switch (c) {
+    case ErrorCode::None: return "none";
+    case ErrorCode::BadFrame: return "bad_frame";
+    case ErrorCode::Unsupported: return "unsupported";
+    case ErrorCode::Overloaded: return "overloaded";
+    case ErrorCode::Failed: return "failed";
+    case ErrorCode::Timeout: return "timeout";
+    case ErrorCode::ShuttingDown: return "shutting_down";
+    case ErrorCode::NotHeld: return "not_held";
+    case ErrorCode::TooLarge: return "too_large";
+    case ErrorCode::NoReplica: return "no_replica";
+  }
+  return "?";
+}
+
 uint64_t Header::numel() const {
   uint64_t n = 1;
   for (size_t i = 0; i < rank; ++i) n *= shape[i];
@@ -58,16 +76,24 @@ std::array<uint8_t, kHeaderBytes> encode_header(const Header& h) {
   return b;
 }
 
+uint64_t peek_request_id(std::span<const uint8_t> frame) {
+  if (frame.size() != kHeaderBytes || get<uint32_t>(frame.data(), kOffMagic) != kMagic) return 0;
+  return get<uint64_t>(frame.data(), kOffRequest);
+}
+
 Header decode_header(std::span<const uint8_t> frame, std::span<const size_t> payload_sizes) {
   if (frame.size() != kHeaderBytes)
     bad("header is " + std::to_string(frame.size()) + " bytes, expected " + std::to_string(kHeaderBytes));
   const uint8_t* p = frame.data();
   if (get<uint32_t>(p, kOffMagic) != kMagic) bad("magic");
   const uint16_t version = get<uint16_t>(p, kOffVersion);
-  if (version != kVersion) throw WireError(ErrorCode::Unsupported, "bad frame: version " + std::to_string(version) + " (this side speaks 1)");
+  if (version < kMinVersion || version > kVersion)
+    throw WireError(ErrorCode::Unsupported, "bad frame: wire version " + std::to_string(version) + "; this side reads " +
+                                                std::to_string(kMinVersion) + ".." + std::to_string(kVersion) +
+                                                " (roles of one rollout must overlap: docs/WIRE.md)");
   Header h;
   const uint16_t type = get<uint16_t>(p, kOffType);
-  if (type > kMaxMsgType) bad("message type " + std::to_string(type));
+  if (!is_known_type(type)) bad("message type " + std::to_string(type));
   h.type = static_cast<MsgType>(type);
   h.flags = get<uint16_t>(p, kOffFlags);
   if (h.flags & ~kFlagFp8Scaled) bad("unknown flags " + std::to_string(h.flags));
@@ -114,30 +140,6 @@ Header decode_header(std::span<const uint8_t> frame, std::span<const size_t> pay
     if (h.payload_bytes[1] != static_cast<uint64_t>(h.shape[0]) * blocks * 4) bad("fp8 scale frame size");
   }
   return h;
-}
-
-Fp8Rows quantize_rows_fp8(const float* x, int64_t rows, int64_t cols) {
-  const int64_t blocks = (cols + 127) / 128;
-  Fp8Rows q;
-  q.values.resize(rows * cols);
-  q.scales.resize(rows * blocks);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t c0 = b * 128, c1 = std::min(cols, c0 + 128);
-      float amax = 0.0f;
-      for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(x[r * cols + c]));
-      const float s = amax > 0 && std::isfinite(amax) ? amax / kFp8E4M3Max : 1.0f;
-      q.scales[r * blocks + b] = s;
-      for (int64_t c = c0; c < c1; ++c) q.values[r * cols + c] = f32_to_fp8e4m3(x[r * cols + c] / s);
-    }
-  return q;
-}
-
-void dequantize_rows_fp8(const uint8_t* values, const float* scales, int64_t rows, int64_t cols, float* out) {
-  const int64_t blocks = (cols + 127) / 128;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c)
-      out[r * cols + c] = fp8e4m3_to_f32(values[r * cols + c]) * scales[r * blocks + c / 128];
 }
 
 }  // namespace moemesh::wire

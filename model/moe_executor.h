@@ -1,18 +1,27 @@
 // The seam between attention and experts: the attention side hands a MoE layer's
 // normed hidden states to an executor and gets the routed experts' combined output
 // back. In one process the executor runs gate and experts locally; in the mesh it
-// is the router service.
+// is an ExpertDispatcher that sends the rows to expert hosts.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <stdexcept>
 
 #include "model/experts.h"
 #include "model/forward_context.h"
 #include "model/moe_gate.h"
 
 namespace moemesh {
+
+// A MoE layer's routed experts could not be computed: no live host holds one of
+// them, or none answered within the wait cap. The step's requests fail; the
+// service keeps running, and trying again later may succeed.
+class ExpertsUnavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class MoeExecutor {
  public:

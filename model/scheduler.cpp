@@ -33,11 +33,11 @@ void Scheduler::submit(GenerationRequest req) {
   const int64_t total = static_cast<int64_t>(req.prompt.size()) + req.max_new_tokens;
   if (total > engine_.config().max_position_embeddings)
     throw RequestRefused("prompt plus max_new_tokens (" + std::to_string(total) + ") exceeds the model's context of " +
-                         std::to_string(engine_.config().max_position_embeddings));
+                         std::to_string(engine_.config().max_position_embeddings), Refusal::TooLarge);
   if (cache.pages_for(total) > cache.total_pages())
     throw RequestRefused("prompt plus max_new_tokens (" + std::to_string(total) + " tokens) exceeds the KV cache (" +
-                         std::to_string(cache.total_pages() * cache.page_tokens()) + " tokens)");
-  if (static_cast<int64_t>(waiting_.size()) >= opts_.max_waiting) throw RequestRefused("the queue is full");
+                         std::to_string(cache.total_pages() * cache.page_tokens()) + " tokens)", Refusal::TooLarge);
+  if (static_cast<int64_t>(waiting_.size()) >= opts_.max_waiting) throw RequestRefused("the queue is full", Refusal::Overloaded);
   if (running_.count(req.id) || std::any_of(waiting_.begin(), waiting_.end(), [&](const auto& w) { return w.id == req.id; }))
     throw RequestRefused("request id " + std::to_string(req.id) + " is already in use");
   waiting_.push_back(std::move(req));
@@ -192,6 +192,7 @@ std::vector<TokenEvent> Scheduler::step() {
       if (it == running_.end()) continue;
       finish(it, FinishReason::Error, events);
       events.back().error = e.what();
+      events.back().unavailable = dynamic_cast<const ExpertsUnavailable*>(&e) != nullptr;
     }
     return events;
   }

@@ -36,6 +36,7 @@ struct TokenEvent {
   int32_t token = -1;
   FinishReason finish = FinishReason::None;  // set on the request's last event
   std::string error;                         // why, with FinishReason::Error
+  bool unavailable = false;                  // the error was the experts being unreachable (worth retrying later)
 };
 
 struct SchedulerOptions {
@@ -47,9 +48,15 @@ struct SchedulerOptions {
   int64_t max_speculative_batch = 4;
 };
 
+// Why a request was refused: bad in itself, beyond a limit, or no room now.
+enum class Refusal { Invalid, TooLarge, Overloaded };
 class RequestRefused : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit RequestRefused(const std::string& what, Refusal kind = Refusal::Invalid) : std::runtime_error(what), kind_(kind) {}
+  Refusal kind() const { return kind_; }
+
+ private:
+  Refusal kind_;
 };
 
 class Scheduler {

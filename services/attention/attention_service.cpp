@@ -1,4 +1,6 @@
-#include "services/attention/attention_service.h"
+// The attention role as an actor: Generate, Score and Control on its ROUTER
+// socket; the scheduler and engine on its compute queue, one job at a time.
+#include <unistd.h>
 
 #include <deque>
 
@@ -10,9 +12,9 @@
 #include "actors/mesh_actor.h"
 #include "actors/role_metrics.h"
 #include "actors/transport.h"
-#include "services/attention/generate_protocol.h"
-#include "services/attention/router_client.h"
-#include "services/mtp_draft/mtp_draft_service.h"
+#include "services/attention/api.h"
+#include "services/expert_host/client.h"
+#include "services/mtp_draft/client.h"
 
 namespace moemesh {
 namespace {
@@ -32,6 +34,18 @@ std::vector<zmq::message_t> routing_of(const Identity& id) {
 
 using wire::json_message;
 
+// Score sequences take engine sequence ids far from the scheduler's (which count from 1).
+constexpr SeqId kScoreSequences = SeqId{0x53434f5245} << 24;  // "SCORE"
+
+wire::ErrorCode code_of(Refusal r) {
+  switch (r) {
+    case Refusal::Invalid: return wire::ErrorCode::BadFrame;
+    case Refusal::TooLarge: return wire::ErrorCode::TooLarge;
+    case Refusal::Overloaded: return wire::ErrorCode::Overloaded;
+  }
+  return wire::ErrorCode::Failed;
+}
+
 class AttentionActor : public caf::event_based_actor {
  public:
   AttentionActor(caf::actor_config& c, AttentionOptions opts, zmq::context_t* ctx, std::promise<std::string>* bound,
@@ -48,10 +62,17 @@ class AttentionActor : public caf::event_based_actor {
       eo.moe_lanes = opts_.micro_batches;
       zmq::context_t* ctx = &ctx_;
       const AttentionOptions o = opts_;
-      eo.make_moe = [ctx, o](const ModelConfig& cfg, const Checkpoint&, const std::vector<int64_t>& layers) -> std::unique_ptr<MoeExecutor> {
+      auto dispatchers = &dispatchers_;
+      eo.make_moe = [ctx, o, dispatchers](const ModelConfig& cfg, const Checkpoint& ckpt,
+                                          const std::vector<int64_t>& layers) -> std::unique_ptr<MoeExecutor> {
         if (layers.empty()) return nullptr;
         if (o.router.empty()) throw std::runtime_error("this model has MoE layers: the attention role needs a router address");
-        return std::make_unique<RouterClient>(*ctx, o.router, cfg.hidden_size, o.activations, o.router_timeout);
+        DispatcherOptions d = o.dispatch;
+        d.count_layers = o.metrics_per_layer;
+        d.name = "attention-" + std::to_string(::getpid()) + "/" + std::to_string(dispatchers->size());
+        auto e = std::make_unique<ExpertDispatcher>(*ctx, cfg, ckpt, layers, o.router, d);
+        dispatchers->push_back(e.get());
+        return e;
       };
       const auto load_start = std::chrono::steady_clock::now();
       engine_ = std::make_unique<Engine>(opts_.model, eo);
@@ -73,14 +94,16 @@ class AttentionActor : public caf::event_based_actor {
       m_accepted_ = &metrics_->counter("moemesh_mtp_accepted_tokens_total", "Draft tokens accepted, by draft position");
       m_requests_ = &metrics_->counter("moemesh_requests_total", "Generations finished, by finish reason");
       metrics_->gauge("moemesh_model_load_seconds", "Time this role took to load its part of the model").Add({}).Set(load_seconds_);
+      dispatch_metrics_ = std::make_unique<DispatcherMetrics>(*metrics_, opts_.metrics_per_layer);
       bound_->set_value(ep);
     } catch (...) {
       bound_->set_exception(std::current_exception());
       quit();
       return {};
     }
-    spdlog::info("attention: {} layers, KV cache {} tokens, router {}, speculation {}", engine_->config().num_hidden_layers,
+    spdlog::info("attention: {} layers, KV cache {} tokens, router {}{}, speculation {}", engine_->config().num_hidden_layers,
                  opts_.kv_tokens, opts_.router.empty() ? "-" : opts_.router,
+                 opts_.dispatch.zone.empty() ? "" : ", zone " + opts_.dispatch.zone,
                  opts_.speculative > 0 && drafter_ ? std::to_string(opts_.speculative) + " drafts via " + opts_.mtp : "off");
     return {
         [this](inbound_atom, const InboundPtr& in) {
@@ -112,9 +135,9 @@ class AttentionActor : public caf::event_based_actor {
   };
 
   void on_inbound(Inbound& in) {
+    if (in.socket != 0 || !in.message) return;
     const wire::Message& m = *in.message;
     try {
-      if (in.socket != 0) return;
       switch (m.header.type) {
         case wire::MsgType::Generate: return on_generate(in);
         case wire::MsgType::Score: return on_score(in);
@@ -141,7 +164,7 @@ class AttentionActor : public caf::event_based_actor {
       if (!left.empty()) spdlog::warn("attention: {} requests did not finish before the shutdown deadline", left.size());
       for (uint64_t id : left) {
         cancels_.push_back(id);
-        send_tokens(id, {}, "error", "attention: shut down before this request finished");
+        send_error(id, wire::ErrorCode::ShuttingDown, "attention: shut down before this request finished");
       }
       kick();
     }));
@@ -156,7 +179,7 @@ class AttentionActor : public caf::event_based_actor {
     refuse_if_draining();
     GenerationRequest r;
     try {
-      r = parse_generate_request(wire::json_payload(*in.message));
+      r = generation_request_from_json(wire::json_payload(*in.message));
     } catch (const std::invalid_argument& e) {
       throw wire::WireError(wire::ErrorCode::BadFrame, std::string("attention: ") + e.what());
     }
@@ -170,49 +193,41 @@ class AttentionActor : public caf::event_based_actor {
 
   void on_score(Inbound& in) {
     refuse_if_draining();
-    const wire::Message& m = *in.message;
-    if (m.payloads.empty() || m.payloads.size() > 2 || m.payload_size(0) == 0 || m.payload_size(0) % 4 != 0)
-      throw wire::WireError(wire::ErrorCode::BadFrame, "attention: Score needs int32 token ids (and optionally int32 sequence lengths)");
-    const auto* p = m.payload_as<int32_t>(0);
-    std::vector<int32_t> tokens(p, p + m.payload_size(0) / 4);
-    std::vector<int32_t> lengths{static_cast<int32_t>(tokens.size())};
-    if (m.payloads.size() == 2) {
-      if (m.payload_size(1) == 0 || m.payload_size(1) % 4 != 0 || m.payload_size(1) / 4 > 4096)
-        throw wire::WireError(wire::ErrorCode::BadFrame, "attention: Score lengths must be 1..4096 int32 values");
-      lengths.assign(m.payload_as<int32_t>(1), m.payload_as<int32_t>(1) + m.payload_size(1) / 4);
-      int64_t total = 0;
-      for (int32_t l : lengths) {
-        if (l < 1) throw wire::WireError(wire::ErrorCode::BadFrame, "attention: Score lengths must be >= 1");
-        total += l;
-      }
-      if (total != static_cast<int64_t>(tokens.size()))
-        throw wire::WireError(wire::ErrorCode::BadFrame, "attention: Score lengths do not add up to the token count");
-    }
-    const bool want_mtp = m.header.aux & 1;
-    if (want_mtp && !drafter_) throw wire::WireError(wire::ErrorCode::Unsupported, "attention: no mtp-draft role configured for MTP logits");
-    scores_.push_back({identity_of(in.routing), m.header.request_id, std::move(tokens), std::move(lengths), want_mtp});
+    ScoreRequest r = decode_score(*in.message);
+    if (r.mtp && !drafter_) throw wire::WireError(wire::ErrorCode::Unsupported, "attention: no mtp-draft role configured for MTP logits");
+    scores_.push_back({identity_of(in.routing), in.message->header.request_id, std::move(r)});
     kick();
   }
 
   void on_control(Inbound& in) {
-    const nlohmann::json j = wire::json_payload(*in.message);
-    const std::string cmd = j.is_object() ? j.value("cmd", "") : "";
+    AttentionCommand c;
+    try {
+      c = attention_command_from_json(wire::json_payload(*in.message));
+    } catch (const std::invalid_argument& e) {
+      throw wire::WireError(wire::ErrorCode::Unsupported, std::string("attention: ") + e.what());
+    }
     nlohmann::json r;
-    if (cmd == "cancel") {
+    if (c.kind == AttentionCommandKind::Cancel) {
       // Cancels the caller's own Generate with that request id.
-      const auto it = by_client_.find({identity_of(in.routing), j.value("request", uint64_t{0})});
+      const auto it = by_client_.find({identity_of(in.routing), c.request});
       r["cancelled"] = it != by_client_.end();
       if (it != by_client_.end()) {
         cancels_.push_back(it->second);
         kick();
       }
-    } else if (cmd == "stats") {
+    } else {
       r = stats_;
       r["clients"] = clients_.size();
-    } else {
-      throw wire::WireError(wire::ErrorCode::Unsupported, "attention: control commands: cancel {request}, stats");
+      r["dispatch"] = to_json(dispatch_stats(false));
     }
     transport_.reply(std::move(in.routing), json_message(wire::MsgType::Control, in.message->header.request_id, r));
+  }
+
+  // Every dispatcher's counters together (one per micro-batch lane).
+  DispatcherStats dispatch_stats(bool take_latencies) const {
+    DispatcherStats all;
+    for (const ExpertDispatcher* d : dispatchers_) all += d->stats(take_latencies);
+    return all;
   }
 
   // Starts the next compute job when none is running. The scheduler and engine
@@ -225,7 +240,7 @@ class AttentionActor : public caf::event_based_actor {
       try {
         scheduler_->submit(std::move(r));
       } catch (const RequestRefused& e) {
-        send_tokens(id, {}, "error", e.what());
+        send_error(id, code_of(e.kind()), e.what());
       }
     }
     queued_.clear();
@@ -282,6 +297,7 @@ class AttentionActor : public caf::event_based_actor {
       if (e.token >= 0) m_tokens_->Increment();
       if (e.finish != FinishReason::None) m_requests_->Add({{"finish", finish_reason_name(e.finish)}}).Increment();
     }
+    if (dispatch_metrics_) dispatch_metrics_->update(dispatch_stats(true));
     for (size_t i = 0; i < stats_["drafted"].size(); ++i) {
       const double d = stats_["drafted"][i].get<double>(), a = stats_["accepted"][i].get<double>();
       if (seen_drafted_.size() <= i) {
@@ -304,21 +320,27 @@ class AttentionActor : public caf::event_based_actor {
       if (fresh) order.push_back(e.id);
       if (e.token >= 0) it->second.tokens.push_back(e.token);
       if (e.finish != FinishReason::None) {
-        it->second.finish = finish_reason_name(e.finish);
+        it->second.finish = e.finish;
         it->second.error = e.error;
+        if (e.finish == FinishReason::Error) it->second.code = e.unavailable ? wire::ErrorCode::NoReplica : wire::ErrorCode::Failed;
       }
     }
-    for (uint64_t id : order) send_tokens(id, out[id].tokens, out[id].finish, out[id].error);
+    for (uint64_t id : order) send_update(id, out[id]);
   }
 
-  void send_tokens(uint64_t id, const std::vector<int32_t>& tokens, const std::string& finish, const std::string& error) {
+  void send_error(uint64_t id, wire::ErrorCode code, const std::string& what) {
+    TokensUpdate u;
+    u.finish = FinishReason::Error;
+    u.error = what;
+    u.code = code;
+    send_update(id, u);
+  }
+
+  void send_update(uint64_t id, const TokensUpdate& u) {
     auto c = clients_.find(id);
     if (c == clients_.end()) return;
-    nlohmann::json j{{"tokens", tokens}};
-    if (!finish.empty()) j["finish"] = finish;
-    if (!error.empty()) j["error"] = error;
-    transport_.reply(routing_of(c->second.who), json_message(wire::MsgType::Tokens, c->second.request_id, j));
-    if (!finish.empty()) {
+    transport_.reply(routing_of(c->second.who), json_message(wire::MsgType::Tokens, c->second.request_id, to_json(u)));
+    if (u.finished()) {
       by_client_.erase({c->second.who, c->second.request_id});
       clients_.erase(c);
     }
@@ -327,22 +349,20 @@ class AttentionActor : public caf::event_based_actor {
   struct ScoreJob {
     Identity who;
     uint64_t request_id;
-    std::vector<int32_t> tokens;
-    std::vector<int32_t> lengths;  // of each sequence in `tokens`
-    bool mtp;
+    ScoreRequest request;
   };
 
   // Every position's logits of each sequence, all in one engine step as eval does
   // (and the MTP module's, from the drafter, one sequence at a time).
   void run_score(const ScoreJob& job) {
     wire::Message r;
-    const SeqId base = 0x53434f5245000000ull + (next_score_ << 12);
+    const SeqId base = kScoreSequences + (next_score_ << 12);
     ++next_score_;
     std::vector<StepInput> inputs;
-    size_t at = 0;
-    for (size_t i = 0; i < job.lengths.size(); ++i) {
-      inputs.push_back({base + i, std::vector<int32_t>(job.tokens.begin() + at, job.tokens.begin() + at + job.lengths[i]), true});
-      at += job.lengths[i];
+    size_t total = 0;
+    for (size_t i = 0; i < job.request.sequences.size(); ++i) {
+      inputs.push_back({base + i, job.request.sequences[i], true});
+      total += job.request.sequences[i].size();
     }
     try {
       const int64_t V = engine_->config().vocab_size, H = engine_->config().hidden_size;
@@ -352,10 +372,10 @@ class AttentionActor : public caf::event_based_actor {
       r.header.request_id = job.request_id;
       r.header.dtype = DType::F32;
       r.header.rank = 2;
-      r.header.shape = {static_cast<uint32_t>(job.tokens.size()), static_cast<uint32_t>(V), 0, 0};
+      r.header.shape = {static_cast<uint32_t>(total), static_cast<uint32_t>(V), 0, 0};
       r.add_payload(s.logits);
       std::vector<float> mtp;
-      if (job.mtp) {
+      if (job.request.mtp) {
         for (size_t i = 0; i < inputs.size(); ++i) {
           const SeqChunk& c = s.chunks[i];
           if (c.len < 2) continue;
@@ -369,7 +389,9 @@ class AttentionActor : public caf::event_based_actor {
       r.add_payload(mtp);
     } catch (const std::exception& e) {
       for (const auto& in : inputs) engine_->release(in.seq);
-      r = wire::error_message(job.request_id, wire::ErrorCode::Failed, std::string("attention: ") + e.what());
+      const bool unavailable = dynamic_cast<const ExpertsUnavailable*>(&e) != nullptr;
+      r = wire::error_message(job.request_id, unavailable ? wire::ErrorCode::NoReplica : wire::ErrorCode::Failed,
+                              std::string("attention: ") + e.what());
     }
     transport_.reply(routing_of(job.who), std::move(r));
   }
@@ -391,6 +413,8 @@ class AttentionActor : public caf::event_based_actor {
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<RemoteDrafter> drafter_;
+  std::vector<ExpertDispatcher*> dispatchers_;  // owned by the engine, one per lane
+  std::unique_ptr<DispatcherMetrics> dispatch_metrics_;
   bool busy_ = false;
   DrainState drain_;
   std::vector<GenerationRequest> queued_;

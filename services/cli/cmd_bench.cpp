@@ -16,8 +16,8 @@
 #include "kernels/cpu/thread_pool.h"
 #include "model/engine.h"
 #include "model/weight_traffic.h"
-#include "services/cli/commands.h"
-#include "services/cli/engine_flags.h"
+#include "commands.h"
+#include "engine_flags.h"
 
 namespace moemesh::cli {
 namespace {

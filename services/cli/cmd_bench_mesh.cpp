@@ -13,8 +13,8 @@
 #include <spdlog/spdlog.h>
 
 #include "model/scheduler.h"
-#include "services/attention/attention_client.h"
-#include "services/cli/commands.h"
+#include "services/attention/client.h"
+#include "commands.h"
 #include "services/mesh/mesh_launcher.h"
 
 namespace moemesh::cli {
@@ -53,24 +53,47 @@ double run_local(const std::string& model, int batch, int64_t prompt, int64_t n,
   return tokens / std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-// Tokens/s of `batch` concurrent clients of a running mesh.
-double run_clients(zmq::context_t& ctx, const std::string& attention, int batch, int64_t prompt, int64_t n, int64_t vocab) {
+struct ClientRun {
+  double tokens_per_s = 0;
+  int failed = 0;
+  int64_t tokens = 0;
+};
+
+// Tokens/s of `batch` concurrent clients of a running mesh. A failed request is
+// counted (and its reason logged), never fatal.
+ClientRun run_clients(zmq::context_t& ctx, const std::string& attention, int batch, int64_t prompt, int64_t n, int64_t vocab) {
   const auto ps = prompts(batch, prompt, vocab);
   std::atomic<int64_t> tokens{0};
+  std::atomic<int> failed{0};
   std::vector<std::thread> th;
   const auto t0 = clock_type::now();
   for (int i = 0; i < batch; ++i)
     th.emplace_back([&, i] {
-      AttentionClient c(ctx, attention);
-      GenerationRequest r;
-      r.prompt = ps[i];
-      r.max_new_tokens = n;
-      const auto u = c.generate(r);
-      if (u.finish == "error") throw std::runtime_error(u.error);
-      tokens += static_cast<int64_t>(u.tokens.size());
+      try {
+        AttentionClient c(ctx, attention);
+        GenerationRequest r;
+        r.prompt = ps[i];
+        r.max_new_tokens = n;
+        const auto u = c.generate(r);
+        tokens += static_cast<int64_t>(u.tokens.size());
+        if (u.finish == FinishReason::Error) throw std::runtime_error(u.error);
+      } catch (const std::exception& e) {
+        ++failed;
+        spdlog::warn("bench-mesh: request {} failed: {}", i, e.what());
+      }
     });
   for (auto& t : th) t.join();
-  return tokens / std::chrono::duration<double>(clock_type::now() - t0).count();
+  ClientRun r;
+  r.tokens = tokens;
+  r.failed = failed;
+  r.tokens_per_s = static_cast<double>(tokens) / std::chrono::duration<double>(clock_type::now() - t0).count();
+  return r;
+}
+
+int64_t moe_layers(const ModelConfig& mc) {
+  int64_t n = 0;
+  for (int64_t l = 0; l < mc.num_hidden_layers; ++l) n += mc.is_moe_layer(l) ? 1 : 0;
+  return n;
 }
 
 }  // namespace
@@ -103,10 +126,12 @@ void add_bench_mesh_command(CLI::App& app) {
       return j;
     };
     const auto dir = std::filesystem::temp_directory_path() / ("moemesh-bench-" + std::to_string(getpid()));
-    std::cout << "| batch | one process tok/s | mesh inproc tok/s | mesh tcp tok/s | tcp / one process |\n|---:|---:|---:|---:|---:|\n";
+    const int64_t layers = moe_layers(mc);
+    std::cout << "| batch | one process tok/s | mesh inproc tok/s | mesh tcp tok/s | tcp / one process |"
+                 " tcp: added µs per MoE layer per step | failed requests |\n|---:|---:|---:|---:|---:|---:|---:|\n";
     for (int b : a->batches) {
       const double local = run_local(a->model, b, a->prompt, a->tokens, 0);
-      double inproc = 0, tcp = 0;
+      ClientRun inproc, tcp;
       {
         InProcessMesh m(ClusterConfig::from_json(config({"attention.speculative=0", "mtp_draft.enabled=false"}, "inproc")), ctx);
         const auto ep = m.start();
@@ -117,26 +142,32 @@ void add_bench_mesh_command(CLI::App& app) {
         const auto ep = m.start();
         tcp = run_clients(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size);
       }
-      std::printf("| %d | %.1f | %.1f | %.1f | %.2f |\n", b, local, inproc, tcp, tcp / local);
+      // A step makes `b` tokens: the mesh's extra time per step, spread over its MoE layers.
+      const double added_us = layers > 0 && tcp.tokens_per_s > 0
+                                  ? (b / tcp.tokens_per_s - b / local) / static_cast<double>(layers) * 1e6
+                                  : 0.0;
+      std::printf("| %d | %.1f | %.1f | %.1f | %.2f | %.0f | %d |\n", b, local, inproc.tokens_per_s, tcp.tokens_per_s,
+                  tcp.tokens_per_s / local, added_us, inproc.failed + tcp.failed);
       std::fflush(stdout);
     }
-    // Router traffic per generated token, bf16 and fp8 dispatch (tcp, batch 8).
-    std::cout << "\n| dispatch | router bytes sent per token | tok/s |\n|---|---:|---:|\n";
-    for (const char* d : {"bf16", "fp8"}) {
-      ProcessMesh m(bin, config({"attention.speculative=0", "mtp_draft.enabled=false", std::string("router.dispatch=") + d}, "tcp"), dir, ctx);
+    // Bytes between attention and the expert hosts per generated token (tcp, batch 8).
+    std::cout << "\n| dispatch | bytes on the wire per token (to hosts and back) | tok/s |\n|---|---:|---:|\n";
+    for (const char* d : {"f32", "bf16", "fp8"}) {
+      ProcessMesh m(bin, config({"attention.speculative=0", "mtp_draft.enabled=false", std::string("dispatch.activations=") + d}, "tcp"), dir, ctx);
       const auto ep = m.start();
-      const double tps = run_clients(ctx, ep.attention, 8, a->prompt, a->tokens, mc.vocab_size);
-      const auto st = control_call(ctx, ep.router, {{"cmd", "stats"}});
-      const double bytes = st["bytes_sent"].get<double>() / (8.0 * static_cast<double>(a->prompt + a->tokens));
-      std::printf("| %s | %.0f | %.1f |\n", d, bytes, tps);
+      const ClientRun run = run_clients(ctx, ep.attention, 8, a->prompt, a->tokens, mc.vocab_size);
+      const auto st = AttentionClient(ctx, ep.attention).stats()["dispatch"];
+      const double bytes = (st["bytes_sent"].get<double>() + st["bytes_received"].get<double>()) /
+                           std::max<double>(1.0, static_cast<double>(run.tokens) + 8.0 * static_cast<double>(a->prompt));
+      std::printf("| %s | %.0f | %.1f |\n", d, bytes, run.tokens_per_s);
     }
     if (mc.num_nextn_predict_layers > 0 && a->spec > 0) {
       std::cout << "\n| speculation (batch 1, tcp mesh) | tok/s | acceptance per draft position |\n|---|---:|---|\n";
       for (int k : {0, a->spec}) {
         ProcessMesh m(bin, config({"attention.speculative=" + std::to_string(k)}, "tcp"), dir, ctx);
         const auto ep = m.start();
-        const double tps = run_clients(ctx, ep.attention, 1, a->prompt, a->tokens * 4, mc.vocab_size);
-        const auto st = control_call(ctx, ep.attention, {{"cmd", "stats"}});
+        const double tps = run_clients(ctx, ep.attention, 1, a->prompt, a->tokens * 4, mc.vocab_size).tokens_per_s;
+        const auto st = AttentionClient(ctx, ep.attention).stats();
         std::string acc;
         for (size_t i = 0; i < st["drafted"].size(); ++i)
           acc += (i ? ", " : "") + std::to_string(st["accepted"][i].get<double>() / std::max(1.0, st["drafted"][i].get<double>())).substr(0, 4);

@@ -6,7 +6,7 @@
 #include <boost/beast.hpp>
 #include <nlohmann/json.hpp>
 
-#include "services/cli/commands.h"
+#include "commands.h"
 
 namespace moemesh::cli {
 

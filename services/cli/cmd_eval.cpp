@@ -8,10 +8,11 @@
 #include <spdlog/spdlog.h>
 
 #include "model/eval.h"
-#include "services/expert_host/expert_host.h"
-#include "services/router/remote_moe.h"
-#include "services/cli/commands.h"
-#include "services/cli/engine_flags.h"
+#include "services/attention/client.h"
+#include "services/expert_host/api.h"
+#include "services/expert_host/client.h"
+#include "commands.h"
+#include "engine_flags.h"
 #include "services/mesh/mesh_eval.h"
 #include "services/mesh/mesh_launcher.h"
 
@@ -50,10 +51,9 @@ void add_eval_command(CLI::App& app) {
     const EvalRequest req = EvalRequest::from_json(j);
     if (a->mesh) {
       // f32 on every hop unless --wire says otherwise, so the mesh can be compared exactly.
-      std::vector<std::string> sets{"router.dispatch=" + a->wire, "attention.activations=" + a->wire,
-                                    "compute=" + a->engine.compute, "attention.kv_cache_dtype=" + a->engine.kv_dtype};
+      std::vector<std::string> sets{"dispatch.activations=" + a->wire, "compute=" + a->engine.compute,
+                                    "attention.kv_cache_dtype=" + a->engine.kv_dtype};
       if (a->engine.mla != "auto") throw CLI::ValidationError("--mla", "is not a setting of the mesh (eval without --mesh)");
-      if (a->wire == "fp8") sets[1] = "attention.activations=bf16";
       sets.insert(sets.end(), a->sets.begin(), a->sets.end());
       nlohmann::json cj = load_cluster_json(a->config, sets, "tcp");
       cj["model"] = a->model;
@@ -84,16 +84,21 @@ void add_eval_command(CLI::App& app) {
     for (const auto& s : req.sequences) tokens += static_cast<int64_t>(s.size());
     opts.kv_tokens = std::max<int64_t>(opts.kv_tokens, tokens + req.greedy_prompt.size() + req.greedy_new_tokens + 1024);
     if (!a->hosts.empty()) {
-      std::vector<ExpertHostSpec> hosts;
+      // The mesh's own dispatch, with a fixed placement instead of the router's table.
+      std::vector<StaticExpertHost> hosts;
       const ModelConfig cfg = ModelConfig::load(a->model);
       for (const auto& spec : a->hosts) {
         const size_t eq = spec.rfind('=');
         if (eq == std::string::npos) throw CLI::ValidationError("--expert-host", "'" + spec + "' is not ENDPOINT=IDS");
-        hosts.push_back({spec.substr(0, eq), parse_id_ranges(spec.substr(eq + 1), static_cast<int32_t>(cfg.n_routed_experts))});
+        hosts.push_back({spec.substr(0, eq), spec.substr(0, eq), "",
+                         parse_id_ranges(spec.substr(eq + 1), static_cast<int32_t>(cfg.n_routed_experts))});
       }
-      const WireActivations w = a->wire == "bf16" ? WireActivations::BF16 : a->wire == "fp8" ? WireActivations::FP8 : WireActivations::F32;
-      opts.make_moe = [hosts, w](const ModelConfig& c, const Checkpoint& ck, const std::vector<int64_t>& layers) {
-        return std::make_unique<RemoteMoe>(c, ck, layers, hosts, w);
+      DispatcherOptions d;
+      d.name = "eval";
+      d.activations = *wire_activations_from_name(a->wire);
+      auto ctx = std::make_shared<zmq::context_t>(1);
+      opts.make_moe = [hosts, d, ctx](const ModelConfig& c, const Checkpoint& ck, const std::vector<int64_t>& layers) {
+        return std::make_unique<ExpertDispatcher>(*ctx, c, ck, layers, hosts, d);
       };
     }
     Engine engine(a->model, opts);

@@ -10,11 +10,12 @@
 
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/streaming_decoder.h"
-#include "kernels/cpu/sampling.h"
 #include "model/engine.h"
+#include "model/drafter.h"
+#include "model/scheduler.h"
 #include "model/speculative.h"
-#include "services/cli/commands.h"
-#include "services/cli/engine_flags.h"
+#include "commands.h"
+#include "engine_flags.h"
 
 namespace moemesh::cli {
 
@@ -63,7 +64,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", a->sp.seed, "sampling seed");
   cmd->add_flag("--ignore-eos", a->ignore_eos, "do not stop at the end-of-sequence token");
   cmd->add_option("--speculative", a->speculative,
-                  "draft K tokens per step with the MTP module and verify them (exact for greedy, rejection sampling otherwise; generates exactly --max-new-tokens)")
+                  "draft K tokens per step with the MTP module and verify them (exact for greedy, rejection sampling otherwise)")
       ->check(CLI::Range(0, 16));
   cmd->callback([a] {
     std::shared_ptr<const tok::Tokenizer> tk;
@@ -83,41 +84,36 @@ void add_generate_command(CLI::App& app) {
     EngineOptions opts = a->engine.options();
     opts.kv_tokens = static_cast<int64_t>(prompt.size()) + a->max_new + 64;
     Engine engine(a->model, opts);
-    const int64_t V = engine.config().vocab_size;
-    cpu::Sampler sampler(a->sp);
-    using clock = std::chrono::steady_clock;
+    // One request through the scheduler, as the mesh serves it (with the MTP
+    // module drafting in this process when asked).
+    Scheduler scheduler(engine);
+    std::unique_ptr<LocalDrafter> drafter;
     if (a->speculative > 0) {
-      SpeculationStats st;
-      const auto t0 = clock::now();
-      const auto out = speculative_generate(engine, 1, prompt, a->max_new, a->speculative, a->sp, &st);
-      const double dt = std::chrono::duration<double>(clock::now() - t0).count();
-      if (tk) {
-        std::cout << tk->decode(out, true) << "\n";
-      } else {
-        for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? "," : "") << out[i];
-        std::cout << "\n";
-      }
-      std::cerr << "speculative k=" << a->speculative << ": " << out.size() << " tokens in " << dt * 1e3 << " ms ("
-                << out.size() / dt << " tok/s incl. prefill), " << st.tokens_per_step(out.size()) << " tokens/step;"
-                << " acceptance per draft position:";
-      for (int i = 0; i < a->speculative; ++i) std::cerr << " " << st.acceptance(i);
-      std::cerr << "\n";
-      return;
+      drafter = std::make_unique<LocalDrafter>(engine);
+      scheduler.set_drafter(drafter.get(), a->speculative);
     }
-    const auto t0 = clock::now();
-    StepOutput s = engine.step({{1, prompt, false}});
-    const auto t1 = clock::now();
+    GenerationRequest r;
+    r.id = 1;
+    r.prompt = prompt;
+    r.max_new_tokens = a->max_new;
+    r.sampling = a->sp;
+    if (!a->ignore_eos) r.stop_ids = {static_cast<int32_t>(engine.config().eos_token_id)};
+    scheduler.submit(r);
     std::optional<tok::StreamingDecoder> text;
     if (tk) text.emplace(tk);
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    std::optional<clock::time_point> first;
     std::vector<int32_t> out;
-    auto emit = [&](int32_t id) {
-      out.push_back(id);
-      if (text) std::cout << text->push(id) << std::flush;
-    };
-    emit(sampler.sample(s.last_logits(0, V), V));
-    while (static_cast<int64_t>(out.size()) < a->max_new && (a->ignore_eos || out.back() != engine.config().eos_token_id)) {
-      s = engine.step({{1, {out.back()}, false}});
-      emit(sampler.sample(s.last_logits(0, V), V));
+    while (!scheduler.idle()) {
+      for (const TokenEvent& e : scheduler.step()) {
+        if (e.token >= 0) {
+          if (!first) first = clock::now();
+          out.push_back(e.token);
+          if (text) std::cout << text->push(e.token) << std::flush;
+        }
+        if (e.finish == FinishReason::Error) throw std::runtime_error("generation failed: " + e.error);
+      }
     }
     const auto t2 = clock::now();
     if (text) {
@@ -126,11 +122,18 @@ void add_generate_command(CLI::App& app) {
       for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? "," : "") << out[i];
       std::cout << "\n";
     }
-    const double pre = std::chrono::duration<double>(t1 - t0).count();
-    const double dec = std::chrono::duration<double>(t2 - t1).count();
-    std::cerr << "prefill: " << prompt.size() << " tokens in " << pre * 1e3 << " ms ("
-              << prompt.size() / pre << " tok/s); decode: " << out.size() - 1 << " tokens, "
-              << (out.size() > 1 ? (out.size() - 1) / dec : 0.0) << " tok/s\n";
+    const double pre = std::chrono::duration<double>(first.value_or(t2) - t0).count();
+    const double dec = std::chrono::duration<double>(t2 - first.value_or(t2)).count();
+    std::cerr << "prefill: " << prompt.size() << " tokens in " << pre * 1e3 << " ms (" << prompt.size() / pre
+              << " tok/s); decode: " << (out.empty() ? 0 : out.size() - 1) << " tokens, "
+              << (out.size() > 1 && dec > 0 ? (out.size() - 1) / dec : 0.0) << " tok/s\n";
+    if (a->speculative > 0) {
+      const SpeculationStats& st = scheduler.speculation();
+      std::cerr << "speculative k=" << a->speculative << ": " << st.tokens_per_step(static_cast<int64_t>(out.size()))
+                << " tokens/step; acceptance per draft position:";
+      for (int i = 0; i < a->speculative; ++i) std::cerr << " " << st.acceptance(i);
+      std::cerr << "\n";
+    }
   });
 }
 

@@ -4,7 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "model/checkpoint_maker.h"
-#include "services/cli/commands.h"
+#include "commands.h"
 
 namespace moemesh::cli {
 

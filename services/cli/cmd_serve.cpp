@@ -10,8 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/model_config.h"
-#include "services/cli/commands.h"
-#include "services/gateway/gateway.h"
+#include "commands.h"
 #include "services/mesh/cluster_config.h"
 
 namespace moemesh::cli {
@@ -20,7 +19,7 @@ std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
 
 struct ServeArgs {
-  std::string config, model, name, experts, bind, advertise, device;
+  std::string config, model, name, experts, bind, advertise, device, zone;
   std::vector<std::string> sets;
 };
 
@@ -49,8 +48,12 @@ void drain(Service& s, const char* role, std::chrono::milliseconds deadline) {
 void common_options(CLI::App* cmd, const std::shared_ptr<ServeArgs>& a) {
   cmd->add_option("--config", a->config, "cluster config (JSON)");
   cmd->add_option("--model", a->model, "checkpoint directory (overrides the config's model)");
-  cmd->add_option("--set", a->sets, "override a config value, e.g. --set router.deadline_ms=500 (repeatable)");
+  cmd->add_option("--set", a->sets, "override a config value, e.g. --set router.heartbeat_timeout_ms=5000 (repeatable)");
   cmd->add_option("--bind", a->bind, "endpoint to bind (overrides the config; tcp port 0: any free port)");
+}
+
+void zone_option(CLI::App* cmd, const std::shared_ptr<ServeArgs>& a) {
+  cmd->add_option("--zone", a->zone, "this role's zone (overrides the config; Helm passes the node's topology zone)");
 }
 }  // namespace
 
@@ -77,7 +80,7 @@ void add_serve_command(CLI::App& app) {
   zmq::context_t* ctx = process_ctx;
 
   auto r = std::make_shared<ServeArgs>();
-  auto* router = serve->add_subcommand("router", "the gates of every MoE layer and the expert placement table");
+  auto* router = serve->add_subcommand("router", "the expert tier's control plane: membership, the placement table, rebalancing");
   common_options(router, r);
   router->callback([r, ctx] {
     ClusterConfig c = load(*r);
@@ -94,7 +97,8 @@ void add_serve_command(CLI::App& app) {
   common_options(eh, e);
   eh->add_option("--name", e->name, "this host's entry in the config's expert_hosts (and its name in the mesh)");
   eh->add_option("--experts", e->experts, "expert ids held: all, none (the router assigns), or ranges like 0-127,200");
-  eh->add_option("--advertise", e->advertise, "endpoint the router dials, when not the bound one (tcp://pod.service:7420)");
+  eh->add_option("--advertise", e->advertise, "endpoint dispatchers and the router dial, when not the bound one (tcp://pod.service:7420)");
+  zone_option(eh, e);
   eh->add_option("--device", e->device, "where the experts compute: cpu (default) or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   eh->callback([e, ctx] {
     ClusterConfig c = load(*e);
@@ -112,6 +116,7 @@ void add_serve_command(CLI::App& app) {
     if (!e->bind.empty()) h.options.bind = e->bind;
     if (!e->advertise.empty()) h.options.advertise = e->advertise;
     if (!e->device.empty()) h.options.device = e->device;
+    if (!e->zone.empty()) h.options.zone = e->zone;
     if (e->config.empty() && e->sets.empty()) h.options.router.clear();  // standalone: dispatched to directly
     const ModelConfig mc = ModelConfig::load(c.model);
     h.options.experts = resolve_experts(h.experts, static_cast<int32_t>(mc.n_routed_experts));
@@ -126,9 +131,11 @@ void add_serve_command(CLI::App& app) {
   auto m = std::make_shared<ServeArgs>();
   auto* mtp = serve->add_subcommand("mtp-draft", "the MTP layer: drafts tokens for speculative decoding");
   common_options(mtp, m);
+  zone_option(mtp, m);
   mtp->callback([m, ctx] {
     ClusterConfig c = load(*m);
     if (!m->bind.empty()) c.mtp.bind = m->bind;
+    if (!m->zone.empty()) c.mtp.dispatch.zone = m->zone;
     MtpDraftService s(c.mtp, *ctx);
     announce(s.start());
     if (!s.metrics_url().empty()) spdlog::info("mtp-draft: metrics at {}", s.metrics_url());
@@ -141,14 +148,9 @@ void add_serve_command(CLI::App& app) {
   common_options(gateway, gw);
   gateway->callback([gw, ctx] {
     ClusterConfig c = load(*gw);
-    GenerationClient client(*ctx, c.attention_connect);
-    GatewayOptions go = c.gateway;
-    go.model_name = std::filesystem::path(c.model).filename().string();
-    const ModelConfig mc = ModelConfig::load(c.model);
-    Gateway g(go, tok::Tokenizer::load(c.model), client, {static_cast<int32_t>(mc.eos_token_id)});
+    GatewayService g(c.gateway, c.model, c.attention_connect, *ctx);
     const uint16_t port = g.start();
-    g.set_ready(true);
-    announce("http://" + go.host + ":" + std::to_string(port));
+    announce("http://" + c.gateway.host + ":" + std::to_string(port));
     wait_for_signal();
     drain(g, "gateway", c.drain_timeout);  // 503 for new generations meanwhile
     g.stop();
@@ -157,9 +159,11 @@ void add_serve_command(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   auto* attn = serve->add_subcommand("attention", "embeddings, MLA layers, KV cache, LM head, sampler and scheduler");
   common_options(attn, a);
+  zone_option(attn, a);
   attn->callback([a, ctx] {
     ClusterConfig c = load(*a);
     if (!a->bind.empty()) c.attention.bind = a->bind;
+    if (!a->zone.empty()) c.attention.dispatch.zone = a->zone;
     AttentionService s(c.attention, *ctx);
     announce(s.start());
     if (!s.metrics_url().empty()) spdlog::info("attention: metrics at {}", s.metrics_url());

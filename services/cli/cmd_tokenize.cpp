@@ -1,4 +1,4 @@
-#include "services/cli/cmd_tokenize.h"
+#include "cmd_tokenize.h"
 
 #include <iostream>
 

@@ -11,9 +11,9 @@
 #include "core/model_config.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/streaming_decoder.h"
-#include "services/attention/attention_client.h"
-#include "services/cli/commands.h"
-#include "services/gateway/gateway.h"
+#include "services/attention/client.h"
+#include "commands.h"
+#include "services/gateway/api.h"
 #include "services/mesh/mesh_launcher.h"
 
 namespace moemesh::cli {
@@ -46,8 +46,9 @@ void chat_once(zmq::context_t& ctx, const std::string& attention, const std::str
   });
   std::cout << text.finish() << "\n";
   const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (all.finish == "error") throw std::runtime_error("generation failed: " + all.error);
-  spdlog::info("{} tokens in {:.2f} s ({:.1f} tok/s), finish: {}", all.tokens.size(), dt, all.tokens.size() / dt, all.finish);
+  if (all.finish == FinishReason::Error) throw std::runtime_error("generation failed: " + all.error);
+  spdlog::info("{} tokens in {:.2f} s ({:.1f} tok/s), finish: {}", all.tokens.size(), dt, all.tokens.size() / dt,
+               finish_reason_name(all.finish));
 }
 
 }  // namespace
@@ -70,11 +71,17 @@ void add_up_command(CLI::App& app) {
   cmd->add_flag("--processes", a->processes, "each role as its own process over tcp loopback");
   cmd->add_option("--chat", a->chat, "send one chat message through the mesh, print the answer and stop");
   cmd->add_option("--host", a->host, "gateway address (default 127.0.0.1; config: gateway.host)");
-  cmd->add_option("--port", a->port, "gateway port, 0: any free port (default 8000; config: gateway.port)")->check(CLI::Range(0, 65535));
+  cmd->add_option("--port", a->port, "gateway port, 0: any free port (config: gateway.port, default " +
+                                         std::to_string(GatewayOptions{}.port) + ")")->check(CLI::Range(0, 65535));
   cmd->add_option("--api-key", a->api_keys, "require this API key (repeatable; config: gateway.api_keys)");
   cmd->add_option("--max-new-tokens", a->max_new, "answer length limit for --chat")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->callback([a] {
-    nlohmann::json j = load_cluster_json(a->config, a->sets, a->processes ? "tcp" : "inproc");
+    std::vector<std::string> sets = a->sets;
+    // The flags are config values too, so the config is parsed (and checked) once.
+    if (!a->host.empty()) sets.push_back("gateway.host=" + nlohmann::json(a->host).dump());
+    if (a->port >= 0) sets.push_back("gateway.port=" + std::to_string(a->port));
+    if (!a->api_keys.empty()) sets.push_back("gateway.api_keys=" + nlohmann::json(a->api_keys).dump());
+    nlohmann::json j = load_cluster_json(a->config, sets, a->processes ? "tcp" : "inproc");
     std::string model = !a->model.empty() ? a->model : j.value("model", std::string());
     if (model.empty()) {
       model = default_model_dir().string();
@@ -88,6 +95,7 @@ void add_up_command(CLI::App& app) {
       }
     }
     j["model"] = model;
+    const ClusterConfig config = ClusterConfig::from_json(j);
     const auto progress = [](const std::string& s) { spdlog::info("up: {}", s); };
     zmq::context_t ctx(1);
     std::unique_ptr<InProcessMesh> local;
@@ -108,7 +116,7 @@ void add_up_command(CLI::App& app) {
       procs = std::make_unique<ProcessMesh>(bin, j, workdir, ctx);
       ep = procs->start(progress);
     } else {
-      local = std::make_unique<InProcessMesh>(ClusterConfig::from_json(j), ctx);
+      local = std::make_unique<InProcessMesh>(config, ctx);
       ep = local->start(progress);
     }
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -118,22 +126,14 @@ void add_up_command(CLI::App& app) {
       chat_once(ctx, ep.attention, model, a->chat, a->max_new);
       return;
     }
-    GenerationClient client(ctx, ep.attention);
-    GatewayOptions go = ClusterConfig::from_json(j).gateway;
-    if (!a->host.empty()) go.host = a->host;
-    if (a->port >= 0) go.port = static_cast<uint16_t>(a->port);
-    if (!a->api_keys.empty()) go.api_keys = a->api_keys;
-    go.model_name = std::filesystem::path(model).filename().string();
-    const ModelConfig mc = ModelConfig::load(model);
-    Gateway gateway(go, tok::Tokenizer::load(model), client, {static_cast<int32_t>(mc.eos_token_id)});
+    GatewayService gateway(config.gateway, model, ep.attention, ctx);
     const uint16_t port = gateway.start();
-    gateway.set_ready(true);
     // The first line on stdout is the URL, for whoever started us.
-    std::cout << "http://" << go.host << ":" << port << std::endl;
-    spdlog::info("up: serving http://{}:{} (OpenAI API under /v1, chat page at /)", go.host, port);
+    std::cout << "http://" << config.gateway.host << ":" << port << std::endl;
+    spdlog::info("up: serving http://{}:{} (OpenAI API under /v1, chat page at /)", config.gateway.host, port);
     wait_for_signal();
     spdlog::info("up: stopping; finishing the generations in flight first");
-    gateway.drain(ClusterConfig::from_json(j).drain_timeout);
+    gateway.drain(config.drain_timeout);
     gateway.stop();
   });
 }

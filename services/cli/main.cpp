@@ -8,8 +8,8 @@
 
 #include "actors/mesh_actor.h"
 #include "kernels/cpu/thread_pool.h"
-#include "services/cli/cmd_tokenize.h"
-#include "services/cli/commands.h"
+#include "cmd_tokenize.h"
+#include "commands.h"
 
 int main(int argc, char** argv) {
   // Logs go to stderr: stdout carries results (and a role's endpoint).
@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   moemesh::cli::add_up_command(app);
   moemesh::cli::add_bench_mesh_command(app);
   moemesh::cli::add_chat_command(app);
+  moemesh::cli::add_config_command(app);
   app.parse_complete_callback([&] {
     spdlog::set_level(spdlog::level::from_str(log_level));
     spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL overrides

@@ -1,4 +1,4 @@
-#include "services/expert_host/expert_host.h"
+#include "expert_host.h"
 
 #include "model/engine.h"
 
@@ -37,7 +37,7 @@ std::vector<int32_t> parse_id_ranges(const std::string& spec, int32_t limit) {
 
 ExpertHost::ExpertHost(const ModelConfig& cfg, const Checkpoint& ckpt, const std::vector<int32_t>& experts,
                        const std::string& device, cpu::Precision compute)
-    : cfg_(cfg), ckpt_(ckpt), device_(device), compute_(compute) {
+    : cfg_(cfg), ckpt_(ckpt), device_(device), compute_(compute), expert_rows_(cfg.n_routed_experts, 0) {
   reserve_kernel_scratch_for(cfg);
   if (device_ != "cpu" && device_ != "cuda")
     throw std::invalid_argument("expert host: device must be cpu or cuda, not '" + device_ + "'");
@@ -79,76 +79,51 @@ const std::vector<int32_t>& ExpertHost::unload(const std::vector<int32_t>& exper
   return ids_;
 }
 
+std::vector<std::pair<int32_t, uint64_t>> ExpertHost::take_expert_rows() {
+  std::vector<std::pair<int32_t, uint64_t>> out;
+  for (size_t e = 0; e < expert_rows_.size(); ++e)
+    if (expert_rows_[e]) {
+      out.emplace_back(static_cast<int32_t>(e), expert_rows_[e]);
+      expert_rows_[e] = 0;
+    }
+  return out;
+}
+
 wire::Message ExpertHost::handle(const wire::Message& m) {
   using wire::ErrorCode;
   using wire::WireError;
-  const wire::Header& h = m.header;
-  if (h.type == wire::MsgType::Hello) {
-    wire::Message r;
-    r.header.type = wire::MsgType::Hello;
-    r.header.request_id = h.request_id;
-    const std::string hello = nlohmann::json{{"role", "expert-host"}, {"experts", ids_}}.dump();
-    r.add_payload(hello.data(), hello.size());
-    return r;
-  }
-  if (h.type != wire::MsgType::Dispatch) throw WireError(ErrorCode::Unsupported, "expert host: cannot handle message type " + std::to_string(static_cast<int>(h.type)));
-  auto layer = layers_.find(h.layer);
-  if (layer == layers_.end()) throw WireError(ErrorCode::BadFrame, "expert host: layer " + std::to_string(h.layer) + " has no routed experts");
-  const bool fp8 = h.flags & wire::kFlagFp8Scaled;
-  if (h.rank != 2 || h.shape[1] != cfg_.hidden_size) throw WireError(ErrorCode::BadFrame, "expert host: activations must be [rows, hidden]");
-  if (!fp8 && h.dtype != DType::F32 && h.dtype != DType::BF16) throw WireError(ErrorCode::BadFrame, "expert host: activations must be F32, BF16 or scaled F8_E4M3");
-  const int64_t rows = h.shape[0], H = cfg_.hidden_size, k = h.aux;
-  const size_t routing_frame = fp8 ? 2 : 1;
-  if (k < 1 || k > cfg_.n_routed_experts || m.payloads.size() != routing_frame + 2 ||
-      m.payload_size(routing_frame) != static_cast<size_t>(rows * k * 4) || m.payload_size(routing_frame + 1) != static_cast<size_t>(rows * k * 4))
-    throw WireError(ErrorCode::BadFrame, "expert host: routing frames must be int32 and f32 [rows, top_k]");
-
-  std::vector<float> x(rows * H);
-  if (fp8) {
-    wire::dequantize_rows_fp8(m.payload_as<uint8_t>(0), m.payload_as<float>(1), rows, H, x.data());
-  } else if (h.dtype == DType::F32) {
-    std::memcpy(x.data(), m.payload_as<float>(0), x.size() * 4);
-  } else {
-    const auto* b = m.payload_as<uint16_t>(0);
-    for (int64_t i = 0; i < rows * H; ++i) x[i] = bf16_to_f32(b[i]);
-  }
+  if (m.header.type != wire::MsgType::Dispatch)
+    throw WireError(ErrorCode::Unsupported, "expert host: cannot handle message type " + std::to_string(static_cast<int>(m.header.type)));
+  const int64_t H = cfg_.hidden_size;
+  const DispatchView d = decode_dispatch(m, H, cfg_.n_routed_experts);
+  auto layer = layers_.find(d.layer);
+  if (layer == layers_.end()) throw WireError(ErrorCode::BadFrame, "expert host: layer " + std::to_string(d.layer) + " has no routed experts");
+  const size_t slots = static_cast<size_t>(d.rows * d.top_k);
+  for (size_t i = 0; i < slots; ++i)
+    if (d.experts[i] != -1 && !layer->second->has(d.experts[i]))
+      throw WireError(ErrorCode::NotHeld, "expert host: expert " + std::to_string(d.experts[i]) +
+                                              " is not held here (the dispatch was planned on placement table " +
+                                              std::to_string(d.table_version) + ")");
   Routing r;
-  r.tokens = rows;
-  r.top_k = k;
-  r.experts.assign(m.payload_as<int32_t>(routing_frame), m.payload_as<int32_t>(routing_frame) + rows * k);
-  r.weights.assign(m.payload_as<float>(routing_frame + 1), m.payload_as<float>(routing_frame + 1) + rows * k);
-  for (int32_t e : r.experts)
-    if (e != -1 && !layer->second->has(e))
-      throw WireError(ErrorCode::BadFrame, "expert host: expert " + std::to_string(e) + " is not held here");
-  for (float w : r.weights)
-    if (!std::isfinite(w)) throw WireError(ErrorCode::BadFrame, "expert host: routing weight is not finite");
-  std::vector<float> y(rows * H, 0.0f);
-  if (gpu_) gpu_->forward(h.layer, x.data(), r, y.data());
-  else {
+  r.tokens = d.rows;
+  r.top_k = d.top_k;
+  r.experts.assign(d.experts, d.experts + slots);
+  r.weights.assign(d.weights, d.weights + slots);
+  std::vector<float> y(static_cast<size_t>(d.rows * H), 0.0f);
+  if (gpu_) {
+    gpu_->forward(d.layer, d.x.data(), r, y.data());
+  } else {
     ForwardContext ctx;
     ctx.precision = compute_;
     ctx.ws = &ws_;
-    layer->second->forward(x.data(), r, y.data(), ctx);
+    layer->second->forward(d.x.data(), r, y.data(), ctx);
   }
   ++dispatches_;
-  rows_ += static_cast<uint64_t>(rows);
-
-  wire::Message out;
-  out.header.type = wire::MsgType::Combine;
-  out.header.request_id = h.request_id;
-  out.header.sequence = h.sequence;
-  out.header.layer = h.layer;
-  out.header.rank = 2;
-  out.header.shape = {static_cast<uint32_t>(rows), static_cast<uint32_t>(H), 0, 0};
-  if (h.dtype == DType::F32 && !fp8) {
-    out.header.dtype = DType::F32;
-    out.add_payload(y);
-  } else {
-    out.header.dtype = DType::BF16;
-    std::vector<uint16_t> b(y.size());
-    for (size_t i = 0; i < y.size(); ++i) b[i] = f32_to_bf16(y[i]);
-    out.add_payload(b);
-  }
+  rows_ += static_cast<uint64_t>(d.rows);
+  for (int32_t e : r.experts)
+    if (e >= 0) ++expert_rows_[e];
+  wire::Message out = encode_combine(m.header.request_id, d.layer, y.data(), d.rows, H, wire::activation_encoding(m.header));
+  out.header.sequence = m.header.sequence;
   return out;
 }
 

@@ -1,5 +1,6 @@
-// The expert-host role: holds a subset of routed experts (any MoE layers), runs
-// them over the rows a router dispatches, and returns weighted partial sums.
+// The expert host's compute, free of sockets: the routed experts it holds (any
+// MoE layers) run over the rows of a Dispatch, giving the weighted partial sums
+// of a Combine. The actor (expert_host_service.cpp) carries the messages.
 #pragma once
 
 #include <map>
@@ -7,14 +8,11 @@
 #include <string>
 #include <vector>
 
-#include "actors/wire_message.h"
 #include "model/experts.h"
-#include "services/expert_host/gpu_experts.h"
+#include "services/expert_host/api.h"
+#include "gpu_experts.h"
 
 namespace moemesh {
-
-// "0-7,12,20-23" → ids; throws std::invalid_argument naming the bad part.
-std::vector<int32_t> parse_id_ranges(const std::string& spec, int32_t limit);
 
 class ExpertHost {
  public:
@@ -23,13 +21,15 @@ class ExpertHost {
   ExpertHost(const ModelConfig& cfg, const Checkpoint& ckpt, const std::vector<int32_t>& experts,
              const std::string& device = "cpu", cpu::Precision compute = cpu::Precision::Fast);
 
-  // Answers one message: Dispatch → Combine, Hello → Hello with the experts held.
-  // Throws WireError for a message it cannot accept (the caller replies Error).
+  // Answers one message: Dispatch → Combine. Throws WireError for a message it
+  // cannot accept (NotHeld for an expert it does not hold; the caller replies Error).
   wire::Message handle(const wire::Message& m);
 
   const std::vector<int32_t>& experts() const { return ids_; }
   uint64_t dispatches() const { return dispatches_; }
   uint64_t rows() const { return rows_; }
+  // Rows computed per expert since the last call (experts without rows left out).
+  std::vector<std::pair<int32_t, uint64_t>> take_expert_rows();
 
   // Loads more experts, or drops some (ids not held are ignored); returns what it holds now.
   const std::vector<int32_t>& load(const std::vector<int32_t>& experts);
@@ -46,6 +46,7 @@ class ExpertHost {
   Workspace ws_;  // the experts' scratch, reused dispatch to dispatch
   std::unique_ptr<GpuExperts> gpu_;  // device "cuda" only
   uint64_t dispatches_ = 0, rows_ = 0;
+  std::vector<uint64_t> expert_rows_;  // per expert, since take_expert_rows
 };
 
 }  // namespace moemesh

@@ -1,5 +1,6 @@
-#include "services/expert_host/expert_host_service.h"
-
+// The expert-host role as an actor: serves Dispatch messages from dispatchers
+// on its ROUTER socket (compute on its compute queue), registers with a router
+// and heartbeats its load, and loads, unloads or leaves when the router says so.
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -9,12 +10,18 @@
 #include "actors/role_metrics.h"
 #include "actors/transport.h"
 #include "core/model_config.h"
-#include "services/expert_host/expert_host.h"
+#include "expert_host.h"
+#include "services/expert_host/api.h"
+#include "services/router/api.h"
 
 namespace moemesh {
 namespace {
 
 using wire::json_message;
+
+// Request ids of the messages this host starts towards the router.
+constexpr uint64_t kHelloRequest = 1;
+constexpr uint64_t kLeavingRequest = 2;
 
 class ExpertHostActor : public caf::event_based_actor {
  public:
@@ -34,18 +41,10 @@ class ExpertHostActor : public caf::event_based_actor {
       endpoint_ = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
       if (!opts_.advertise.empty()) endpoint_ = opts_.advertise;  // e.g. behind 0.0.0.0 in a pod
       if (opts_.name.empty()) opts_.name = endpoint_;
-      metrics_ = std::make_unique<RoleMetrics>("expert-host", opts_.name, opts_.metrics);
-      *metrics_url_ = metrics_->url();
-      m_dispatches_ = &metrics_->counter("moemesh_expert_dispatches_total", "Dispatches computed").Add({});
-      m_rows_ = &metrics_->counter("moemesh_expert_rows_total", "Token rows computed").Add({});
-      m_loaded_ = &metrics_->gauge("moemesh_experts_loaded", "Routed experts held (the same ids on every MoE layer)").Add({});
-      m_compute_ = &metrics_->histogram("moemesh_expert_compute_seconds", "Time to compute one dispatch").Add({}, latency_buckets());
-      m_wire_errors_ = &metrics_->counter("moemesh_wire_errors_total", "Malformed or refused frames").Add({});
-      m_loaded_->Set(static_cast<double>(held_.size()));
-      metrics_->gauge("moemesh_model_load_seconds", "Time this role took to load its part of the model").Add({}).Set(load_seconds);
+      make_metrics(load_seconds);
       if (!opts_.router.empty()) {
         router_ = transport_.connect(opts_.router);
-        transport_.send(router_, json_message(wire::MsgType::Hello, 1, report()));
+        transport_.send(router_, json_message(wire::MsgType::Hello, kHelloRequest, to_json(report())));
       }
       bound_->set_value(endpoint_);
     } catch (...) {
@@ -53,8 +52,8 @@ class ExpertHostActor : public caf::event_based_actor {
       quit();
       return {};
     }
-    spdlog::info("expert host {}: {} experts on {}{}", opts_.name, held_.size(), endpoint_,
-                 opts_.router.empty() ? "" : ", registered with " + opts_.router);
+    spdlog::info("expert host {}: {} experts on {}{}{}", opts_.name, held_.size(), endpoint_,
+                 opts_.zone.empty() ? "" : " in zone " + opts_.zone, opts_.router.empty() ? "" : ", registered with " + opts_.router);
     if (router_) delayed_send(this, opts_.heartbeat, tick_atom::value);
     return {
         [this](inbound_atom, const InboundPtr& in) {
@@ -68,7 +67,8 @@ class ExpertHostActor : public caf::event_based_actor {
         [this](drain_atom, const DrainDone& done, int64_t deadline_ms) { start_drain(done, deadline_ms); },
         [this](tick_atom) {
           if (leaving_) return;
-          transport_.send(router_, json_message(wire::MsgType::Heartbeat, 0, report()));
+          transport_.send(router_, json_message(wire::MsgType::Heartbeat, 0, to_json(report())));
+          expert_rows_.clear();
           delayed_send(this, opts_.heartbeat, tick_atom::value);
         },
     };
@@ -84,20 +84,44 @@ class ExpertHostActor : public caf::event_based_actor {
   }
 
  private:
-  nlohmann::json report() const {
-    return {{"role", "expert-host"}, {"name", opts_.name}, {"endpoint", endpoint_}, {"experts", held_},
-            {"capacity", opts_.capacity}, {"dispatches", dispatches_}, {"rows", rows_}};
+  void make_metrics(double load_seconds) {
+    metrics_ = std::make_unique<RoleMetrics>("expert-host", opts_.name, opts_.metrics);
+    *metrics_url_ = metrics_->url();
+    m_dispatches_ = &metrics_->counter("moemesh_expert_dispatches_total", "Dispatches computed").Add({});
+    m_rows_ = &metrics_->counter("moemesh_expert_rows_total", "Token rows computed").Add({});
+    m_refused_ = &metrics_->counter("moemesh_expert_dispatches_refused_total", "Dispatches refused, by reason");
+    m_loaded_ = &metrics_->gauge("moemesh_experts_loaded", "Routed experts held (the same ids on every MoE layer)").Add({});
+    m_compute_ = &metrics_->histogram("moemesh_expert_compute_seconds", "Time to compute one dispatch").Add({}, latency_buckets());
+    m_wire_errors_ = &metrics_->counter("moemesh_wire_errors_total", "Malformed or refused frames").Add({});
+    m_loaded_->Set(static_cast<double>(held_.size()));
+    metrics_->gauge("moemesh_model_load_seconds", "Time this role took to load its part of the model").Add({}).Set(load_seconds);
+  }
+
+  HostReport report() const {
+    HostReport r;
+    r.name = opts_.name;
+    r.endpoint = endpoint_;
+    r.zone = opts_.zone;
+    r.experts = held_;
+    r.generation = generation_;
+    r.capacity = opts_.capacity;
+    r.dispatches = dispatches_;
+    r.rows = rows_;
+    for (size_t e = 0; e < expert_rows_.size(); ++e)
+      if (expert_rows_[e]) r.expert_rows.emplace_back(static_cast<int32_t>(e), expert_rows_[e]);
+    return r;
   }
 
   // SIGTERM: the router is told this host is stopping, sends it no more work
-  // and says `leave` once what it had sent is answered. A router that stays
-  // silent is taken for gone: the host then stops once its own work is done.
+  // and says `leave` once every dispatcher has the table saying so. A router
+  // that stays silent is taken for gone: the host then stops once its own work is done.
   void start_drain(const DrainDone& done, int64_t deadline_ms) {
     spdlog::info("expert host {}: stopping ({} dispatches running)", opts_.name, inflight_);
     drain_.start(done);
     leaving_ = true;  // no more heartbeats
     if (!router_) return settle();
-    transport_.send(router_, json_message(wire::MsgType::Control, 2, {{"cmd", "leaving"}, {"host", opts_.name}}));
+    transport_.send(router_, json_message(wire::MsgType::Control, kLeavingRequest,
+                                          to_json(RouterCommand{RouterCommandKind::Leaving, opts_.name})));
     const auto silent = std::chrono::milliseconds(std::min<int64_t>(5000, std::max<int64_t>(deadline_ms - 500, 0)));
     delayed_send(this, silent, run_atom::value, continuation([this] {
       router_gone_ = true;
@@ -107,39 +131,53 @@ class ExpertHostActor : public caf::event_based_actor {
 
   void settle() { drain_.settle(inflight_ == 0 && (!router_ || left_ || router_gone_)); }
 
+  void refuse(const InboundPtr& in, wire::ErrorCode code, const std::string& what, const char* reason) {
+    m_refused_->Add({{"reason", reason}}).Increment();
+    transport_.reply(std::move(in->routing), wire::error_message(in->message->header.request_id, code, what));
+  }
+
   void on_inbound(const InboundPtr& in) {
-    if (in->socket != 0) return;  // the router's answers to Hello/Heartbeat
+    if (in->socket != 0 || !in->message) return;  // the router's answers to Hello/Heartbeat
     const wire::Header& h = in->message->header;
-    spdlog::debug("expert host {}: message type {}", opts_.name, static_cast<int>(h.type));
-    auto self = caf::actor_cast<caf::actor>(this);
     if (h.type == wire::MsgType::Control) return on_control(in);
     if (h.type == wire::MsgType::Hello) {
-      transport_.reply(std::move(in->routing), json_message(wire::MsgType::Hello, h.request_id, report()));
+      transport_.reply(std::move(in->routing), json_message(wire::MsgType::Hello, h.request_id, to_json(report())));
       return;
     }
+    if (left_ || router_gone_)
+      return refuse(in, wire::ErrorCode::ShuttingDown, "expert host " + opts_.name + ": stopping; send this elsewhere", "shutting_down");
     // Dispatches (and anything else, which handle() refuses) run on the compute queue.
     ExpertHost* host = host_.get();
     Transport* t = &transport_;
+    auto self = caf::actor_cast<caf::actor>(this);
     ++inflight_;
     compute_->post([in, host, t, self, this] {
       wire::Message reply;
       const auto t0 = std::chrono::steady_clock::now();
       const uint64_t rows_before = host->rows();
+      bool not_held = false;
       try {
         reply = host->handle(*in->message);
         m_compute_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         m_dispatches_->Increment();
         m_rows_->Increment(static_cast<double>(host->rows() - rows_before));
       } catch (const wire::WireError& e) {
-        spdlog::warn("expert host: {}", e.what());
-        m_wire_errors_->Increment();
+        not_held = e.code() == wire::ErrorCode::NotHeld;
+        if (!not_held) {
+          spdlog::warn("expert host: {}", e.what());
+          m_wire_errors_->Increment();
+        }
         reply = wire::error_message(in->message->header.request_id, e.code(), e.what());
       }
       const uint64_t d = host->dispatches(), r = host->rows();
+      auto rows = host->take_expert_rows();
       t->reply(std::move(in->routing), std::move(reply));
-      run_in(self, [this, d, r] {
+      run_in(self, [this, d, r, rows = std::move(rows), not_held] {
         dispatches_ = d;
         rows_ = r;
+        if (expert_rows_.size() < static_cast<size_t>(cfg_.n_routed_experts)) expert_rows_.resize(cfg_.n_routed_experts, 0);
+        for (const auto& [e, n] : rows) expert_rows_[e] += n;
+        if (not_held) m_refused_->Add({{"reason", "not_held"}}).Increment();
         --inflight_;
         settle();
       });
@@ -148,15 +186,15 @@ class ExpertHostActor : public caf::event_based_actor {
 
   void on_control(const InboundPtr& in) {
     const wire::Header& h = in->message->header;
-    nlohmann::json j;
+    HostCommand c;
     try {
-      j = wire::json_payload(*in->message);
-    } catch (const wire::WireError& e) {
-      transport_.reply(std::move(in->routing), wire::error_message(h.request_id, e.code(), std::string("expert host: ") + e.what()));
+      c = host_command_from_json(wire::json_payload(*in->message));
+    } catch (const std::exception& e) {
+      const auto code = dynamic_cast<const wire::WireError*>(&e) ? wire::ErrorCode::BadFrame : wire::ErrorCode::Unsupported;
+      transport_.reply(std::move(in->routing), wire::error_message(h.request_id, code, std::string("expert host: ") + e.what()));
       return;
     }
-    const std::string cmd = j.is_object() ? j.value("cmd", "") : "";
-    if (cmd == "leave") {
+    if (c.kind == HostCommandKind::Leave) {
       spdlog::info("expert host {}: drained, leaving", opts_.name);
       leaving_ = true;
       transport_.reply(std::move(in->routing), json_message(wire::MsgType::Control, h.request_id, {{"cmd", "leave"}, {"ok", true}}));
@@ -165,31 +203,30 @@ class ExpertHostActor : public caf::event_based_actor {
       settle();
       return;
     }
-    if ((cmd != "load" && cmd != "unload") || !j.contains("experts") || !j["experts"].is_array()) {
-      transport_.reply(std::move(in->routing), wire::error_message(h.request_id, wire::ErrorCode::Unsupported,
-                                                                   "expert host: control commands are load, unload (with experts) and leave"));
-      return;
-    }
     std::vector<int32_t> ids;
-    for (const auto& e : j["experts"])
-      if (e.is_number_integer() && e.get<int64_t>() >= 0 && e.get<int64_t>() < cfg_.n_routed_experts) ids.push_back(e.get<int32_t>());
+    for (int32_t e : c.experts)
+      if (e >= 0 && e < cfg_.n_routed_experts) ids.push_back(e);
     ExpertHost* host = host_.get();
     Transport* t = &transport_;
     auto self = caf::actor_cast<caf::actor>(this);
     const int64_t capacity = opts_.capacity;
-    compute_->post([in, host, t, self, this, cmd, ids, capacity, id = h.request_id] {
+    const bool load = c.kind == HostCommandKind::Load;
+    compute_->post([in, host, t, self, this, load, ids, capacity, id = h.request_id] {
       std::vector<int32_t> want = ids;
-      if (cmd == "load") {
+      if (load) {
         // Never beyond capacity.
         const int64_t room = capacity - static_cast<int64_t>(host->experts().size());
         if (room < static_cast<int64_t>(want.size())) want.resize(static_cast<size_t>(std::max<int64_t>(room, 0)));
       }
-      const std::vector<int32_t> now = cmd == "load" ? host->load(want) : host->unload(want);
-      spdlog::info("expert host: {} {} experts, holds {}", cmd == "load" ? "loaded" : "unloaded", want.size(), now.size());
-      t->reply(std::move(in->routing), json_message(wire::MsgType::Control, id, {{"cmd", cmd}, {"experts", now}}));
-      run_in(self, [this, now] {
+      const std::vector<int32_t> now = load ? host->load(want) : host->unload(want);
+      spdlog::info("expert host: {} {} experts, holds {}", load ? "loaded" : "unloaded", want.size(), now.size());
+      // Answered from the actor once held_ is updated, so no later heartbeat reports the old set.
+      run_in(self, [this, t, in, id, load, now] {
         held_ = now;
+        ++generation_;
         m_loaded_->Set(static_cast<double>(now.size()));
+        t->reply(std::move(in->routing), json_message(wire::MsgType::Control, id,
+                                                      {{"cmd", load ? "load" : "unload"}, {"experts", now}, {"generation", generation_}}));
       });
     });
   }
@@ -201,6 +238,7 @@ class ExpertHostActor : public caf::event_based_actor {
   std::string* metrics_url_;
   std::unique_ptr<RoleMetrics> metrics_;
   prometheus::Counter *m_dispatches_ = nullptr, *m_rows_ = nullptr, *m_wire_errors_ = nullptr;
+  prometheus::Family<prometheus::Counter>* m_refused_ = nullptr;
   prometheus::Gauge* m_loaded_ = nullptr;
   prometheus::Histogram* m_compute_ = nullptr;
   std::unique_ptr<ComputeQueue> compute_ = std::make_unique<ComputeQueue>();
@@ -208,12 +246,13 @@ class ExpertHostActor : public caf::event_based_actor {
   std::unique_ptr<Checkpoint> ckpt_;
   std::unique_ptr<ExpertHost> host_;
   std::vector<int32_t> held_;
+  std::vector<uint64_t> expert_rows_;  // rows per expert since the last heartbeat
   std::string endpoint_;
   int router_ = 0;
   bool leaving_ = false, left_ = false, router_gone_ = false;
   int64_t inflight_ = 0;  // dispatches on the compute queue
   DrainState drain_;
-  uint64_t dispatches_ = 0, rows_ = 0;
+  uint64_t dispatches_ = 0, rows_ = 0, generation_ = 0;
 };
 
 }  // namespace
@@ -232,8 +271,6 @@ std::string ExpertHostService::start() {
 
 bool ExpertHostService::drain(std::chrono::milliseconds deadline) { return drain_actor(actor_, deadline); }
 
-void ExpertHostService::stop() {
-  stop_actor(actor_);
-}
+void ExpertHostService::stop() { stop_actor(actor_); }
 
 }  // namespace moemesh

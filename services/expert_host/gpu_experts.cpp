@@ -1,4 +1,4 @@
-#include "services/expert_host/gpu_experts.h"
+#include "gpu_experts.h"
 
 #include <map>
 #include <stdexcept>

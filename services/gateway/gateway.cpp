@@ -1,4 +1,4 @@
-#include "services/gateway/gateway.h"
+#include "gateway.h"
 
 #include <chrono>
 #include <deque>
@@ -8,8 +8,8 @@
 #include <cerrno>
 
 #include "core/tokenizer/streaming_decoder.h"
-#include "services/gateway/gateway_state.h"
-#include "services/gateway/generation_body.h"
+#include "gateway_state.h"
+#include "generation_body.h"
 
 namespace moemesh {
 
@@ -197,21 +197,25 @@ class Session : public std::enable_shared_from_this<Session> {
     if (completion_tokens_ == 0 && !u.tokens.empty()) first_time_ = std::chrono::steady_clock::now();
     completion_tokens_ += static_cast<int64_t>(u.tokens.size());
     std::string delta = text_of(u.tokens);
-    std::string finish = u.finish, error = u.error;
-    if (stopped_) finish = "stop";
-    if (finish == "cancelled" && timed_out_) {
-      finish = "error";
+    FinishReason why = u.finish;
+    std::string error = u.error;
+    wire::ErrorCode code = u.code;
+    if (stopped_) why = FinishReason::Stop;
+    if (why == FinishReason::Cancelled && timed_out_) {
+      why = FinishReason::Error;
+      code = wire::ErrorCode::Timeout;
       error = "the request ran longer than " + std::to_string(g_->opts.total_timeout_s) + " s";
     }
-    if (finish == "cancelled") finish = "stop";
-    if (!finish.empty() && finish != "error") delta += decoder_->finish();
-    if (finish == "error") {
+    if (why == FinishReason::Cancelled) why = FinishReason::Stop;
+    if (why != FinishReason::None && why != FinishReason::Error) delta += decoder_->finish();
+    if (why == FinishReason::Error) {
       done_ = true;
       release_slot();
       if (api_.stream) return stream_error(error);
-      const int status = timed_out_ ? 504 : error.find("exceeds") != std::string::npos ? 400 : 500;
-      return reply_error(ApiError(status, "generation failed: " + error, "", status == 400 ? "invalid_request_error" : "server_error"));
+      const int status = http_status_for(code);
+      return reply_error(ApiError(status, "generation failed: " + error, "", status < 500 ? "invalid_request_error" : "server_error"));
     }
+    const std::string finish = why == FinishReason::None ? "" : finish_reason_name(why);
     if (api_.stream) {
       if (!delta.empty()) push_event(chunk_json(delta, nullptr));
       if (!finish.empty()) {

@@ -1,6 +1,6 @@
-// The gateway: an HTTP/1.1 server on Boost.Beast with the OpenAI-compatible API
-// (chat completions and completions, streamed as server-sent events or not;
-// models; health) in front of the attention role.
+// The gateway's HTTP server on Boost.Beast: the OpenAI-compatible API (chat
+// completions and completions, streamed as server-sent events or not; models;
+// health), the WebSocket chat and the chat page, in front of the attention role.
 #pragma once
 
 #include <chrono>
@@ -10,24 +10,10 @@
 #include <vector>
 
 #include "core/tokenizer/tokenizer.h"
-#include "services/gateway/generation_client.h"
-#include "services/gateway/openai_api.h"
+#include "services/gateway/api.h"
+#include "generation_client.h"
 
 namespace moemesh {
-
-struct GatewayOptions {
-  std::string host = "127.0.0.1";
-  uint16_t port = 0;                     // 0: any free port
-  std::vector<std::string> api_keys;     // empty: no authentication
-  size_t max_body_bytes = 1 << 20;
-  size_t max_inflight = 256;             // generations at once; more get 429
-  size_t per_key_concurrency = 64;       // generations at once per API key (0: no limit)
-  int idle_timeout_s = 120;              // an idle connection is closed
-  int total_timeout_s = 600;             // a generation running longer is stopped
-  int threads = 2;
-  std::string model_name = "moemesh";
-  ApiLimits limits;
-};
 
 class Gateway {
  public:

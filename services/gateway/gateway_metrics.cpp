@@ -1,4 +1,4 @@
-#include "services/gateway/gateway_metrics.h"
+#include "gateway_metrics.h"
 
 #include <prometheus/text_serializer.h>
 

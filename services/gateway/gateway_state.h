@@ -14,8 +14,8 @@
 #include <spdlog/spdlog.h>
 
 #include "core/tokenizer/chat_template.h"
-#include "services/gateway/gateway.h"
-#include "services/gateway/gateway_metrics.h"
+#include "gateway.h"
+#include "gateway_metrics.h"
 
 namespace moemesh {
 

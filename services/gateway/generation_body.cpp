@@ -1,4 +1,4 @@
-#include "services/gateway/generation_body.h"
+#include "generation_body.h"
 
 namespace moemesh {
 

@@ -4,7 +4,7 @@
 
 #include <string_view>
 
-#include "services/gateway/openai_api.h"
+#include "openai_api.h"
 
 namespace moemesh {
 

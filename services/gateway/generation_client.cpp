@@ -1,4 +1,4 @@
-#include "services/gateway/generation_client.h"
+#include "generation_client.h"
 
 #include <map>
 
@@ -15,6 +15,11 @@ using submit_atom = caf::atom_constant<caf::atom("submit")>;
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using StatsCallback = std::shared_ptr<std::function<void(const nlohmann::json&)>>;
+
+// Request ids on the connection to attention: generations count from 1, stats
+// requests from 2^62, and cancel acknowledgements come back as 0 (ignored).
+constexpr uint64_t kFirstStats = uint64_t{1} << 62;
+constexpr uint64_t kCancelAcks = 0;
 
 struct Submission {
   uint64_t id = 0;
@@ -43,16 +48,16 @@ class ClientActor : public caf::event_based_actor {
     return {
         [this](submit_atom, const SubmissionPtr& s) {
           pending_[s->id] = s;
-          transport_.send(socket_, wire::json_message(wire::MsgType::Generate, s->id, generate_request_json(s->request)));
+          transport_.send(socket_, wire::json_message(wire::MsgType::Generate, s->id, to_json(s->request)));
         },
         [this](cancel_atom, uint64_t id) {
           if (!pending_.count(id)) return;
-          transport_.send(socket_, wire::json_message(wire::MsgType::Control, 0, {{"cmd", "cancel"}, {"request", id}}));
+          transport_.send(socket_, wire::json_message(wire::MsgType::Control, kCancelAcks, to_json(AttentionCommand{AttentionCommandKind::Cancel, id})));
         },
         [this](stats_atom, const StatsCallback& cb) {
           const uint64_t id = next_stats_++;
           stats_[id] = cb;
-          transport_.send(socket_, wire::json_message(wire::MsgType::Control, id, {{"cmd", "stats"}}));
+          transport_.send(socket_, wire::json_message(wire::MsgType::Control, id, to_json(AttentionCommand{})));
           delayed_send(this, std::chrono::seconds(1), deadline_atom::value, id);
         },
         [this](deadline_atom, uint64_t id) {
@@ -67,7 +72,13 @@ class ClientActor : public caf::event_based_actor {
 
   void on_exit() override {
     transport_.stop();
-    for (auto& [id, s] : pending_) s->on_update({{}, "error", "the gateway is shutting down"});
+    for (auto& [id, s] : pending_) {
+      TokensUpdate u;
+      u.finish = FinishReason::Error;
+      u.code = wire::ErrorCode::ShuttingDown;
+      u.error = "the gateway is shutting down";
+      s->on_update(u);
+    }
     pending_.clear();
   }
 
@@ -89,23 +100,21 @@ class ClientActor : public caf::event_based_actor {
     if (it == pending_.end()) return;  // cancel acknowledgements, late replies
     TokensUpdate u;
     if (m.header.type == wire::MsgType::Error) {
-      u.finish = "error";
-      u.error = m.payloads.empty() ? "error" : std::string(m.payload_as<char>(0), m.payload_size(0));
+      u = tokens_update_from_error(m);
     } else if (m.header.type == wire::MsgType::Tokens) {
       try {
-        const auto j = wire::json_payload(m);
-        u.tokens = j.at("tokens").get<std::vector<int32_t>>();
-        u.finish = j.value("finish", "");
-        u.error = j.value("error", "");
+        u = tokens_update_from_json(wire::json_payload(m));
       } catch (const std::exception& e) {
-        u.finish = "error";
+        u = TokensUpdate{};
+        u.finish = FinishReason::Error;
+        u.code = wire::ErrorCode::BadFrame;
         u.error = std::string("malformed Tokens message: ") + e.what();
       }
     } else {
       return;
     }
     auto s = it->second;
-    if (!u.finish.empty()) pending_.erase(it);
+    if (u.finished()) pending_.erase(it);
     s->on_update(u);
   }
 
@@ -114,7 +123,7 @@ class ClientActor : public caf::event_based_actor {
   int socket_ = 0;
   std::map<uint64_t, SubmissionPtr> pending_;
   std::map<uint64_t, StatsCallback> stats_;
-  uint64_t next_stats_ = uint64_t{1} << 62;  // apart from generation ids
+  uint64_t next_stats_ = kFirstStats;
 };
 
 std::atomic<uint64_t> g_next_id{1};

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
-#include "services/attention/generate_protocol.h"
+#include "services/attention/api.h"
 
 namespace moemesh {
 

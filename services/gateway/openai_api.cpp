@@ -1,4 +1,4 @@
-#include "services/gateway/openai_api.h"
+#include "openai_api.h"
 
 namespace moemesh {
 

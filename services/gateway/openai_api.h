@@ -14,15 +14,9 @@
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "model/scheduler.h"
+#include "services/gateway/api.h"
 
 namespace moemesh {
-
-struct ApiLimits {
-  int64_t default_max_tokens = 256;
-  int64_t max_tokens = 4096;
-  size_t max_messages = 256;
-  size_t max_stop = 4;
-};
 
 // A request the API refuses: HTTP status, message, the parameter at fault.
 class ApiError : public std::runtime_error {

@@ -6,8 +6,8 @@
 #include <map>
 
 #include "core/tokenizer/streaming_decoder.h"
-#include "services/gateway/gateway_state.h"
-#include "services/gateway/websocket_message.h"
+#include "gateway_state.h"
+#include "websocket_message.h"
 
 namespace moemesh {
 namespace {
@@ -106,12 +106,13 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     std::string delta;
     for (int32_t t : u.tokens)
       if (t >= 0 && t < static_cast<int32_t>(g_->tk->vocab_size())) delta += a.decoder->push(t);
-    if (!u.finish.empty() && u.finish != "error") delta += a.decoder->finish();
+    if (u.finished() && u.finish != FinishReason::Error) delta += a.decoder->finish();
     if (!delta.empty()) send(dump({{"type", "delta"}, {"id", key}, {"content", delta}}));
-    if (u.finish.empty()) return;
-    if (u.finish == "error") {
-      send_error(key, 500, "generation failed: " + u.error);
-      g_->metrics->request("ws_chat", 500);
+    if (!u.finished()) return;
+    if (u.finish == FinishReason::Error) {
+      const int status = http_status_for(u.code);
+      send_error(key, status, "generation failed: " + u.error);
+      if (status >= 500) g_->metrics->request("ws_chat", status);
     } else {
       const auto end = clock_type::now();
       const double total = std::chrono::duration<double>(end - a.start).count();
@@ -122,7 +123,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
       g_->metrics->generation(p, a.tokens, ttft, total);
       send(dump({{"type", "done"},
                  {"id", key},
-                 {"finish_reason", u.finish == "cancelled" ? "cancelled" : u.finish},
+                 {"finish_reason", finish_reason_name(u.finish)},
                  {"usage", {{"prompt_tokens", p}, {"completion_tokens", a.tokens}, {"total_tokens", p + a.tokens}}},
                  {"timings", {{"ttft_ms", ttft * 1e3},
                               {"total_ms", total * 1e3},

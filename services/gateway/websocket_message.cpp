@@ -1,4 +1,4 @@
-#include "services/gateway/websocket_message.h"
+#include "websocket_message.h"
 
 namespace moemesh {
 

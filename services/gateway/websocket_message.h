@@ -7,7 +7,7 @@
 #include <string_view>
 #include <variant>
 
-#include "services/gateway/openai_api.h"
+#include "openai_api.h"
 
 namespace moemesh {
 

@@ -4,175 +4,280 @@
 
 #include <cctype>
 #include <fstream>
+#include <functional>
 
-#include "services/expert_host/expert_host.h"
+#include "services/mesh/config_fields.h"
 
 namespace moemesh {
 
-nlohmann::json ClusterConfig::defaults(const std::string& transport) {
-  const bool tcp = transport == "tcp";
-  auto addr = [&](const std::string& name) { return tcp ? std::string("tcp://127.0.0.1:0") : "inproc://moemesh-" + name; };
-  return {
-      {"model", ""},
-      {"compute", "fast"},
-      {"drain_timeout_ms", 30000},
-      {"router", {{"bind", addr("router")}, {"dispatch", "bf16"}, {"deadline_ms", 2000}, {"heartbeat_timeout_ms", 3000},
-                  {"rebalance_interval_s", 0}, {"rebalance_moves", 8}}},
-      {"attention", {{"bind", addr("attention")}, {"activations", "bf16"}, {"kv_tokens", 16384}, {"kv_cache_dtype", "bf16"}, {"speculative", 2}, {"speculative_max_batch", 4},
-                     {"step_tokens", 256}, {"max_running", 64}, {"micro_batches", 2}, {"max_waiting", 1024}, {"router_timeout_ms", 10000}}},
-      {"mtp_draft", {{"enabled", true}, {"bind", addr("mtp-draft")}, {"kv_tokens", 65536}}},
-      {"gateway", {{"host", "127.0.0.1"}, {"port", 8000}, {"api_keys", nlohmann::json::array()}, {"max_body_bytes", 1 << 20},
-                   {"max_messages", 256}, {"max_tokens", 4096}, {"default_max_tokens", 256}, {"max_inflight", 256},
-                   {"per_key_concurrency", 64}, {"idle_timeout_s", 120}, {"total_timeout_s", 600}}},
-      {"expert_hosts", nlohmann::json::array({{{"name", "experts-0"}, {"bind", addr("experts-0")}, {"experts", "all"}},
-                                              {{"name", "experts-1"}, {"bind", addr("experts-1")}, {"experts", "all"}}})},
-  };
-}
-
 namespace {
 
-template <class T>
-T get(const nlohmann::json& o, const char* section, const char* key, T fallback) {
-  if (!o.contains(key)) return fallback;
-  try {
-    return o.at(key).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    throw std::invalid_argument(std::string(section) + "." + key + " has the wrong type: " + o.at(key).dump());
-  }
+using config::Field;
+using config::Fields;
+using C = ClusterConfig;
+
+std::optional<WireActivations> activations_named(const std::string& s) { return wire_activations_from_name(s); }
+std::string activations_name(WireActivations w) { return wire_activations_name(w); }
+std::optional<KvCacheDtype> kv_named(const std::string& s) { return kv_cache_dtype_from_name(s); }
+std::string kv_name(KvCacheDtype t) { return kv_cache_dtype_name(t); }
+std::optional<cpu::Precision> precision_named(const std::string& s) { return cpu::precision_from_name(s); }
+std::string precision_name(cpu::Precision p) { return cpu::precision_name(p); }
+
+const Fields<C>& top_fields() {
+  static const Fields<C> f = {
+      config::text<C>("model", [](C& c) -> auto& { return c.model; }, "checkpoint directory (safetensors and config.json)"),
+      config::choice<C>("compute", [](C& c) -> auto& { return c.compute; },
+                        "products of every role: `fast` (bf16 dot products where the CPU has them) or `exact` (f32)",
+                        std::function<std::optional<cpu::Precision>(const std::string&)>(precision_named),
+                        std::function<std::string(cpu::Precision)>(precision_name), "exact or fast"),
+      config::millis<C>("drain_timeout_ms", [](C& c) -> auto& { return c.drain_timeout; },
+                        "after SIGTERM, how long a role may take to finish the work it accepted"),
+  };
+  return f;
 }
 
-const nlohmann::json& section(const nlohmann::json& j, const char* name) {
-  static const nlohmann::json empty = nlohmann::json::object();
-  if (!j.contains(name)) return empty;
-  if (!j.at(name).is_object()) throw std::invalid_argument(std::string(name) + " must be an object");
-  return j.at(name);
+const Fields<C>& router_fields() {
+  static const Fields<C> f = {
+      config::text<C>("bind", [](C& c) -> auto& { return c.router.bind; }, "where the router listens", config::check_address),
+      config::text<C>("connect", [](C& c) -> auto& { return c.router_connect; },
+                      "where the other roles reach it (empty: its bind)",
+                      [](const std::string& a) { if (!a.empty()) config::check_address(a); }),
+      config::millis<C>("heartbeat_timeout_ms", [](C& c) -> auto& { return c.router.heartbeat_timeout; },
+                        "an expert host silent this long is taken out (a closed connection takes it out at once)"),
+      config::seconds<C>("rebalance_interval_s", [](C& c) -> auto& { return c.router.rebalance_interval; },
+                         "rebalance experts from measured load this often (0: only on the `rebalance` command)"),
+      config::integer<C>("rebalance_moves", [](C& c) -> auto& { return c.router.rebalance_moves; },
+                         "expert loads and unloads per rebalance, at most", 0, 4096),
+      config::text<C>("metrics", [](C& c) -> auto& { return c.router.metrics; }, "Prometheus address, e.g. 127.0.0.1:9101 (empty: none)"),
+  };
+  return f;
 }
 
-void check_address(const std::string& a, const std::string& field) {
-  if (a.rfind("tcp://", 0) != 0 && a.rfind("ipc://", 0) != 0 && a.rfind("inproc://", 0) != 0)
-    throw std::invalid_argument(field + " must be a tcp://, ipc:// or inproc:// address, not '" + a + "'");
+const Fields<C>& dispatch_fields() {
+  static const Fields<C> f = {
+      config::choice<C>("activations", [](C& c) -> auto& { return c.dispatch.activations; },
+                        "hidden states to the expert hosts: f32, bf16 or fp8 (answers come back in f32 for f32, else bf16)",
+                        std::function<std::optional<WireActivations>(const std::string&)>(activations_named),
+                        std::function<std::string(WireActivations)>(activations_name), "f32, bf16 or fp8"),
+      config::number<C>("deadline_percentile", [](C& c) -> auto& { return c.dispatch.deadline_percentile; },
+                        "a dispatch's deadline is this quantile of the host's measured latency ...", 0.5, 1.0),
+      config::number<C>("deadline_factor", [](C& c) -> auto& { return c.dispatch.deadline_factor; }, "... times this ...", 1.0, 1000.0),
+      config::millis<C>("deadline_floor_ms", [](C& c) -> auto& { return c.dispatch.deadline_floor; },
+                        "... and never less than this; past it the work is hedged on a replica"),
+      config::millis<C>("max_wait_ms", [](C& c) -> auto& { return c.dispatch.max_wait; },
+                        "work with no usable replica waits this long before its requests fail"),
+      config::millis<C>("link_heartbeat_ms", [](C& c) -> auto& { return c.dispatch.link_heartbeat; },
+                        "ZMTP heartbeat on every connection to an expert host"),
+      config::millis<C>("link_timeout_ms", [](C& c) -> auto& { return c.dispatch.link_timeout; },
+                        "a connection whose peer is silent this long is dropped (its work goes to replicas)"),
+      config::integer<C>("zone_overload_rows", [](C& c) -> auto& { return c.dispatch.zone_overload_rows; },
+                         "another zone's replica is used when the own zone's best has this many rows outstanding (and twice the other's)",
+                         0),
+  };
+  return f;
 }
 
-std::chrono::milliseconds positive_ms(int64_t v, const std::string& field) {
-  if (v <= 0) throw std::invalid_argument(field + " must be > 0");
-  return std::chrono::milliseconds(v);
+const Fields<C>& attention_fields() {
+  static const Fields<C> f = {
+      config::text<C>("bind", [](C& c) -> auto& { return c.attention.bind; }, "where the attention role listens", config::check_address),
+      config::text<C>("connect", [](C& c) -> auto& { return c.attention_connect; },
+                      "where the gateway reaches it (empty: its bind)",
+                      [](const std::string& a) { if (!a.empty()) config::check_address(a); }),
+      config::text<C>("zone", [](C& c) -> auto& { return c.attention.dispatch.zone; }, "its zone: expert hosts of the same zone are preferred"),
+      config::integer<C>("kv_tokens", [](C& c) -> auto& { return c.attention.kv_tokens; }, "latent KV cache size in tokens", 64),
+      config::choice<C>("kv_cache_dtype", [](C& c) -> auto& { return c.attention.kv_dtype; }, "latent KV cache element type: f32, bf16 or fp8",
+                        std::function<std::optional<KvCacheDtype>(const std::string&)>(kv_named),
+                        std::function<std::string(KvCacheDtype)>(kv_name), "f32, bf16 or fp8"),
+      config::integer<C>("speculative", [](C& c) -> auto& { return c.attention.speculative; },
+                         "MTP drafts per decode step (0: no speculation)", 0, 16),
+      config::integer<C>("speculative_max_batch", [](C& c) -> auto& { return c.attention.scheduler.max_speculative_batch; },
+                         "speculate only while at most this many requests decode", 0),
+      config::integer<C>("step_tokens", [](C& c) -> auto& { return c.attention.scheduler.step_tokens; },
+                         "prefill and decode tokens per engine step", 1),
+      config::integer<C>("max_running", [](C& c) -> auto& { return c.attention.scheduler.max_running; }, "requests in the running batch", 1),
+      config::integer<C>("max_waiting", [](C& c) -> auto& { return c.attention.scheduler.max_waiting; },
+                         "queued requests beyond which new ones are refused (HTTP 429)", 0),
+      config::integer<C>("micro_batches", [](C& c) -> auto& { return c.attention.micro_batches; },
+                         "micro-batches in flight per step (2: attention computes one while the experts run the other)", 1, 2),
+      config::boolean<C>("metrics_per_layer", [](C& c) -> auto& { return c.attention.metrics_per_layer; },
+                         "also count rows per expert of every MoE layer (layers × experts series)"),
+      config::text<C>("metrics", [](C& c) -> auto& { return c.attention.metrics; }, "Prometheus address (empty: none)"),
+  };
+  return f;
+}
+
+std::optional<std::optional<KvCacheDtype>> mtp_kv_named(const std::string& s) {
+  if (s == "attention") return std::optional<KvCacheDtype>{};
+  if (auto t = kv_cache_dtype_from_name(s)) return std::optional<KvCacheDtype>{*t};
+  return std::nullopt;
+}
+std::string mtp_kv_name(std::optional<KvCacheDtype> t) { return t ? kv_cache_dtype_name(*t) : "attention"; }
+
+const Fields<C>& mtp_fields() {
+  static const Fields<C> f = {
+      config::boolean<C>("enabled", [](C& c) -> auto& { return c.mtp_enabled; }, "run the mtp-draft role (speculative decoding)"),
+      config::text<C>("bind", [](C& c) -> auto& { return c.mtp.bind; }, "where the mtp-draft role listens", config::check_address),
+      config::text<C>("connect", [](C& c) -> auto& { return c.mtp_connect; }, "where attention reaches it (empty: its bind)",
+                      [](const std::string& a) { if (!a.empty()) config::check_address(a); }),
+      config::text<C>("zone", [](C& c) -> auto& { return c.mtp.dispatch.zone; }, "its zone, for the MTP layer's experts"),
+      config::integer<C>("kv_tokens", [](C& c) -> auto& { return c.mtp.kv_tokens; }, "the MTP layer's latent cache in tokens", 64),
+      config::choice<C>("kv_cache_dtype", [](C& c) -> auto& { return c.mtp_kv_dtype; },
+                        "its cache element type: f32, bf16, fp8 or `attention` (the attention role's)",
+                        std::function<std::optional<std::optional<KvCacheDtype>>(const std::string&)>(mtp_kv_named),
+                        std::function<std::string(std::optional<KvCacheDtype>)>(mtp_kv_name), "f32, bf16, fp8 or attention"),
+      config::text<C>("metrics", [](C& c) -> auto& { return c.mtp.metrics; }, "Prometheus address (empty: none)"),
+  };
+  return f;
+}
+
+const Fields<C>& gateway_fields() {
+  static const Fields<C> f = {
+      config::text<C>("host", [](C& c) -> auto& { return c.gateway.host; }, "address the HTTP server listens on"),
+      config::integer<C>("port", [](C& c) -> auto& { return c.gateway.port; }, "its port (0: any free port)", 0, 65535),
+      config::strings<C>("api_keys", [](C& c) -> auto& { return c.gateway.api_keys; }, "bearer keys it accepts (empty: no authentication)"),
+      config::integer<C>("max_body_bytes", [](C& c) -> auto& { return c.gateway.max_body_bytes; }, "largest request body (HTTP 413 beyond)", 1),
+      config::integer<C>("max_messages", [](C& c) -> auto& { return c.gateway.limits.max_messages; }, "messages per chat request", 1),
+      config::integer<C>("max_tokens", [](C& c) -> auto& { return c.gateway.limits.max_tokens; }, "largest max_tokens a request may ask", 1),
+      config::integer<C>("default_max_tokens", [](C& c) -> auto& { return c.gateway.limits.default_max_tokens; },
+                         "max_tokens when a request gives none (at most max_tokens)", 1),
+      config::integer<C>("max_inflight", [](C& c) -> auto& { return c.gateway.max_inflight; }, "generations at once (HTTP 429 beyond)", 1),
+      config::integer<C>("per_key_concurrency", [](C& c) -> auto& { return c.gateway.per_key_concurrency; },
+                         "generations at once per API key (0: no limit)", 0),
+      config::integer<C>("idle_timeout_s", [](C& c) -> auto& { return c.gateway.idle_timeout_s; }, "an idle connection is closed after this", 1),
+      config::integer<C>("total_timeout_s", [](C& c) -> auto& { return c.gateway.total_timeout_s; },
+                         "a generation running longer is stopped (HTTP 504)", 1),
+      config::text<C>("model_name", [](C& c) -> auto& { return c.gateway.model_name; }, "the model's name in the API (empty: the checkpoint directory's)"),
+  };
+  return f;
+}
+
+const Fields<ExpertHostConfig>& host_fields() {
+  using H = ExpertHostConfig;
+  static const Fields<H> f = {
+      config::text<H>("name", [](H& h) -> auto& { return h.options.name; }, "unique in the mesh"),
+      config::text<H>("bind", [](H& h) -> auto& { return h.options.bind; }, "where it listens", config::check_address),
+      config::text<H>("advertise", [](H& h) -> auto& { return h.options.advertise; },
+                      "where dispatchers and the router dial it (empty: its bind)",
+                      [](const std::string& a) { if (!a.empty()) config::check_address(a); }),
+      config::text<H>("zone", [](H& h) -> auto& { return h.options.zone; }, "its zone (Helm: the node's topology.kubernetes.io/zone)"),
+      config::text<H>("experts", [](H& h) -> auto& { return h.experts; }, "held from the start: all, none (the router assigns) or ranges 0-127,200"),
+      config::integer<H>("capacity", [](H& h) -> auto& { return h.options.capacity; }, "experts it may hold (-1: all)", -1),
+      config::millis<H>("heartbeat_ms", [](H& h) -> auto& { return h.options.heartbeat; }, "how often it reports to the router"),
+      config::text<H>("device", [](H& h) -> auto& { return h.options.device; }, "where its experts compute: cpu or cuda",
+                      [](const std::string& d) {
+                        if (d != "cpu" && d != "cuda") throw std::invalid_argument("must be cpu or cuda, not '" + d + "'");
+                      }),
+      config::text<H>("metrics", [](H& h) -> auto& { return h.options.metrics; }, "Prometheus address (empty: none)"),
+  };
+  return f;
+}
+
+struct Section {
+  const char* name;
+  const Fields<C>& (*fields)();
+};
+const Section kSections[] = {{"router", router_fields},       {"dispatch", dispatch_fields}, {"attention", attention_fields},
+                             {"mtp_draft", mtp_fields},        {"gateway", gateway_fields}};
+
+// Keys of older configs, and where their meaning went.
+const std::pair<const char*, const char*> kMoved[] = {
+    {"router.dispatch", "dispatch.activations"},
+    {"router.deadline_ms", "dispatch.deadline_floor_ms (deadlines follow measured latency now)"},
+    {"router.metrics_per_layer", "attention.metrics_per_layer"},
+    {"attention.activations", "dispatch.activations"},
+    {"attention.router_timeout_ms", "dispatch.max_wait_ms"},
+};
+
+std::string with_transport(const std::string& transport, const std::string& name) {
+  return transport == "tcp" ? std::string("tcp://127.0.0.1:0") : "inproc://moemesh-" + name;
 }
 
 }  // namespace
 
+namespace config {
+void check_address(const std::string& a) {
+  if (a.rfind("tcp://", 0) != 0 && a.rfind("ipc://", 0) != 0 && a.rfind("inproc://", 0) != 0)
+    throw std::invalid_argument("must be a tcp://, ipc:// or inproc:// address, not '" + a + "'");
+}
+}  // namespace config
+
+nlohmann::json ClusterConfig::defaults(const std::string& transport) {
+  const ClusterConfig d;
+  nlohmann::json j = config::write(top_fields(), d);
+  for (const Section& s : kSections) j[s.name] = config::write(s.fields(), d);
+  j["router"]["bind"] = with_transport(transport, "router");
+  j["attention"]["bind"] = with_transport(transport, "attention");
+  j["mtp_draft"]["bind"] = with_transport(transport, "mtp-draft");
+  j["expert_hosts"] = nlohmann::json::array();
+  for (int i = 0; i < 2; ++i) {
+    ExpertHostConfig h;
+    h.options.name = "experts-" + std::to_string(i);
+    h.options.bind = with_transport(transport, h.options.name);
+    j["expert_hosts"].push_back(config::write(host_fields(), h));
+  }
+  return j;
+}
+
+std::string ClusterConfig::reference() {
+  const ClusterConfig d;
+  std::string s = config::reference(top_fields(), d, "(top level)");
+  for (const Section& sec : kSections) s += "\n" + config::reference(sec.fields(), d, sec.name);
+  ExpertHostConfig h;
+  s += "\n" + config::reference(host_fields(), h, "expert_hosts[i]");
+  return s;
+}
+
 ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
   if (!j.is_object()) throw std::invalid_argument("the cluster config must be a JSON object");
+  for (const auto& [from, to] : kMoved) {
+    const std::string f = from;
+    const auto dot = f.find('.');
+    const std::string sec = f.substr(0, dot), key = f.substr(dot + 1);
+    if (j.contains(sec) && j[sec].is_object() && j[sec].contains(key))
+      throw std::invalid_argument(f + " is no longer an option: see " + to);
+  }
   ClusterConfig c;
-  c.model = get<std::string>(j, "config", "model", "");
-  c.drain_timeout = positive_ms(get<int64_t>(j, "config", "drain_timeout_ms", 30000), "drain_timeout_ms");
-  const std::string compute = get<std::string>(j, "config", "compute", "fast");
-  const auto precision = cpu::precision_from_name(compute);
-  if (!precision) throw std::invalid_argument("compute must be \"exact\" or \"fast\", not '" + compute + "'");
-  auto kv_dtype = [](const nlohmann::json& sec, const char* name, const std::string& fallback) {
-    const std::string v = get<std::string>(sec, name, "kv_cache_dtype", fallback);
-    const auto t = kv_cache_dtype_from_name(v);
-    if (!t) throw std::invalid_argument(std::string(name) + ".kv_cache_dtype must be f32, bf16 or fp8, not '" + v + "'");
-    return *t;
-  };
-
-  const auto& r = section(j, "router");
-  c.router.model = c.model;
-  c.router.bind = get<std::string>(r, "router", "bind", "tcp://127.0.0.1:0");
-  check_address(c.router.bind, "router.bind");
-  c.router_connect = get<std::string>(r, "router", "connect", c.router.bind);
-  c.router.dispatch = parse_wire_activations(get<std::string>(r, "router", "dispatch", "bf16"));
-  c.router.deadline = positive_ms(get<int64_t>(r, "router", "deadline_ms", 2000), "router.deadline_ms");
-  c.router.heartbeat_timeout = positive_ms(get<int64_t>(r, "router", "heartbeat_timeout_ms", 3000), "router.heartbeat_timeout_ms");
-  const double rb = get<double>(r, "router", "rebalance_interval_s", 0.0);
-  if (rb < 0) throw std::invalid_argument("router.rebalance_interval_s must be >= 0");
-  c.router.rebalance_interval = std::chrono::milliseconds(static_cast<int64_t>(rb * 1000));
-  c.router.rebalance_moves = get<int>(r, "router", "rebalance_moves", 8);
-  c.router.metrics = get<std::string>(r, "router", "metrics", "");
-  c.router.metrics_per_layer = get<bool>(r, "router", "metrics_per_layer", false);
-
-  const auto& m = section(j, "mtp_draft");
-  c.mtp_enabled = get<bool>(m, "mtp_draft", "enabled", true);
-  c.mtp.model = c.model;
-  c.mtp.bind = get<std::string>(m, "mtp_draft", "bind", "tcp://127.0.0.1:0");
-  check_address(c.mtp.bind, "mtp_draft.bind");
-  c.mtp_connect = get<std::string>(m, "mtp_draft", "connect", c.mtp.bind);
-  c.mtp.router = c.router_connect;
-  c.mtp.kv_tokens = get<int64_t>(m, "mtp_draft", "kv_tokens", 65536);
-  if (c.mtp.kv_tokens < 64) throw std::invalid_argument("mtp_draft.kv_tokens must be >= 64");
-  c.mtp.metrics = get<std::string>(m, "mtp_draft", "metrics", "");
-  c.mtp.compute = *precision;
-
-  const auto& a = section(j, "attention");
-  c.attention.model = c.model;
-  c.attention.bind = get<std::string>(a, "attention", "bind", "tcp://127.0.0.1:0");
-  check_address(c.attention.bind, "attention.bind");
-  c.attention_connect = get<std::string>(a, "attention", "connect", c.attention.bind);
-  c.attention.router = c.router_connect;
-  c.attention.mtp = c.mtp_enabled ? c.mtp_connect : "";
-  c.attention.activations = parse_wire_activations(get<std::string>(a, "attention", "activations", "bf16"));
-  c.mtp.activations = c.attention.activations;
-  c.attention.kv_tokens = get<int64_t>(a, "attention", "kv_tokens", 16384);
-  c.attention.kv_dtype = kv_dtype(a, "attention", "bf16");
-  c.attention.compute = *precision;
-  // The draft's own cache follows the attention role's unless set.
-  c.mtp.kv_dtype = kv_dtype(m, "mtp_draft", kv_cache_dtype_name(c.attention.kv_dtype));
-  if (c.attention.kv_tokens < 64) throw std::invalid_argument("attention.kv_tokens must be >= 64");
-  c.attention.speculative = get<int>(a, "attention", "speculative", 2);
-  if (c.attention.speculative < 0 || c.attention.speculative > 16) throw std::invalid_argument("attention.speculative must be in 0..16");
-  c.attention.scheduler.step_tokens = get<int64_t>(a, "attention", "step_tokens", 256);
-  c.attention.scheduler.max_running = get<int64_t>(a, "attention", "max_running", 64);
-  c.attention.scheduler.max_waiting = get<int64_t>(a, "attention", "max_waiting", 1024);
-  if (c.attention.scheduler.step_tokens < 1 || c.attention.scheduler.max_running < 1 || c.attention.scheduler.max_waiting < 0)
-    throw std::invalid_argument("attention.step_tokens and max_running must be >= 1, max_waiting >= 0");
-  c.attention.scheduler.max_speculative_batch = get<int64_t>(a, "attention", "speculative_max_batch", 4);
-  c.attention.micro_batches = get<int>(a, "attention", "micro_batches", 2);
-  c.attention.metrics = get<std::string>(a, "attention", "metrics", "");
-  if (c.attention.micro_batches < 1 || c.attention.micro_batches > 2) throw std::invalid_argument("attention.micro_batches must be 1 or 2");
-  c.attention.router_timeout = positive_ms(get<int64_t>(a, "attention", "router_timeout_ms", 10000), "attention.router_timeout_ms");
-  c.mtp.router_timeout = c.attention.router_timeout;
-
-  const auto& g = section(j, "gateway");
-  GatewayOptions& go = c.gateway;
-  go.host = get<std::string>(g, "gateway", "host", go.host);
-  const int64_t port = get<int64_t>(g, "gateway", "port", go.port);
-  if (port < 0 || port > 65535) throw std::invalid_argument("gateway.port must be 0..65535");
-  go.port = static_cast<uint16_t>(port);
-  go.api_keys = get<std::vector<std::string>>(g, "gateway", "api_keys", {});
-  auto positive = [&](const char* key, int64_t fallback) {
-    const int64_t v = get<int64_t>(g, "gateway", key, fallback);
-    if (v < 1) throw std::invalid_argument(std::string("gateway.") + key + " must be >= 1");
-    return v;
-  };
-  go.max_body_bytes = static_cast<size_t>(positive("max_body_bytes", static_cast<int64_t>(go.max_body_bytes)));
-  go.limits.max_messages = static_cast<size_t>(positive("max_messages", static_cast<int64_t>(go.limits.max_messages)));
-  go.limits.max_tokens = positive("max_tokens", go.limits.max_tokens);
-  go.limits.default_max_tokens = std::min(positive("default_max_tokens", go.limits.default_max_tokens), go.limits.max_tokens);
-  go.max_inflight = static_cast<size_t>(positive("max_inflight", static_cast<int64_t>(go.max_inflight)));
-  go.per_key_concurrency = static_cast<size_t>(std::max<int64_t>(0, get<int64_t>(g, "gateway", "per_key_concurrency", 64)));
-  go.idle_timeout_s = static_cast<int>(positive("idle_timeout_s", go.idle_timeout_s));
-  go.total_timeout_s = static_cast<int>(positive("total_timeout_s", go.total_timeout_s));
+  nlohmann::json top = nlohmann::json::object();
+  for (const auto& [k, v] : j.items()) {
+    bool section = k == "expert_hosts";
+    for (const Section& s : kSections) section |= k == s.name;
+    if (!section) top[k] = v;
+  }
+  config::read(top_fields(), top, "config", c);
+  for (const Section& s : kSections)
+    if (j.contains(s.name)) config::read(s.fields(), j[s.name], s.name, c);
+  c.gateway.limits.default_max_tokens = std::min(c.gateway.limits.default_max_tokens, c.gateway.limits.max_tokens);
 
   if (j.contains("expert_hosts")) {
     if (!j["expert_hosts"].is_array()) throw std::invalid_argument("expert_hosts must be an array");
     for (size_t i = 0; i < j["expert_hosts"].size(); ++i) {
-      const auto& h = j["expert_hosts"][i];
+      ExpertHostConfig h;
+      h.options.name = "experts-" + std::to_string(i);
       const std::string where = "expert_hosts[" + std::to_string(i) + "]";
-      if (!h.is_object()) throw std::invalid_argument(where + " must be an object");
-      ExpertHostConfig e;
-      e.options.model = c.model;
-      e.options.name = get<std::string>(h, where.c_str(), "name", "experts-" + std::to_string(i));
-      e.options.bind = get<std::string>(h, where.c_str(), "bind", "tcp://127.0.0.1:0");
-      check_address(e.options.bind, where + ".bind");
-      e.options.router = c.router_connect;
-      e.options.capacity = get<int64_t>(h, where.c_str(), "capacity", -1);
-      e.options.metrics = get<std::string>(h, where.c_str(), "metrics", "");
-      e.options.device = get<std::string>(h, where.c_str(), "device", "cpu");
-      e.options.compute = *precision;
-      if (e.options.device != "cpu" && e.options.device != "cuda")
-        throw std::invalid_argument(where + ".device must be cpu or cuda");
-      e.experts = get<std::string>(h, where.c_str(), "experts", "all");
-      c.expert_hosts.push_back(std::move(e));
+      config::read(host_fields(), j["expert_hosts"][i], where, h);
+      if (!j["expert_hosts"][i].is_object()) throw std::invalid_argument(where + " must be an object");
+      c.expert_hosts.push_back(std::move(h));
     }
+  }
+
+  // What follows from the rest: the model and compute everywhere, who reaches whom.
+  if (c.router_connect.empty()) c.router_connect = c.router.bind;
+  if (c.attention_connect.empty()) c.attention_connect = c.attention.bind;
+  if (c.mtp_connect.empty()) c.mtp_connect = c.mtp.bind;
+  c.router.model = c.attention.model = c.mtp.model = c.model;
+  c.attention.compute = c.mtp.compute = c.compute;
+  c.attention.router = c.mtp.router = c.router_connect;
+  c.attention.mtp = c.mtp_enabled ? c.mtp_connect : "";
+  const std::string attention_zone = c.attention.dispatch.zone, mtp_zone = c.mtp.dispatch.zone;
+  c.attention.dispatch = c.dispatch;
+  c.attention.dispatch.zone = attention_zone;
+  c.mtp.dispatch = c.dispatch;
+  c.mtp.dispatch.zone = mtp_zone;
+  c.mtp.kv_dtype = c.mtp_kv_dtype.value_or(c.attention.kv_dtype);
+  for (auto& h : c.expert_hosts) {
+    h.options.model = c.model;
+    h.options.router = c.router_connect;
+    h.options.compute = c.compute;
   }
   return c;
 }

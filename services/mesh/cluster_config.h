@@ -1,19 +1,21 @@
 // The cluster config: one JSON file naming the model, every role's address and
 // options, and which experts each expert host holds (docs/MESH.md). Values come
-// from built-in defaults, then the file, then MOEMESH__* environment variables,
-// then --set flags (later wins).
+// from the option structs' defaults, then the file, then MOEMESH__* environment
+// variables, then --set flags (later wins). Every section is read by its list
+// of fields (cluster_config.cpp); a key no field has is refused, naming it.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "services/attention/attention_service.h"
-#include "services/expert_host/expert_host_service.h"
-#include "services/gateway/gateway.h"
-#include "services/mtp_draft/mtp_draft_service.h"
-#include "services/router/router_service.h"
+#include "services/attention/api.h"
+#include "services/expert_host/api.h"
+#include "services/gateway/api.h"
+#include "services/mtp_draft/api.h"
+#include "services/router/api.h"
 
 namespace moemesh {
 
@@ -24,28 +26,33 @@ struct ExpertHostConfig {
 
 struct ClusterConfig {
   std::string model;
+  cpu::Precision compute = cpu::Precision::Fast;  // every role that computes
   // SIGTERM: how long a role may take to finish the work it had accepted.
   std::chrono::milliseconds drain_timeout{30000};
   RouterOptions router;
   std::string router_connect;  // where the other roles reach the router (default: its bind)
+  DispatcherOptions dispatch;  // every dispatcher's (attention and mtp-draft; each has its own zone)
   AttentionOptions attention;
   std::string attention_connect;  // where the gateway reaches attention (default: its bind)
   bool mtp_enabled = true;
   MtpDraftOptions mtp;
   std::string mtp_connect;
+  std::optional<KvCacheDtype> mtp_kv_dtype;  // unset: the attention role's
   std::vector<ExpertHostConfig> expert_hosts;
   GatewayOptions gateway;
 
   // Built-in defaults: every role on inproc:// ("inproc") or tcp loopback with
-  // free ports ("tcp").
+  // free ports ("tcp"), two expert hosts holding every expert.
   static nlohmann::json defaults(const std::string& transport);
   // Throws std::invalid_argument naming the field.
   static ClusterConfig from_json(const nlohmann::json& j);
+  // Every section's keys, defaults and meanings as markdown tables (docs/MESH.md holds them).
+  static std::string reference();
 };
 
 // Applies "a.b.c=value" (value parsed as JSON, else taken as a string).
 void apply_override(nlohmann::json& j, const std::string& assignment);
-// MOEMESH__ROUTER__DEADLINE_MS=500 → router.deadline_ms = 500.
+// MOEMESH__ROUTER__HEARTBEAT_TIMEOUT_MS=500 → router.heartbeat_timeout_ms = 500.
 void apply_env_overrides(nlohmann::json& j, char** environ);
 // Defaults ← file (if any) ← environment ← `sets`.
 nlohmann::json load_cluster_json(const std::string& file, const std::vector<std::string>& sets,

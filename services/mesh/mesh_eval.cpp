@@ -35,7 +35,7 @@ nlohmann::json run_eval_on_mesh(AttentionClient& client, const EvalRequest& req,
       g.prompt = req.greedy_prompt;
       g.max_new_tokens = req.greedy_new_tokens;  // no stop ids: EOS does not stop it
       const TokensUpdate r = client.generate(g);
-      if (r.finish == "error") throw MeshError("greedy generation failed: " + r.error);
+      if (r.finish == FinishReason::Error) throw MeshError(r.code, "greedy generation failed: " + r.error);
       toks = r.tokens;
     }
     out["greedy"] = {{"prompt", req.greedy_prompt}, {"tokens", toks}};

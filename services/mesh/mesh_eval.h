@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/eval.h"
-#include "services/attention/attention_client.h"
+#include "services/attention/client.h"
 
 namespace moemesh {
 

@@ -8,25 +8,9 @@
 #include <spdlog/spdlog.h>
 
 #include "core/model_config.h"
-#include "services/attention/attention_client.h"
+#include "services/router/client.h"
 
 namespace moemesh {
-
-void wait_for_experts(zmq::context_t& ctx, const std::string& router, std::chrono::milliseconds timeout) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  std::string last = "no answer from the router";
-  while (std::chrono::steady_clock::now() < until) {
-    try {
-      const auto s = control_call(ctx, router, {{"cmd", "stats"}}, std::chrono::milliseconds(2000));
-      if (!s["hosts"].empty() && s["uncovered"].empty()) return;
-      last = std::to_string(s["uncovered"].size()) + " experts have no host yet";
-    } catch (const std::exception& e) {
-      last = e.what();
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  throw std::runtime_error("the mesh did not come up: " + last);
-}
 
 InProcessMesh::InProcessMesh(ClusterConfig config, zmq::context_t& ctx) : c_(std::move(config)), ctx_(ctx) {}
 InProcessMesh::~InProcessMesh() { stop(); }
@@ -37,7 +21,7 @@ MeshEndpoints InProcessMesh::start(const Progress& progress) {
   };
   MeshEndpoints ep;
   const ModelConfig mc = ModelConfig::load(c_.model);
-  say("router: loading gates");
+  say("router: starting");
   router_ = std::make_unique<RouterService>(c_.router, ctx_);
   ep.router = router_->start();
   // Roles reach the router where it actually bound (a tcp port 0 became a real port).

@@ -27,9 +27,6 @@ struct MeshEndpoints {
 
 using Progress = std::function<void(const std::string&)>;
 
-// Polls the router until every expert has a ready host; throws after `timeout`.
-void wait_for_experts(zmq::context_t& ctx, const std::string& router, std::chrono::milliseconds timeout);
-
 class InProcessMesh {
  public:
   InProcessMesh(ClusterConfig config, zmq::context_t& ctx);

@@ -114,10 +114,14 @@ TEST_P(HelmChart, LintsRendersAndEveryRoleIsThere) {
     for (const char* must : {"resources:", "livenessProbe:", "readinessProbe:", "startupProbe:", "runAsNonRoot: true",
                              "readOnlyRootFilesystem: true", "name: model", "/etc/moemesh/cluster.json"})
       EXPECT_NE(o.text.find(must), std::string::npos) << o.name << " lacks " << must;
-    if (gpu && o.name.find("gateway") == std::string::npos && o.name.find("router") == std::string::npos)
+    if (gpu && o.name.find("gateway") == std::string::npos && o.name.find("router") == std::string::npos) {
       EXPECT_NE(o.text.find("nvidia.com/gpu: 1"), std::string::npos) << o.name;
+    }
   }
   EXPECT_NE(find(objs, "Deployment", "demo-moemesh-gateway")->text.find("path: /readyz"), std::string::npos);
+  // Dispatchers and expert hosts learn their zone from the pod's topology label.
+  EXPECT_NE(find(objs, "StatefulSet", "demo-moemesh-expert-host")->text.find("topology.kubernetes.io/zone']"), std::string::npos);
+  EXPECT_NE(find(objs, "Deployment", "demo-moemesh-attention")->text.find("\"--zone\", \"$(MOEMESH_ZONE)\""), std::string::npos);
 
   // The rendered cluster config is one moemesh accepts, with the hosts and experts of the values.
   const Object* cm = find(objs, "ConfigMap", "demo-moemesh-config");
@@ -127,7 +131,7 @@ TEST_P(HelmChart, LintsRendersAndEveryRoleIsThere) {
   EXPECT_EQ(c.expert_hosts[0].options.name, "demo-moemesh-expert-host-0");
   EXPECT_EQ(c.expert_hosts[gpu ? 3 : 1].experts, gpu ? "96-127" : "all");
   EXPECT_EQ(c.router_connect, "tcp://demo-moemesh-router.serving.svc:7411");
-  EXPECT_EQ(c.router.dispatch, gpu ? WireActivations::FP8 : WireActivations::BF16);
+  EXPECT_EQ(c.dispatch.activations, gpu ? WireActivations::FP8 : WireActivations::BF16);
 
   // Monitoring objects and autoscalers follow their flags.
   EXPECT_EQ(find(objs, "ServiceMonitor", "demo-moemesh") != nullptr, gpu);

@@ -2,6 +2,8 @@
 // process on 127.0.0.1, over the tiny fp8 test model.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -11,7 +13,8 @@
 
 #include <gtest/gtest.h>
 
-#include "services/attention/attention_client.h"
+#include "services/attention/client.h"
+#include "services/router/client.h"
 #include "services/mesh/mesh_launcher.h"
 #include "tests/support/test_models.h"
 
@@ -49,11 +52,67 @@ struct TestMesh {
   }
   ~TestMesh() { mesh->stop(); }
 
-  nlohmann::json router_stats() { return control_call(ctx, ep.router, {{"cmd", "stats"}}); }
+  nlohmann::json router_stats() { return moemesh::router_stats(ctx, ep.router); }
+  // The attention role's dispatcher: calls, failed_calls, retries by reason, hosts.
+  nlohmann::json dispatch_stats() { return AttentionClient(ctx, ep.attention).stats()["dispatch"]; }
+  uint64_t retries(const nlohmann::json& dispatch, const std::string& reason = {}) {
+    uint64_t n = 0;
+    for (const auto& [k, v] : dispatch["retries"].items())
+      if (reason.empty() || k == reason) n += v.get<uint64_t>();
+    return n;
+  }
   const nlohmann::json* host_entry(const nlohmann::json& stats, const std::string& name) {
     for (const auto& h : stats["hosts"])
       if (h["name"] == name) return &h;
     return nullptr;
+  }
+};
+
+// `n` streaming generations of `tokens` tokens each on their own threads, with
+// the longest gap between two updates of any one stream (after its first).
+struct StreamLoad {
+  std::vector<TokensUpdate> results;
+  std::vector<std::string> errors;
+  std::vector<double> max_gap_ms;
+  std::vector<std::thread> threads;
+  std::atomic<int> tokens_seen{0};
+
+  StreamLoad(TestMesh& m, int n, int64_t tokens, uint64_t seed) : results(n), errors(n), max_gap_ms(n, 0.0) {
+    for (int i = 0; i < n; ++i)
+      threads.emplace_back([&m, this, i, tokens, seed] {
+        try {
+          AttentionClient c(m.ctx, m.ep.attention);
+          GenerationRequest r;
+          r.prompt = random_tokens(6 + i % 5, 1024, seed + i);
+          r.max_new_tokens = tokens;
+          auto last = std::chrono::steady_clock::time_point{};
+          results[i] = c.generate(r, [&](const TokensUpdate& u) {
+            const auto now = std::chrono::steady_clock::now();
+            if (last != std::chrono::steady_clock::time_point{})
+              max_gap_ms[i] = std::max(max_gap_ms[i], std::chrono::duration<double, std::milli>(now - last).count());
+            last = now;
+            tokens_seen += static_cast<int>(u.tokens.size());
+          });
+        } catch (const std::exception& e) {
+          errors[i] = e.what();
+        }
+      });
+  }
+  // Joins; every request got all its tokens. Returns the longest stall of any stream.
+  double expect_all_complete(size_t tokens) {
+    for (auto& t : threads) t.join();
+    threads.clear();
+    double worst = 0;
+    for (size_t i = 0; i < results.size(); ++i) {
+      EXPECT_EQ(errors[i], "") << "request " << i;
+      EXPECT_EQ(results[i].finish, FinishReason::Length) << "request " << i << ": " << results[i].error;
+      EXPECT_EQ(results[i].tokens.size(), tokens) << "request " << i;
+      worst = std::max(worst, max_gap_ms[i]);
+    }
+    return worst;
+  }
+  ~StreamLoad() {
+    for (auto& t : threads) t.join();
   }
 };
 

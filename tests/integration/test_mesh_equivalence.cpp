@@ -45,7 +45,7 @@ TEST(MeshEquivalence, EvalOnTheMeshEqualsOneProcess) {
   // One host with every expert, f32 on every hop: each token's experts are summed
   // in the same order as in one process, so the logits are bit-identical.
   ASSERT_EQ(run("eval --mesh" + io + (dir / "one.json").string() + " --set '" + std::string(kOneHost) + "'"), 0);
-  // Two hosts holding halves: the router adds the hosts' partial sums, a different
+  // Two hosts holding halves: the dispatcher adds the hosts' partial sums, a different
   // f32 summation order, so equal within rounding.
   ASSERT_EQ(run("eval --mesh" + io + (dir / "two.json").string() +
                 R"( --set 'expert_hosts=[{"name": "a", "experts": "0-7"}, {"name": "b", "experts": "8-15"}]')"),
@@ -64,7 +64,7 @@ namespace {
 // 16 prompts of different lengths, generated concurrently (continuous batching).
 std::vector<std::vector<int32_t>> generate_all(TestMesh& m, const std::vector<std::vector<int32_t>>& prompts, int64_t n) {
   std::vector<std::vector<int32_t>> out(prompts.size());
-  std::vector<std::string> finish(prompts.size());
+  std::vector<FinishReason> finish(prompts.size());
   std::vector<std::thread> threads;
   for (size_t i = 0; i < prompts.size(); ++i)
     threads.emplace_back([&, i] {
@@ -77,7 +77,7 @@ std::vector<std::vector<int32_t>> generate_all(TestMesh& m, const std::vector<st
       finish[i] = u.finish;
     });
   for (auto& t : threads) t.join();
-  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(finish[i], "length") << "prompt " << i;
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(finish[i], FinishReason::Length) << "prompt " << i;
   return out;
 }
 }  // namespace
@@ -87,14 +87,14 @@ TEST(MeshEquivalence, SpeculativeGreedyEqualsPlainGreedyOn16Prompts) {
   for (int i = 0; i < 16; ++i) prompts.push_back(random_tokens(3 + (i * 7) % 29, 1024, 100 + i));
   std::vector<std::vector<int32_t>> plain, spec;
   {
-    TestMesh m("mesh-plain", {kOneHost, "attention.speculative=0", "router.dispatch=f32", "attention.activations=f32"});
+    TestMesh m("mesh-plain", {kOneHost, "attention.speculative=0", "dispatch.activations=f32"});
     plain = generate_all(m, prompts, 20);
   }
   nlohmann::json stats;
   {
-    TestMesh m("mesh-spec", {kOneHost, "attention.speculative=3", "attention.speculative_max_batch=64", "router.dispatch=f32", "attention.activations=f32"});
+    TestMesh m("mesh-spec", {kOneHost, "attention.speculative=3", "attention.speculative_max_batch=64", "dispatch.activations=f32"});
     spec = generate_all(m, prompts, 20);
-    stats = control_call(m.ctx, m.ep.attention, {{"cmd", "stats"}});
+    stats = AttentionClient(m.ctx, m.ep.attention).stats();
   }
   for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(spec[i], plain[i]) << "prompt " << i;
   // Speculation really ran: drafts were made and verified at every position.

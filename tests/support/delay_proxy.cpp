@@ -116,6 +116,7 @@ void DelayProxy::pump(int from, int to) {
     if (poll(&p, 1, 100) <= 0) continue;
     const ssize_t n = recv(from, buf, sizeof buf, 0);
     if (n <= 0) break;
+    if (swallow_) continue;
     std::lock_guard<std::mutex> lock(mu);
     q.emplace_back(clock::now() + std::chrono::milliseconds(delay_ms_.load()), std::string(buf, static_cast<size_t>(n)));
     cv.notify_one();

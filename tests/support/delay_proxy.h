@@ -1,6 +1,8 @@
 // A TCP relay on 127.0.0.1 that delays every byte by a fixed time in each
 // direction: a slow link between two roles, where `tc netem` is not available
-// (it needs the sch_netem kernel module and a network namespace).
+// (it needs the sch_netem kernel module and a network namespace). Told to
+// swallow, it keeps every connection open and forwards nothing: a link that
+// silently drops (no FIN, no RST), as when a machine or a switch vanishes.
 #pragma once
 
 #include <atomic>
@@ -23,6 +25,8 @@ class DelayProxy {
 
   uint16_t port() const { return port_; }
   void set_delay(std::chrono::milliseconds d) { delay_ms_ = d.count(); }
+  // While on, bytes in either direction are read and dropped.
+  void set_swallow(bool on) { swallow_ = on; }
 
  private:
   void accept_loop();
@@ -31,7 +35,7 @@ class DelayProxy {
   uint16_t target_, port_ = 0;
   int listener_ = -1;
   std::atomic<int64_t> delay_ms_;
-  std::atomic<bool> stop_{false};
+  std::atomic<bool> stop_{false}, swallow_{false};
   std::mutex mu_;
   std::vector<int> fds_;
   std::vector<std::thread> pumps_;

@@ -171,9 +171,9 @@ TEST(Cli, UpChatsThroughTheWholeMeshInOneProcessAndAsProcesses) {
     EXPECT_NE(r.out.find("tok/s"), std::string::npos) << r.out;
   }
   // A bad config value is refused with its name, before anything starts.
-  const CliResult bad = run("up --model " + dir.string() + " --set router.deadline_ms=-1 --chat hi");
+  const CliResult bad = run("up --model " + dir.string() + " --set dispatch.deadline_floor_ms=-1 --chat hi");
   EXPECT_NE(bad.code, 0);
-  EXPECT_NE(bad.out.find("router.deadline_ms"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("dispatch.deadline_floor_ms"), std::string::npos) << bad.out;
 }
 
 TEST(Cli, EvalWithExpertHostsInTheirOwnProcesses) {
@@ -205,4 +205,18 @@ TEST(Cli, EvalWithExpertHostsInTheirOwnProcesses) {
   // SIGTERM: the hosts stop cleanly.
   EXPECT_EQ(a.stop(SIGTERM), 0);
   EXPECT_EQ(b.stop(SIGTERM), 0);
+}
+
+TEST(Cli, ConfigPrintsTheEffectiveConfigAndRefusesWhatTheRolesWould) {
+  const CliResult r = run("config --set dispatch.activations=fp8 --set attention.zone=eu-1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j["dispatch"]["activations"], "fp8");
+  EXPECT_EQ(j["attention"]["zone"], "eu-1");
+  const CliResult moved = run("config --set router.dispatch=fp8");
+  EXPECT_NE(moved.code, 0);
+  EXPECT_NE(moved.out.find("dispatch.activations"), std::string::npos) << "names where the option went: " << moved.out;
+  const CliResult ref = run("config --reference");
+  ASSERT_EQ(ref.code, 0);
+  EXPECT_NE(ref.out.find("| `dispatch` | default | |"), std::string::npos) << ref.out;
 }

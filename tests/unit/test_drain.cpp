@@ -5,8 +5,9 @@
 #include <future>
 
 #include "actors/drain.h"
-#include "services/attention/attention_client.h"
-#include "services/expert_host/expert_host_service.h"
+#include "actors/control_call.h"
+#include "services/expert_host/api.h"
+#include "services/router/api.h"
 #include "tests/support/test_models.h"
 
 using namespace moemesh;
@@ -42,9 +43,9 @@ TEST(Drain, AnExpertHostAnswersARepeatedLeaveAndDrainsWhenIdle) {
   o.experts = {0, 1, 2};
   ExpertHostService s(o, ctx);
   const std::string ep = s.start();
-  EXPECT_EQ(control_call(ctx, ep, {{"cmd", "leave"}})["ok"], true);
+  EXPECT_EQ(control_call(ctx, ep, to_json(HostCommand{HostCommandKind::Leave, {}}))["ok"], true);
   // A router may say it again (a retry, a second router): answered, no harm done.
-  EXPECT_EQ(control_call(ctx, ep, {{"cmd", "leave"}})["ok"], true);
+  EXPECT_EQ(control_call(ctx, ep, to_json(HostCommand{HostCommandKind::Leave, {}}))["ok"], true);
   EXPECT_EQ(s.left().wait_for(std::chrono::seconds(0)), std::future_status::ready);
   // No router and nothing in flight: drained at once.
   const auto t0 = std::chrono::steady_clock::now();

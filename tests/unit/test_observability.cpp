@@ -11,7 +11,7 @@
 #include <set>
 #include <sstream>
 
-#include "services/attention/attention_client.h"
+#include "services/attention/client.h"
 #include "services/gateway/gateway_metrics.h"
 #include "services/mesh/mesh_launcher.h"
 #include "tests/support/http_get.h"
@@ -62,7 +62,7 @@ TEST(Observability, PromtoolAcceptsTheConfigAndRules) {
 
 TEST(Observability, EveryRolesMetricsLintAndCoverWhatTheDashboardQueries) {
   zmq::context_t ctx(1);
-  nlohmann::json j = load_cluster_json("", {"router.metrics=127.0.0.1:0", "router.metrics_per_layer=true",
+  nlohmann::json j = load_cluster_json("", {"router.metrics=127.0.0.1:0", "attention.metrics_per_layer=true",
                                             "attention.metrics=127.0.0.1:0", "mtp_draft.metrics=127.0.0.1:0",
                                             "expert_hosts.0.metrics=127.0.0.1:0", "attention.speculative=2"},
                                        "inproc");
@@ -73,11 +73,14 @@ TEST(Observability, EveryRolesMetricsLintAndCoverWhatTheDashboardQueries) {
   GenerationRequest r;
   r.prompt = random_tokens(6, 1024, 9);
   r.max_new_tokens = 5;
-  ASSERT_EQ(c.generate(r).tokens.size(), 5u);
+  const TokensUpdate u = c.generate(r);
+  ASSERT_EQ(u.tokens.size(), 5u) << u.error;
   std::vector<std::string> texts;
   ASSERT_EQ(ep.metrics.size(), 4u) << "router, attention, mtp-draft, one expert host";
   for (const auto& url : ep.metrics) texts.push_back(http_get(url));
-  EXPECT_NE(texts[0].find("moemesh_tokens_routed_by_layer_total{"), std::string::npos) << "the per-layer option";
+  EXPECT_NE(texts[1].find("moemesh_tokens_routed_by_layer_total{"), std::string::npos) << "the per-layer option";
+  EXPECT_NE(texts[1].find("moemesh_dispatch_seconds_bucket{"), std::string::npos) << "attention dispatches";
+  EXPECT_NE(texts[0].find("moemesh_placement_table_version{"), std::string::npos) << "the router's table";
   EXPECT_NE(texts[2].find("moemesh_draft_requests_total{"), std::string::npos) << "mtp-draft";
   EXPECT_NE(texts[1].find("moemesh_model_load_seconds{"), std::string::npos) << "load time";
   GatewayMetrics gateway("127.0.0.1:8000");

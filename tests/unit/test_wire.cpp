@@ -1,10 +1,11 @@
-// Wire format v1: round trips, and every malformed header refused by name.
+// Wire format v2: round trips, and every malformed header refused by name.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
 #include "actors/wire_message.h"
+#include "core/activations.h"
 #include "core/wire.h"
 
 using namespace moemesh;
@@ -13,7 +14,7 @@ using namespace moemesh::wire;
 namespace {
 Header activations(uint32_t tokens, uint32_t hidden) {
   Header h;
-  h.type = MsgType::MoeRequest;
+  h.type = MsgType::Dispatch;
   h.dtype = DType::BF16;
   h.rank = 2;
   h.shape = {tokens, hidden, 0, 0};
@@ -41,7 +42,7 @@ TEST(Wire, HeaderRoundTrips) {
   const auto frame = encode_header(h);
   const std::vector<size_t> sizes{5 * 7168 * 2};
   const Header d = decode_header(frame, sizes);
-  EXPECT_EQ(d.type, MsgType::MoeRequest);
+  EXPECT_EQ(d.type, MsgType::Dispatch);
   EXPECT_EQ(d.request_id, h.request_id);
   EXPECT_EQ(d.sequence, 7u);
   EXPECT_EQ(d.layer, 3);
@@ -76,10 +77,16 @@ TEST(Wire, MalformedHeadersAreRefusedNamingTheField) {
   EXPECT_THROW(decode_header(shortframe, sizes), WireError);
   try {
     auto f = encode_header(good);
-    f[4] = 2;
+    f[4] = 1;  // version 1 routed activations through the router: a v2 role refuses it
     decode_header(f, sizes);
+    ADD_FAILURE() << "version 1 accepted";
   } catch (const WireError& e) {
     EXPECT_EQ(e.code(), ErrorCode::Unsupported);
+  }
+  for (uint8_t retired : {3, 4}) {  // version 1's MoeRequest / MoeResponse
+    auto f = encode_header(good);
+    f[6] = retired;
+    EXPECT_NE(refusal(f, sizes).find("message type"), std::string::npos) << int(retired);
   }
 }
 
@@ -100,25 +107,47 @@ TEST(Wire, RandomHeadersNeverCrash) {
   EXPECT_LT(accepted, 200000);
 }
 
-TEST(Wire, Fp8RowsWithScales) {
+TEST(Wire, ActivationsRoundTripInEachEncoding) {
   const int64_t rows = 3, cols = 300;  // a partial 128-block at the end of each row
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.0f, 3.0f);
   std::vector<float> x(rows * cols);
   for (auto& v : x) v = nd(rng);
   x[5] = 0.0f;
-  const Fp8Rows q = quantize_rows_fp8(x.data(), rows, cols);
-  ASSERT_EQ(q.scales.size(), size_t(rows * 3));
-  std::vector<float> y(rows * cols);
-  dequantize_rows_fp8(q.values.data(), q.scales.data(), rows, cols, y.data());
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
-      const float s = q.scales[r * 3 + c / 128];
-      // e4m3 keeps 3 mantissa bits: relative error ≤ 2^-4, absolute ≥ the subnormal step.
-      EXPECT_LE(std::fabs(y[r * cols + c] - x[r * cols + c]), std::fabs(x[r * cols + c]) / 16 + s * std::ldexp(1.0f, -10))
-          << r << "," << c;
+  for (WireActivations w : {WireActivations::F32, WireActivations::BF16, WireActivations::FP8}) {
+    SCOPED_TRACE(wire_activations_name(w));
+    EXPECT_EQ(wire_activations_from_name(wire_activations_name(w)), w);
+    const size_t vb = activation_value_bytes(rows, cols, w), sb = activation_scale_bytes(rows, cols, w);
+    EXPECT_EQ(vb, size_t(rows * cols) * (w == WireActivations::F32 ? 4 : w == WireActivations::BF16 ? 2 : 1));
+    EXPECT_EQ(sb, w == WireActivations::FP8 ? size_t(rows * 3 * 4) : 0u);
+    std::vector<uint8_t> values(vb);
+    std::vector<float> scales(sb / 4);
+    encode_activations(x.data(), rows, cols, w, values.data(), scales.data());
+    std::vector<float> y(rows * cols, -1.0f);
+    const bool fp8 = w == WireActivations::FP8;
+    decode_activations(activation_dtype(w), fp8, values.data(), vb, scales.data(), sb, rows, cols, y.data());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        const float a = x[r * cols + c], b = y[r * cols + c];
+        if (w == WireActivations::F32) {
+          ASSERT_EQ(a, b);
+        } else if (w == WireActivations::BF16) {
+          ASSERT_LE(std::fabs(a - b), std::fabs(a) / 256) << r << "," << c;  // 8 mantissa bits, round to nearest
+        } else {
+          const float s = scales[r * 3 + c / 128];
+          // e4m3 keeps 3 mantissa bits: relative error ≤ 2^-4, absolute ≥ the subnormal step.
+          ASSERT_LE(std::fabs(a - b), std::fabs(a) / 16 + s * std::ldexp(1.0f, -10)) << r << "," << c;
+        }
+      }
+    EXPECT_EQ(y[5], 0.0f);
+    // Sizes that do not match the shape are refused, not read past.
+    EXPECT_THROW(decode_activations(activation_dtype(w), fp8, values.data(), vb - 1, scales.data(), sb, rows, cols, y.data()),
+                 WireError);
+    if (fp8) {
+      EXPECT_THROW(decode_activations(activation_dtype(w), true, values.data(), vb, scales.data(), sb - 4, rows, cols, y.data()),
+                   WireError);
     }
-  EXPECT_EQ(y[5], 0.0f);
+  }
   // A header for the scaled form must carry both frames with consistent sizes.
   Header h;
   h.type = MsgType::Dispatch;

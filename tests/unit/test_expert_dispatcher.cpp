@@ -1,5 +1,7 @@
-// Routed experts on expert hosts over ZeroMQ (tcp loopback): the same logits as
-// in one process; bad frames are answered with an error and the host keeps serving.
+// The dispatcher with a fixed placement (eval --expert-host) against expert
+// hosts over ZeroMQ (tcp loopback): the same logits as in one process in every
+// wire encoding; bad frames are answered with an error and the host keeps
+// serving; a host that is not there or answers garbage fails the step clearly.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -9,9 +11,8 @@
 
 #include "actors/wire_message.h"
 #include "model/eval.h"
-#include "services/expert_host/expert_host.h"
-#include "services/expert_host/expert_host_service.h"
-#include "services/router/remote_moe.h"
+#include "services/expert_host/api.h"
+#include "services/expert_host/client.h"
 #include "tests/support/test_models.h"
 
 using namespace moemesh;
@@ -52,6 +53,13 @@ struct HostThread {
   }
 };
 
+DispatcherOptions dispatch_options(WireActivations w) {
+  DispatcherOptions d;
+  d.name = "test";
+  d.activations = w;
+  return d;
+}
+
 std::vector<float> all_logits(Engine& e, const std::vector<int32_t>& tokens) {
   StepOutput s = e.step({{1, tokens, true}});
   e.release(1);
@@ -59,7 +67,7 @@ std::vector<float> all_logits(Engine& e, const std::vector<int32_t>& tokens) {
 }
 }  // namespace
 
-TEST(RemoteMoe, ExpertHostsComputeWhatOneProcessComputes) {
+TEST(ExpertDispatcher, ExpertHostsComputeWhatOneProcessComputes) {
   const auto& dir = test_model("tiny", true);
   HostThread a(dir, {0, 1, 2, 3, 4, 5, 6, 7}), b(dir, {8, 9, 10, 11, 12, 13, 14, 15});
   // f32 products and latent cache, so f32 on the wire differs only by summation order.
@@ -67,14 +75,16 @@ TEST(RemoteMoe, ExpertHostsComputeWhatOneProcessComputes) {
   exact.compute = cpu::Precision::Exact;
   exact.kv_dtype = KvCacheDtype::F32;
   Engine local(dir, exact);
+  zmq::context_t ctx;
   const auto tokens = random_tokens(24, local.config().vocab_size, 3);
   const auto want = all_logits(local, tokens);
   for (auto wire : {WireActivations::F32, WireActivations::BF16, WireActivations::FP8}) {
     EngineOptions o = exact;
     o.make_moe = [&](const ModelConfig& c, const Checkpoint& ck, const std::vector<int64_t>& layers) {
-      return std::make_unique<RemoteMoe>(c, ck, layers,
-                                         std::vector<ExpertHostSpec>{{a.endpoint, a.experts()}, {b.endpoint, b.experts()}},
-                                         wire);
+      return std::make_unique<ExpertDispatcher>(ctx, c, ck, layers,
+                                                std::vector<StaticExpertHost>{{"a", a.endpoint, "", a.experts()},
+                                                                              {"b", b.endpoint, "", b.experts()}},
+                                                dispatch_options(wire));
     };
     Engine remote(dir, o);
     const auto got = all_logits(remote, tokens);
@@ -98,7 +108,7 @@ TEST(RemoteMoe, ExpertHostsComputeWhatOneProcessComputes) {
   EXPECT_GT(b.dispatches(), 0u);
 }
 
-TEST(RemoteMoe, BadFramesGetAnErrorAndTheHostKeepsServing) {
+TEST(ExpertDispatcher, BadFramesGetAnErrorAndTheHostKeepsServing) {
   const auto& dir = test_model("tiny");
   HostThread h(dir, {0, 1, 2, 3});
   zmq::context_t ctx;
@@ -144,27 +154,36 @@ TEST(RemoteMoe, BadFramesGetAnErrorAndTheHostKeepsServing) {
   EXPECT_EQ(reply->header.request_id, 77u);
 }
 
-TEST(RemoteMoe, AMissingHostFailsTheRequestClearly) {
+TEST(ExpertDispatcher, AMissingHostFailsTheRequestClearly) {
   const auto& dir = test_model("tiny");
   HostThread a(dir, {0, 1, 2, 3, 4, 5, 6, 7});
+  zmq::context_t ctx;
   EngineOptions o;
   o.make_moe = [&](const ModelConfig& c, const Checkpoint& ck, const std::vector<int64_t>& layers) {
-    // Experts 8-15 on a port nobody listens on.
-    return std::make_unique<RemoteMoe>(c, ck, layers,
-                                       std::vector<ExpertHostSpec>{{a.endpoint, a.experts()},
-                                                                   {"tcp://127.0.0.1:1", {8, 9, 10, 11, 12, 13, 14, 15}}},
-                                       WireActivations::F32, std::chrono::milliseconds(300));
+    // Experts 8-15 on a port nobody listens on: the work waits max_wait for it, then fails.
+    DispatcherOptions d = dispatch_options(WireActivations::F32);
+    d.max_wait = std::chrono::milliseconds(300);
+    return std::make_unique<ExpertDispatcher>(
+        ctx, c, ck, layers,
+        std::vector<StaticExpertHost>{{"a", a.endpoint, "", a.experts()}, {"gone", "tcp://127.0.0.1:1", "", {8, 9, 10, 11, 12, 13, 14, 15}}},
+        d);
   };
   Engine e(dir, o);
-  EXPECT_THROW(e.step({{1, random_tokens(8, e.config().vocab_size, 1), false}}), MoeDispatchError);
+  try {
+    e.step({{1, random_tokens(8, e.config().vocab_size, 1), false}});
+    ADD_FAILURE() << "the step succeeded without experts 8-15";
+  } catch (const ExpertsUnavailable& err) {
+    EXPECT_NE(std::string(err.what()).find("no usable host"), std::string::npos) << err.what();
+  }
   EXPECT_EQ(e.cache().used_pages(), 0) << "a failed step leaves no cache behind";
-  EXPECT_THROW(RemoteMoe(e.config(), Checkpoint(dir), {1}, {{a.endpoint, {0, 1}}}), std::invalid_argument)
+  EXPECT_THROW(ExpertDispatcher(ctx, e.config(), Checkpoint(dir), {1}, {{"a", a.endpoint, "", {0, 1}}}, dispatch_options(WireActivations::F32)),
+               std::invalid_argument)
       << "experts without a host are refused at start";
 }
 
 // A host that answers every Dispatch with a Combine of the right shape but in
 // bytes (U8), half the size a bf16 reading would take: refused, never read past.
-TEST(RemoteMoe, ACombineInAnUnknownDtypeIsRefused) {
+TEST(ExpertDispatcher, ACombineInAnUnknownDtypeIsRefused) {
   const auto& dir = test_model("tiny");
   zmq::context_t ctx;
   zmq::socket_t host(ctx, zmq::socket_type::router);
@@ -188,20 +207,24 @@ TEST(RemoteMoe, ACombineInAnUnknownDtypeIsRefused) {
       wire::send(host, r, &routing);
     }
   });
+  zmq::context_t dctx;
+  ExpertDispatcher* dispatcher = nullptr;
   EngineOptions o;
   o.make_moe = [&](const ModelConfig& c, const Checkpoint& ck, const std::vector<int64_t>& layers) {
     std::vector<int32_t> all(c.n_routed_experts);
     for (int32_t i = 0; i < c.n_routed_experts; ++i) all[i] = i;
-    return std::make_unique<RemoteMoe>(c, ck, layers, std::vector<ExpertHostSpec>{{endpoint, all}}, WireActivations::F32,
-                                       std::chrono::milliseconds(5000));
+    DispatcherOptions d = dispatch_options(WireActivations::F32);
+    d.max_wait = std::chrono::milliseconds(500);
+    auto disp = std::make_unique<ExpertDispatcher>(dctx, c, ck, layers, std::vector<StaticExpertHost>{{"liar", endpoint, "", all}}, d);
+    dispatcher = disp.get();
+    return disp;
   };
   Engine e(dir, o);
-  try {
-    e.step({{1, random_tokens(8, e.config().vocab_size, 1), false}});
-    ADD_FAILURE() << "a U8 Combine was accepted";
-  } catch (const MoeDispatchError& err) {
-    EXPECT_NE(std::string(err.what()).find("malformed Combine"), std::string::npos) << err.what();
-  }
+  EXPECT_THROW(e.step({{1, random_tokens(8, e.config().vocab_size, 1), false}}), ExpertsUnavailable)
+      << "a U8 Combine was accepted";
+  const DispatcherStats st = dispatcher->stats();
+  EXPECT_GT(st.retries.at("error"), 0u) << "each bad answer counted and the work asked again";
+  EXPECT_EQ(st.failed_calls, 1u);
   stop = true;
   fake.join();
 }

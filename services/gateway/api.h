@@ -1,0 +1,62 @@
+// The gateway role's public contract: its options, and the service that puts
+// it in front of an attention role (the one setup `moemesh up` and `moemesh
+// serve gateway` share). Everything else of the gateway is internal.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "actors/wire_message.h"
+
+namespace moemesh {
+
+// What the API accepts.
+struct ApiLimits {
+  int64_t default_max_tokens = 256;
+  int64_t max_tokens = 4096;
+  size_t max_messages = 256;
+  size_t max_stop = 4;
+};
+
+struct GatewayOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8000;                  // 0: any free port
+  std::vector<std::string> api_keys;     // empty: no authentication
+  size_t max_body_bytes = 1 << 20;
+  size_t max_inflight = 256;             // generations at once; more get 429
+  size_t per_key_concurrency = 64;       // generations at once per API key (0: no limit)
+  int idle_timeout_s = 120;              // an idle connection is closed
+  int total_timeout_s = 600;             // a generation running longer is stopped
+  int threads = 2;
+  std::string model_name;                 // in the API; empty: the checkpoint directory's name
+  ApiLimits limits;
+};
+
+// The HTTP status a failed generation answers with, chosen by its error code.
+int http_status_for(wire::ErrorCode code);
+
+class GatewayService {
+ public:
+  // `model`: the checkpoint directory (tokenizer, chat template, end-of-sequence id;
+  // the model's name in the API unless opts.model_name is set); `attention`: its endpoint.
+  GatewayService(GatewayOptions opts, const std::string& model, const std::string& attention, zmq::context_t& ctx);
+  ~GatewayService();
+  // Listens and serves, ready at once; returns the port.
+  uint16_t start();
+  // New generations are answered 503 while the running ones finish (up to
+  // `deadline`); true when none was left. Then stop().
+  bool drain(std::chrono::milliseconds deadline);
+  void stop();
+  const GatewayOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moemesh

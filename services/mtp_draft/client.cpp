@@ -1,0 +1,54 @@
+#include "services/mtp_draft/client.h"
+
+#include <spdlog/spdlog.h>
+
+#include "actors/control_call.h"
+#include "actors/transport.h"
+#include "services/mtp_draft/api.h"
+
+namespace moemesh {
+
+struct RemoteDrafter::Impl {
+  RequestChannel channel;
+  int64_t vocab, hidden;
+  std::chrono::milliseconds timeout;
+  std::chrono::steady_clock::time_point retry_at{};
+  std::chrono::milliseconds backoff{1000};
+};
+
+RemoteDrafter::RemoteDrafter(zmq::context_t& ctx, const std::string& endpoint, int64_t vocab, int64_t hidden,
+                             std::chrono::milliseconds timeout)
+    : impl_(new Impl{RequestChannel(ctx, endpoint), vocab, hidden, timeout, {}, std::chrono::milliseconds(1000)}) {}
+
+RemoteDrafter::~RemoteDrafter() = default;
+
+Draft RemoteDrafter::draft(const DraftCall& c) {
+  if (std::chrono::steady_clock::now() < impl_->retry_at) throw std::runtime_error("mtp-draft is unavailable (backing off)");
+  try {
+    Draft d = draft_once(c);
+    impl_->backoff = std::chrono::milliseconds(1000);
+    return d;
+  } catch (const std::exception& e) {
+    spdlog::warn("drafter: {}; no drafts for {} ms", e.what(), impl_->backoff.count());
+    impl_->retry_at = std::chrono::steady_clock::now() + impl_->backoff;
+    impl_->backoff = std::min(impl_->backoff * 2, std::chrono::milliseconds(30000));
+    throw;
+  }
+}
+
+Draft RemoteDrafter::draft_once(const DraftCall& c) {
+  auto r = impl_->channel.call(encode_draft_request(impl_->channel.next_id(), c, impl_->hidden), impl_->timeout);
+  if (!r) {
+    impl_->channel.reconnect();
+    throw std::runtime_error("mtp-draft did not answer within " + std::to_string(impl_->timeout.count()) + " ms");
+  }
+  if (r->header.type == wire::MsgType::Error) throw error_of(*r);
+  return decode_draft_response(*r, c, impl_->vocab);
+}
+
+void RemoteDrafter::release(SeqId seq) {
+  // No answer expected.
+  impl_->channel.send(wire::json_message(wire::MsgType::Control, impl_->channel.next_id(), release_command(seq)));
+}
+
+}  // namespace moemesh

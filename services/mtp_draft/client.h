@@ -1,0 +1,30 @@
+// The attention side's client of the mtp-draft role: a Drafter whose drafts
+// come over the wire. After a failure it refuses at once for a back-off (1 s,
+// doubling up to 30 s), so a dead drafter costs one timeout, not one per request.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "model/drafter.h"
+
+namespace moemesh {
+
+class RemoteDrafter : public Drafter {
+ public:
+  RemoteDrafter(zmq::context_t& ctx, const std::string& endpoint, int64_t vocab, int64_t hidden,
+                std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+  ~RemoteDrafter() override;
+  Draft draft(const DraftCall& call) override;
+  void release(SeqId seq) override;
+
+ private:
+  Draft draft_once(const DraftCall& call);
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moemesh
