@@ -68,11 +68,11 @@ run_asan() {
 #   test_scheduler   the continuous-batching scheduler and engine on the kernels' thread pool
 #   test_local_mesh  every role's actor, transport bridge and compute queue in one process
 #                    (inproc and ipc), with concurrent clients: each actor hop has both sides here
-#   test_remote_moe  an expert host's actor and transport over tcp, fed by the engine's MoE lanes
+#   test_expert_dispatcher  an expert host's actor and transport over tcp, fed by the dispatcher on the engine's MoE lanes
 # The integration tests run the same actors one role per process (each covered
 # above) and mostly time process faults, which a 5-15x slowdown would distort.
-tsan_tests=(test_scheduler test_local_mesh test_remote_moe)
-tsan_filter='^(Scheduler|LocalMesh|RemoteMoe)\.'
+tsan_tests=(test_scheduler test_local_mesh test_expert_dispatcher)
+tsan_filter='^(Scheduler|LocalMesh|ExpertDispatcher)\.'
 
 run_tsan() {
   echo "== tsan: build"

@@ -105,6 +105,7 @@ class AttentionActor : public caf::event_based_actor {
                  opts_.kv_tokens, opts_.router.empty() ? "-" : opts_.router,
                  opts_.dispatch.zone.empty() ? "" : ", zone " + opts_.dispatch.zone,
                  opts_.speculative > 0 && drafter_ ? std::to_string(opts_.speculative) + " drafts via " + opts_.mtp : "off");
+    maintain_later();
     return {
         [this](inbound_atom, const InboundPtr& in) {
           received(in.get());
@@ -228,6 +229,25 @@ class AttentionActor : public caf::event_based_actor {
     DispatcherStats all;
     for (const ExpertDispatcher* d : dispatchers_) all += d->stats(take_latencies);
     return all;
+  }
+
+  // While idle, the dispatchers are kept current (tables, links, subscription)
+  // every half second, on the compute thread that owns them.
+  void maintain_later() {
+    delayed_send(this, std::chrono::milliseconds(500), run_atom::value, continuation([this] {
+      if (!busy_ && !dispatchers_.empty()) {
+        busy_ = true;
+        auto self = caf::actor_cast<caf::actor>(this);
+        compute_->post([this, self] {
+          for (ExpertDispatcher* d : dispatchers_) d->maintain();
+          run_in(self, [this] {
+            busy_ = false;
+            kick();
+          });
+        });
+      }
+      maintain_later();
+    }));
   }
 
   // Starts the next compute job when none is running. The scheduler and engine

@@ -602,6 +602,12 @@ void DispatcherMetrics::update(const DispatcherStats& now) {
   seen_.latencies.clear();
 }
 
+void ExpertDispatcher::maintain() {
+  if (impl_->call) return;  // between begin() and end() the call's own pumping does it
+  impl_->pump(Clock::now());
+  impl_->publish_stats();
+}
+
 DispatcherStats ExpertDispatcher::stats(bool take_latencies) const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   DispatcherStats out = impl_->shared;

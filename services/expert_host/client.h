@@ -108,6 +108,11 @@ class ExpertDispatcher : public MoeExecutor {
   // waited past max_wait.
   void end(float* out) override;
 
+  // Between calls, on the thread that makes them: takes in what arrived (tables,
+  // connections coming and going, late answers) and says Subscribe again where
+  // due, so an idle dispatcher is as current as a busy one. Does not block.
+  void maintain();
+
   // Thread-safe. With `take_latencies`, the latency samples are handed over (and cleared).
   DispatcherStats stats(bool take_latencies = false) const;
 

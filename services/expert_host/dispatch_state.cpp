@@ -60,6 +60,12 @@ std::chrono::microseconds LatencyTracker::deadline(int64_t rows, const DeadlineR
 
 bool HostView::holds(int32_t e) const { return std::binary_search(experts.begin(), experts.end(), e); }
 
+double HostView::expected_seconds(int64_t rows) const {
+  const int64_t total = static_cast<int64_t>(queued_rows()) + std::max<int64_t>(rows, 1);
+  // Ties (both unmeasured, or equal) go to the shorter queue.
+  return latency.quantile(total, 0.5).value_or(0.0) + 1e-9 * queued_rows();
+}
+
 HostSet::HostSet(int32_t n_experts, std::string zone, int64_t zone_overload_rows)
     : n_experts_(n_experts), zone_(std::move(zone)), zone_overload_rows_(zone_overload_rows) {}
 
@@ -111,7 +117,7 @@ std::optional<HostSet::Change> HostSet::apply(const PlacementTable& t) {
   return c;
 }
 
-Pick HostSet::choose(int32_t expert, const std::vector<int>& avoid, int* host) const {
+Pick HostSet::choose(int32_t expert, int64_t rows, const std::vector<int>& avoid, int* host) const {
   if (version_ == 0) return Pick::Wait;  // no table yet
   // Candidates by tier: 0 ready and healthy, 1 ready but suspect or slow,
   // 2 draining and healthy, 3 draining and suspect or slow.
@@ -135,10 +141,10 @@ Pick HostSet::choose(int32_t expert, const std::vector<int>& avoid, int* host) c
   int in_zone = -1, other = -1;
   for (int i : cands) {
     int& best = hosts_[i].zone == zone_ ? in_zone : other;
-    if (best < 0 || hosts_[i].cost() < hosts_[best].cost()) best = i;
+    if (best < 0 || hosts_[i].expected_seconds(rows) < hosts_[best].expected_seconds(rows)) best = i;
   }
   if (in_zone >= 0 && other >= 0) {
-    const double ci = hosts_[in_zone].cost(), co = hosts_[other].cost();
+    const double ci = hosts_[in_zone].queued_rows(), co = hosts_[other].queued_rows();
     *host = ci > static_cast<double>(zone_overload_rows_) && co * 2 < ci ? other : in_zone;
   } else {
     *host = in_zone >= 0 ? in_zone : other;
@@ -174,7 +180,7 @@ Pick CallState::assign(const std::vector<int32_t>& slots, const std::vector<int>
   Pick result = Pick::Chosen;
   for (const auto& [e, ss] : by_expert) {
     int h = -1;
-    const Pick p = hosts.choose(e, avoid, &h);
+    const Pick p = hosts.choose(e, static_cast<int64_t>(ss.size()), avoid, &h);
     if (p == Pick::None) {
       *missing = e;
       result = Pick::None;

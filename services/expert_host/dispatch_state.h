@@ -66,8 +66,12 @@ struct HostView {
   LatencyTracker latency;
   bool holds(int32_t e) const;
   bool healthy() const { return !suspect && slow_at == 0; }
-  // What choosing it costs: rows outstanding here plus ~50 ms of what others send it.
-  double cost() const { return static_cast<double>(inflight_rows) + load * 0.05; }
+  // Its queue: rows outstanding here plus ~50 ms of what others send it.
+  double queued_rows() const { return static_cast<double>(inflight_rows) + load * 0.05; }
+  // What choosing it for `rows` more costs: the time it measured for a dispatch
+  // as big as its queue plus these (a slow link or a busy host costs more than
+  // an idle near one); 0 while unmeasured, so a new host is tried and measured.
+  double expected_seconds(int64_t rows) const;
 };
 
 enum class Pick { Chosen, Wait, None };
@@ -92,10 +96,10 @@ class HostSet {
   // The replica for `expert`, none of `avoid`: listed, connected and ready
   // (draining only where no ready holder is usable); healthy before suspect or
   // slow; the own zone first, another only when the own zone has none or its
-  // best is overloaded (more than zone_overload_rows outstanding and twice the
-  // other's cost). Wait: holders exist but none is usable now (or no table yet).
+  // best is overloaded (more than zone_overload_rows queued and twice the
+  // other's queue). Within a zone, the least expected time wins. Wait: holders exist but none is usable now (or no table yet).
   // None: the table has no live holder at all.
-  Pick choose(int32_t expert, const std::vector<int>& avoid, int* host) const;
+  Pick choose(int32_t expert, int64_t rows, const std::vector<int>& avoid, int* host) const;
   bool cross_zone(int host) const { return at(host).zone != zone_; }
 
  private:

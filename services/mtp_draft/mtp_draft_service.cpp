@@ -75,6 +75,7 @@ class MtpDraftActor : public caf::event_based_actor {
     }
     spdlog::info("mtp-draft: MTP layer {} ({}), cache {} tokens", cfg_.mtp_layer(), mtp_->is_moe() ? "MoE via router" : "dense",
                  opts_.kv_tokens);
+    maintain_later();
     return {
         [this](inbound_atom, const InboundPtr& in) {
           received(in.get());
@@ -150,6 +151,14 @@ class MtpDraftActor : public caf::event_based_actor {
       spdlog::warn("{}", e.what());
       transport_.reply(std::move(in->routing), wire::error_message(h.request_id, code, e.what()));
     }
+  }
+
+  // While idle, the dispatcher is kept current (tables, links, subscription).
+  void maintain_later() {
+    delayed_send(this, std::chrono::milliseconds(500), run_atom::value, continuation([this] {
+      if (dispatcher_ && inflight_ == 0) compute_->post([this] { dispatcher_->maintain(); });
+      maintain_later();
+    }));
   }
 
   int64_t inflight_ = 0;  // drafts on the compute queue

@@ -55,6 +55,12 @@ struct TestMesh {
   nlohmann::json router_stats() { return moemesh::router_stats(ctx, ep.router); }
   // The attention role's dispatcher: calls, failed_calls, retries by reason, hosts.
   nlohmann::json dispatch_stats() { return AttentionClient(ctx, ep.attention).stats()["dispatch"]; }
+  // A host's entry in the dispatcher's stats (null until the dispatcher has it).
+  static nlohmann::json dispatch_host(const nlohmann::json& dispatch, const std::string& name) {
+    return dispatch["hosts"].contains(name) ? dispatch["hosts"][name] : nlohmann::json::object();
+  }
+  bool host_up(const std::string& name) { return dispatch_host(dispatch_stats(), name).value("up", false); }
+  int64_t host_dispatches(const std::string& name) { return dispatch_host(dispatch_stats(), name).value("dispatches", int64_t{0}); }
   uint64_t retries(const nlohmann::json& dispatch, const std::string& reason = {}) {
     uint64_t n = 0;
     for (const auto& [k, v] : dispatch["retries"].items())

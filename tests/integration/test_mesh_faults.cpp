@@ -219,12 +219,12 @@ TEST(MeshFaults, GenerationGoesOnWhileTheRouterIsDownAndMembershipResumes) {
   EXPECT_EQ(c.stats()["kv_pages_used"], 0);
 }
 
-TEST(MeshFaults, ASlowLinkOnlyAddsLatencyAndOneBeyondTheDeadlineIsRoutedAround) {
+TEST(MeshFaults, ALinkTurningSlowIsRoutedAroundAndSlownessIsNotDeath) {
   // experts-0 is reached directly; "far", holding every expert too, through a
   // relay that delays each direction (heartbeats go straight to the router).
   TestMesh m("mesh-slow-link", {kOneHost, "dispatch.deadline_floor_ms=400", "attention.speculative=0"});
   const uint16_t port = free_port();
-  DelayProxy link(port, std::chrono::milliseconds(20));
+  DelayProxy link(port, std::chrono::milliseconds(0));
   m.mesh->add_expert_host("far", "all",
                           {"--bind", "tcp://127.0.0.1:" + std::to_string(port), "--advertise", "tcp://127.0.0.1:" + std::to_string(link.port())});
   ASSERT_TRUE(eventually([&] {
@@ -249,21 +249,23 @@ TEST(MeshFaults, ASlowLinkOnlyAddsLatencyAndOneBeyondTheDeadlineIsRoutedAround) 
       EXPECT_EQ(r.tokens.size(), 24u);
     }
   };
-  // 20 ms each way: slower, and nothing else; the far host takes its share.
+  // The relay adds only a hop: far is about as quick and takes its share.
   serve(700);
   auto d = m.dispatch_stats();
-  EXPECT_GT(d["hosts"]["far"]["dispatches"].get<int64_t>(), 0) << d.dump();
+  EXPECT_GT(m.host_dispatches("far"), 0) << d.dump();
   EXPECT_EQ(m.retries(d), 0u) << d.dump();
-  // 600 ms each way, beyond the deadline (4 × its measured p99, at least
-  // 400 ms): its work is hedged on experts-0 and no request fails.
-  link.set_delay(std::chrono::milliseconds(600));
+  // 300 ms each way, beyond the deadline (4 × its measured p99, at least
+  // 400 ms): its work is hedged on experts-0, no request fails, and far, slow
+  // now, is sent nothing while experts-0 is quicker.
+  link.set_delay(std::chrono::milliseconds(300));
   serve(800);
   d = m.dispatch_stats();
   EXPECT_GT(m.retries(d, "deadline"), 0u) << d.dump();
   EXPECT_GT(d["hedges"].get<int64_t>(), 0) << d.dump();
   EXPECT_EQ(d["failed"], 0);
   // Slowness is not death: the router keeps it (on probation at most).
-  const auto* far = m.host_entry(m.router_stats(), "far");
+  const auto far_stats = m.router_stats();
+  const auto* far = m.host_entry(far_stats, "far");
   ASSERT_NE(far, nullptr);
   EXPECT_EQ((*far)["state"], "ready");
 }

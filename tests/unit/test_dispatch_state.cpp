@@ -37,7 +37,7 @@ HostSet hosts_of(std::vector<TableHost> hs, const std::string& zone = "", int64_
 
 int chosen(const HostSet& s, int32_t e, std::vector<int> avoid = {}) {
   int h = -1;
-  const Pick p = s.choose(e, avoid, &h);
+  const Pick p = s.choose(e, 1, avoid, &h);
   return p == Pick::Chosen ? h : p == Pick::Wait ? -2 : -3;
 }
 constexpr int kWait = -2, kNone = -3;
@@ -129,6 +129,23 @@ TEST(HostSet, PrefersHealthyReadyHostsThenSuspectThenDraining) {
   // Least cost among equals.
   HostSet t = hosts_of({table_host("a", {0}), table_host("b", {0})});
   t.at(0).inflight_rows = 10;
+  EXPECT_EQ(chosen(t, 0), 1);
+}
+
+TEST(HostSet, AMuchSlowerReplicaIsChosenOnlyWhenTheFastOnesQueueOutweighsIt) {
+  HostSet s = hosts_of({table_host("near", {0}), table_host("slow-link", {0})});
+  for (int i = 0; i < 16; ++i) {
+    s.at(0).latency.add(1, 0.001);
+    s.at(1).latency.add(1, 0.040);
+  }
+  EXPECT_EQ(chosen(s, 0), 0) << "1 ms before 40 ms";
+  s.at(0).inflight_rows = 15;
+  EXPECT_EQ(chosen(s, 0), 0) << "16 rows there: ~16 ms, still sooner";
+  s.at(0).inflight_rows = 100;
+  EXPECT_EQ(chosen(s, 0), 1) << "~128 ms of queue: the slow link is sooner";
+  // Unmeasured costs nothing: a new host is tried, and so measured.
+  HostSet t = hosts_of({table_host("known", {0}), table_host("new", {0})});
+  for (int i = 0; i < 16; ++i) t.at(0).latency.add(1, 0.001);
   EXPECT_EQ(chosen(t, 0), 1);
 }
 
