@@ -12,6 +12,18 @@ namespace {
 constexpr int kFlushLingerMs = 1000;
 }  // namespace
 
+Identity identity_of(const std::vector<zmq::message_t>& routing) {
+  Identity id;
+  for (const auto& f : routing) id.emplace_back(static_cast<const char*>(f.data()), f.size());
+  return id;
+}
+
+std::vector<zmq::message_t> routing_of(const Identity& id) {
+  std::vector<zmq::message_t> r;
+  for (const auto& s : id) r.emplace_back(s.data(), s.size());
+  return r;
+}
+
 uint64_t payload_bytes(const wire::Message& m) {
   uint64_t n = wire::kHeaderBytes;
   for (const auto& p : m.payloads) n += p.size();

@@ -16,6 +16,12 @@
 
 namespace moemesh {
 
+// A peer's ROUTER identity frames kept as bytes: a request is answered many
+// times (every step's tokens), and a subscriber is sent every new table.
+using Identity = std::vector<std::string>;
+Identity identity_of(const std::vector<zmq::message_t>& routing);
+std::vector<zmq::message_t> routing_of(const Identity& id);
+
 class Transport {
  public:
   explicit Transport(zmq::context_t& ctx);

@@ -19,18 +19,6 @@
 namespace moemesh {
 namespace {
 
-// A client's ROUTER identity, kept as bytes: a request is answered many times.
-using Identity = std::vector<std::string>;
-Identity identity_of(const std::vector<zmq::message_t>& routing) {
-  Identity id;
-  for (const auto& f : routing) id.emplace_back(static_cast<const char*>(f.data()), f.size());
-  return id;
-}
-std::vector<zmq::message_t> routing_of(const Identity& id) {
-  std::vector<zmq::message_t> r;
-  for (const auto& s : id) r.emplace_back(s.data(), s.size());
-  return r;
-}
 
 using wire::json_message;
 

@@ -4,6 +4,7 @@
 // the wire per token; MTP speculation's acceptance and speedup.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -33,24 +34,31 @@ std::vector<std::vector<int32_t>> prompts(int batch, int64_t len, int64_t vocab)
   return out;
 }
 
-// Tokens/s of `batch` concurrent requests in one process, one scheduler.
-double run_local(const std::string& model, int batch, int64_t prompt, int64_t n, int spec) {
+// The median of `runs` measurements.
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Tokens/s of `batch` concurrent requests in one process, one scheduler: a
+// warm-up run, then the median of `repeat`.
+double run_local(const std::string& model, int batch, int64_t prompt, int64_t n, int repeat) {
   EngineOptions eo;
   eo.kv_tokens = batch * (prompt + n + 64);
   Engine e(model, eo);
   Scheduler s(e);
-  std::unique_ptr<LocalDrafter> d;
-  if (spec > 0) {
-    d = std::make_unique<LocalDrafter>(e);
-    s.set_drafter(d.get(), spec);
-  }
   const auto ps = prompts(batch, prompt, e.config().vocab_size);
-  const auto t0 = clock_type::now();
-  for (int i = 0; i < batch; ++i) s.submit({static_cast<uint64_t>(i + 1), ps[i], n, {}, {}});
-  int64_t tokens = 0;
-  while (!s.idle())
-    for (const auto& ev : s.step()) tokens += ev.token >= 0;
-  return tokens / std::chrono::duration<double>(clock_type::now() - t0).count();
+  std::vector<double> runs;
+  uint64_t id = 1;
+  for (int r = 0; r <= repeat; ++r) {
+    const auto t0 = clock_type::now();
+    for (int i = 0; i < batch; ++i) s.submit({id++, ps[i], n, {}, {}});
+    int64_t tokens = 0;
+    while (!s.idle())
+      for (const auto& ev : s.step()) tokens += ev.token >= 0;
+    if (r > 0) runs.push_back(tokens / std::chrono::duration<double>(clock_type::now() - t0).count());
+  }
+  return median(runs);
 }
 
 struct ClientRun {
@@ -90,6 +98,21 @@ ClientRun run_clients(zmq::context_t& ctx, const std::string& attention, int bat
   return r;
 }
 
+// A warm-up run, then the median tokens/s of `repeat` (failures of all of them summed).
+ClientRun run_clients_repeated(zmq::context_t& ctx, const std::string& attention, int batch, int64_t prompt, int64_t n,
+                               int64_t vocab, int repeat) {
+  ClientRun out = run_clients(ctx, attention, batch, prompt, n, vocab);
+  std::vector<double> runs;
+  for (int r = 0; r < repeat; ++r) {
+    const ClientRun one = run_clients(ctx, attention, batch, prompt, n, vocab);
+    runs.push_back(one.tokens_per_s);
+    out.failed += one.failed;
+    out.tokens = one.tokens;
+  }
+  out.tokens_per_s = median(runs);
+  return out;
+}
+
 int64_t moe_layers(const ModelConfig& mc) {
   int64_t n = 0;
   for (int64_t l = 0; l < mc.num_hidden_layers; ++l) n += mc.is_moe_layer(l) ? 1 : 0;
@@ -103,7 +126,7 @@ void add_bench_mesh_command(CLI::App& app) {
     std::string model;
     std::vector<int> batches{1, 8, 32};
     int64_t prompt = 16, tokens = 32;
-    int spec = 2;
+    int spec = 2, repeat = 3;
     std::vector<std::string> sets;
   };
   auto a = std::make_shared<Args>();
@@ -113,6 +136,7 @@ void add_bench_mesh_command(CLI::App& app) {
   cmd->add_option("--prompt", a->prompt, "prompt tokens per request");
   cmd->add_option("--tokens", a->tokens, "new tokens per request");
   cmd->add_option("--speculative", a->spec, "drafts per step for the MTP rows");
+  cmd->add_option("--repeat", a->repeat, "measured runs per cell after a warm-up (the median is shown)")->check(CLI::Range(1, 100));
   cmd->add_option("--set", a->sets, "override a cluster config value for every mesh run (repeatable)");
   cmd->callback([a] {
     const ModelConfig mc = ModelConfig::load(a->model);
@@ -127,27 +151,40 @@ void add_bench_mesh_command(CLI::App& app) {
     };
     const auto dir = std::filesystem::temp_directory_path() / ("moemesh-bench-" + std::to_string(getpid()));
     const int64_t layers = moe_layers(mc);
+    // Like for like with one process on the same cores: one expert host holding
+    // every expert and one micro-batch (two replicas and two micro-batches
+    // overlap work only where roles have their own cores; shown apart).
+    const std::vector<std::string> same_cores = {"attention.speculative=0", "mtp_draft.enabled=false",
+                                                 R"(expert_hosts=[{"name": "experts-0", "experts": "all"}])",
+                                                 "attention.micro_batches=1"};
+    const std::vector<std::string> deployment = {"attention.speculative=0", "mtp_draft.enabled=false"};
     std::cout << "| batch | one process tok/s | mesh inproc tok/s | mesh tcp tok/s | tcp / one process |"
-                 " tcp: added µs per MoE layer per step | failed requests |\n|---:|---:|---:|---:|---:|---:|---:|\n";
+                 " tcp: added µs per MoE layer per step | tcp, 2 replica hosts, 2 micro-batches | failed requests |\n"
+                 "|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (int b : a->batches) {
-      const double local = run_local(a->model, b, a->prompt, a->tokens, 0);
-      ClientRun inproc, tcp;
+      const double local = run_local(a->model, b, a->prompt, a->tokens, a->repeat);
+      ClientRun inproc, tcp, tcp2;
       {
-        InProcessMesh m(ClusterConfig::from_json(config({"attention.speculative=0", "mtp_draft.enabled=false"}, "inproc")), ctx);
+        InProcessMesh m(ClusterConfig::from_json(config(same_cores, "inproc")), ctx);
         const auto ep = m.start();
-        inproc = run_clients(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size);
+        inproc = run_clients_repeated(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size, a->repeat);
       }
       {
-        ProcessMesh m(bin, config({"attention.speculative=0", "mtp_draft.enabled=false"}, "tcp"), dir, ctx);
+        ProcessMesh m(bin, config(same_cores, "tcp"), dir, ctx);
         const auto ep = m.start();
-        tcp = run_clients(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size);
+        tcp = run_clients_repeated(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size, a->repeat);
+      }
+      {
+        ProcessMesh m(bin, config(deployment, "tcp"), dir, ctx);
+        const auto ep = m.start();
+        tcp2 = run_clients_repeated(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size, a->repeat);
       }
       // A step makes `b` tokens: the mesh's extra time per step, spread over its MoE layers.
       const double added_us = layers > 0 && tcp.tokens_per_s > 0
                                   ? (b / tcp.tokens_per_s - b / local) / static_cast<double>(layers) * 1e6
                                   : 0.0;
-      std::printf("| %d | %.1f | %.1f | %.1f | %.2f | %.0f | %d |\n", b, local, inproc.tokens_per_s, tcp.tokens_per_s,
-                  tcp.tokens_per_s / local, added_us, inproc.failed + tcp.failed);
+      std::printf("| %d | %.1f | %.1f | %.1f | %.2f | %.0f | %.1f | %d |\n", b, local, inproc.tokens_per_s, tcp.tokens_per_s,
+                  tcp.tokens_per_s / local, added_us, tcp2.tokens_per_s, inproc.failed + tcp.failed + tcp2.failed);
       std::fflush(stdout);
     }
     // Bytes between attention and the expert hosts per generated token (tcp, batch 8).

@@ -73,7 +73,7 @@ class MtpDraftActor : public caf::event_based_actor {
       quit();
       return {};
     }
-    spdlog::info("mtp-draft: MTP layer {} ({}), cache {} tokens", cfg_.mtp_layer(), mtp_->is_moe() ? "MoE via router" : "dense",
+    spdlog::info("mtp-draft: MTP layer {} ({}), cache {} tokens", cfg_.mtp_layer(), mtp_->is_moe() ? "MoE dispatched to the expert hosts" : "dense",
                  opts_.kv_tokens);
     maintain_later();
     return {

@@ -146,17 +146,26 @@ Actions Membership::send_load(HostEntry& h, const std::vector<int32_t>& experts,
   return a;
 }
 
-Actions Membership::drain(const std::string& name, Clock::time_point now, std::vector<int32_t>* reassigned) {
+HostEntry* Membership::live_host(const std::string& name) {
   HostEntry* h = placement_.find(name);
   if (!h || h->state == HostState::Dead) throw std::invalid_argument("router: no live expert host named " + name);
+  return h;
+}
+
+Actions Membership::start_draining(HostEntry& h, Clock::time_point now) {
   Actions a;
-  if (h->state != HostState::Draining) {
-    h->state = HostState::Draining;
-    draining_since_[h->id] = now;
-    ++membership_changes_;
-    changed();
-    a.publish = true;
-  }
+  if (h.state == HostState::Draining) return a;
+  h.state = HostState::Draining;
+  draining_since_[h.id] = now;
+  ++membership_changes_;
+  changed();
+  a.publish = true;
+  return a;
+}
+
+Actions Membership::drain(const std::string& name, Clock::time_point now, std::vector<int32_t>* reassigned) {
+  HostEntry* h = live_host(name);
+  Actions a = start_draining(*h, now);
   // Its sole copies go to the least-loaded ready hosts with room first.
   const std::vector<int32_t> sole = placement_.sole_holdings(h->id);
   std::map<int, std::vector<int32_t>> loads;
@@ -178,17 +187,9 @@ Actions Membership::drain(const std::string& name, Clock::time_point now, std::v
 }
 
 Actions Membership::leaving(const std::string& name, Clock::time_point now) {
-  HostEntry* h = placement_.find(name);
-  if (!h || h->state == HostState::Dead) throw std::invalid_argument("router: no live expert host named " + name);
-  Actions a;
+  HostEntry* h = live_host(name);
   h->leaving = true;
-  if (h->state != HostState::Draining) {
-    h->state = HostState::Draining;
-    draining_since_[h->id] = now;
-    ++membership_changes_;
-    changed();
-    a.publish = true;
-  }
+  Actions a = start_draining(*h, now);
   spdlog::info("router: expert host {} is stopping", h->name);
   return a;
 }

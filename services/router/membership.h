@@ -84,6 +84,8 @@ class Membership {
 
  private:
   Actions take_out(int host, const std::string& why);
+  HostEntry* live_host(const std::string& name);  // throws std::invalid_argument
+  Actions start_draining(HostEntry& h, Clock::time_point now);
   Actions send_load(HostEntry& h, const std::vector<int32_t>& experts, bool load);
   void changed() { ++version_; }
 

@@ -22,17 +22,6 @@ namespace {
 using namespace router_internal;
 using wire::json_message;
 
-using Identity = std::vector<std::string>;
-Identity identity_of(const std::vector<zmq::message_t>& routing) {
-  Identity id;
-  for (const auto& f : routing) id.emplace_back(static_cast<const char*>(f.data()), f.size());
-  return id;
-}
-std::vector<zmq::message_t> routing_of(const Identity& id) {
-  std::vector<zmq::message_t> r;
-  for (const auto& s : id) r.emplace_back(s.data(), s.size());
-  return r;
-}
 
 // Table versions start from the clock, so they keep increasing across restarts.
 uint64_t first_version() {
