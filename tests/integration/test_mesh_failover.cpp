@@ -34,6 +34,7 @@ TEST(MeshFailover, AKilledReplicaStallsNoStreamAndItsWorkMovesOnTheDisconnect) {
     StreamLoad load(m, 32, 48, 500);
     baseline = load.expect_all_complete(48);
   }
+  StallWatch machine;
   StreamLoad load(m, 32, 48, 600);
   ASSERT_TRUE(eventually([&] { return load.tokens_seen.load() > 64; }));
   // Stopped for 50 ms first, so the kill finds dispatches in flight there.
@@ -42,7 +43,7 @@ TEST(MeshFailover, AKilledReplicaStallsNoStreamAndItsWorkMovesOnTheDisconnect) {
   m.mesh->expert_host(0).signal(SIGKILL);
   const double stall = load.expect_all_complete(48);
   report("SIGKILL of a replica", baseline, stall);
-  EXPECT_LE(stall, baseline + 50 + 300 + kNoiseMs);
+  EXPECT_LE(stall, baseline + 50 + 300 + kNoiseMs + machine.worst_ms()) << "the machine itself stalled " << machine.worst_ms() << " ms";
   const auto d = m.dispatch_stats();
   EXPECT_EQ(d["failed"], 0);
   EXPECT_GT(m.retries(d, "disconnect"), 0u) << d.dump();
@@ -69,12 +70,13 @@ TEST(MeshFailover, ALinkThatSilentlyDropsIsCaughtAndNothingFails) {
     baseline = load.expect_all_complete(48);
   }
   ASSERT_GT(m.host_dispatches("far"), 0) << "far took a share";
+  StallWatch machine;
   StreamLoad load(m, 32, 48, 800);
   ASSERT_TRUE(eventually([&] { return load.tokens_seen.load() > 64; }));
   link.set_swallow(true);
   const double stall = load.expect_all_complete(48);
   report("a link that silently drops", baseline, stall);
-  EXPECT_LE(stall, 1000 + kNoiseMs) << "goal: at most 1 s";
+  EXPECT_LE(stall, 1000 + kNoiseMs + machine.worst_ms()) << "goal: at most 1 s; the machine itself stalled " << machine.worst_ms() << " ms";
   const auto d = m.dispatch_stats();
   EXPECT_EQ(d["failed"], 0);
   EXPECT_GT(m.retries(d, "deadline") + m.retries(d, "disconnect"), 0u) << d.dump();
@@ -98,6 +100,7 @@ TEST(MeshFailover, ALinkThatSilentlyDropsIsCaughtAndNothingFails) {
 
 TEST(MeshFailover, SixtySecondsOfLoadWithoutAFaultTimeNothingOut) {
   TestMesh m("failover-steady", {"attention.speculative=0"});
+  StallWatch machine;
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   int rounds = 0;
   while (std::chrono::steady_clock::now() < until) {
@@ -106,8 +109,15 @@ TEST(MeshFailover, SixtySecondsOfLoadWithoutAFaultTimeNothingOut) {
   }
   const auto d = m.dispatch_stats();
   EXPECT_EQ(d["failed"], 0);
-  EXPECT_EQ(m.retries(d), 0u) << "no spurious deadline, hedge or reconnect: " << d.dump();
-  EXPECT_EQ(d["hedges"], 0);
+  // A deadline is at least 500 ms: only a machine that stopped everything that
+  // long (seen by this process too) may make one pass; then it is no spurious timeout.
+  if (machine.worst_ms() < 400) {
+    EXPECT_EQ(m.retries(d), 0u) << "no spurious deadline, hedge or reconnect: " << d.dump();
+    EXPECT_EQ(d["hedges"], 0);
+  } else {
+    std::printf("[ stall    ] the machine stalled %.0f ms: %lu retries not counted as spurious\n", machine.worst_ms(),
+                static_cast<unsigned long>(m.retries(d)));
+  }
   for (const char* h : {"experts-0", "experts-1"}) EXPECT_EQ(m.host_entry(m.router_stats(), h)->at("state"), "ready") << h;
 }
 
