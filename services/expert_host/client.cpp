@@ -105,6 +105,7 @@ struct ExpertDispatcher::Impl {
   int32_t layer = 0;
   const float* x = nullptr;
   int64_t tokens = 0;
+  std::vector<float> gathered;  // a part's rows, reused call to call
   Routing routing;
   std::vector<float> logits;
 
@@ -343,11 +344,19 @@ struct ExpertDispatcher::Impl {
       HostView& h = hosts.at(part.host);
       Link& l = links.at(static_cast<size_t>(part.host));
       const int64_t rows = static_cast<int64_t>(part.rows.size()), H = cfg.hidden_size;
-      std::vector<float> xs(static_cast<size_t>(rows * H));
-      for (int64_t r = 0; r < rows; ++r) std::copy(x + part.rows[r] * H, x + (part.rows[r] + 1) * H, xs.begin() + r * H);
+      // Every row in order (one host for the whole batch, as at batch 1) is sent
+      // from the caller's buffer; otherwise the part's rows are gathered first.
+      bool all_rows = rows == tokens;
+      for (int64_t r = 0; all_rows && r < rows; ++r) all_rows = part.rows[r] == r;
+      const float* xs = x;
+      if (!all_rows) {
+        gathered.resize(static_cast<size_t>(rows * H));
+        for (int64_t r = 0; r < rows; ++r) std::copy(x + part.rows[r] * H, x + (part.rows[r] + 1) * H, gathered.begin() + r * H);
+        xs = gathered.data();
+      }
       const uint64_t id = next_request++;
-      wire::Message m = encode_dispatch(id, layer, hosts.version(), xs.data(), rows, H, part.experts, part.weights,
-                                        routing.top_k, o.activations);
+      wire::Message m = encode_dispatch(id, layer, hosts.version(), xs, rows, H, part.experts, part.weights, routing.top_k,
+                                        o.activations);
       const uint64_t bytes = payload_bytes(m);
       bool ok = false;
       if (l.sock) {
