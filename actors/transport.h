@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -33,6 +34,14 @@ class Transport {
   // to `owner`; returns the endpoint actually bound. Empty endpoint: no ROUTER.
   std::string start(const std::string& endpoint, caf::actor owner);
   void stop();
+
+  // Before start(): a handler that runs on the transport's own thread for each
+  // message on the ROUTER socket before the owner sees it. Returning true, it
+  // took the message and `reply` goes straight back to the sender. For work
+  // that needs no actor state, where the hops through the actor's mailbox and
+  // a compute thread cost more than the work (the expert host's dispatches).
+  using Shortcut = std::function<bool(const Inbound& in, wire::Message& reply)>;
+  void set_shortcut(Shortcut s) { shortcut_ = std::move(s); }
 
   // Thread-safe. Connects a DEALER socket to `endpoint`; returns its socket number.
   // With `monitor`, the owner also hears the connection drop and come back
@@ -63,6 +72,7 @@ class Transport {
 
   zmq::context_t& ctx_;
   caf::actor owner_;
+  Shortcut shortcut_;
   std::string wake_endpoint_;
   std::unique_ptr<zmq::socket_t> router_;
   std::map<int, zmq::socket_t> peers_;

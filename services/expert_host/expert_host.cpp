@@ -54,14 +54,16 @@ void ExpertHost::build(std::vector<int32_t> ids) {
   for (int64_t l = 0; l < cfg_.num_hidden_layers + cfg_.num_nextn_predict_layers; ++l)
     if (cfg_.is_moe_layer(l) && ckpt_.has("model.layers." + std::to_string(l) + ".mlp.gate.weight"))
       layers[l] = std::make_unique<ExpertSet>(cfg_, ckpt_, l, ids);
+  std::unique_lock<std::shared_mutex> lock(swap_);
   if (device_ == "cuda") {
     gpu_.reset();  // free the old upload first: the device holds one set at a time
     std::vector<int64_t> moe_layers;
     for (const auto& [l, _] : layers) moe_layers.push_back(l);
     gpu_ = std::make_unique<GpuExperts>(cfg_, ckpt_, moe_layers, ids);
   }
-  layers_ = std::move(layers);
+  layers_.swap(layers);
   ids_ = std::move(ids);
+  lock.unlock();  // the old sets are freed outside it
 }
 
 const std::vector<int32_t>& ExpertHost::load(const std::vector<int32_t>& experts) {
@@ -96,6 +98,7 @@ wire::Message ExpertHost::handle(const wire::Message& m) {
     throw WireError(ErrorCode::Unsupported, "expert host: cannot handle message type " + std::to_string(static_cast<int>(m.header.type)));
   const int64_t H = cfg_.hidden_size;
   const DispatchView d = decode_dispatch(m, H, cfg_.n_routed_experts);
+  std::shared_lock<std::shared_mutex> held(swap_);
   auto layer = layers_.find(d.layer);
   if (layer == layers_.end()) throw WireError(ErrorCode::BadFrame, "expert host: layer " + std::to_string(d.layer) + " has no routed experts");
   const size_t slots = static_cast<size_t>(d.rows * d.top_k);

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -32,11 +33,14 @@ class ExpertHost {
   std::vector<std::pair<int32_t, uint64_t>> take_expert_rows();
 
   // Loads more experts, or drops some (ids not held are ignored); returns what it holds now.
+  // Safe to call on another thread than handle()'s: the new sets are built
+  // aside and swapped in (on the GPU, which holds one set, handle() waits).
   const std::vector<int32_t>& load(const std::vector<int32_t>& experts);
   const std::vector<int32_t>& unload(const std::vector<int32_t>& experts);
 
  private:
   void build(std::vector<int32_t> ids);
+  mutable std::shared_mutex swap_;  // handle() shares it; build() swaps the sets under it
   const ModelConfig& cfg_;
   const Checkpoint& ckpt_;
   std::vector<int32_t> ids_;

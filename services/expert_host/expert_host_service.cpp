@@ -38,6 +38,7 @@ class ExpertHostActor : public caf::event_based_actor {
       const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       held_ = host_->experts();
       if (opts_.capacity < 0) opts_.capacity = cfg_.n_routed_experts;
+      transport_.set_shortcut([this](const Inbound& in, wire::Message& reply) { return serve_dispatch(in, reply); });
       endpoint_ = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
       if (!opts_.advertise.empty()) endpoint_ = opts_.advertise;  // e.g. behind 0.0.0.0 in a pod
       if (opts_.name.empty()) opts_.name = endpoint_;
@@ -75,8 +76,8 @@ class ExpertHostActor : public caf::event_based_actor {
   }
 
   void on_exit() override {
-    compute_.reset();  // finishes the job in flight; its reply still goes out
-    transport_.stop();
+    compute_.reset();  // finishes a load in flight; its reply still goes out
+    transport_.stop();  // finishes the dispatch in flight, and sends its reply
     // A pending delayed message (the drain fallback) keeps this object alive
     // until it fires: let go of the experts' weights now.
     host_.reset();
@@ -116,7 +117,7 @@ class ExpertHostActor : public caf::event_based_actor {
   // and says `leave` once every dispatcher has the table saying so. A router
   // that stays silent is taken for gone: the host then stops once its own work is done.
   void start_drain(const DrainDone& done, int64_t deadline_ms) {
-    spdlog::info("expert host {}: stopping ({} dispatches running)", opts_.name, inflight_);
+    spdlog::info("expert host {}: stopping ({} dispatches running)", opts_.name, inflight_.load());
     drain_.start(done);
     leaving_ = true;  // no more heartbeats
     if (!router_) return settle();
@@ -129,11 +130,9 @@ class ExpertHostActor : public caf::event_based_actor {
     }));
   }
 
-  void settle() { drain_.settle(inflight_ == 0 && (!router_ || left_ || router_gone_)); }
-
-  void refuse(const InboundPtr& in, wire::ErrorCode code, const std::string& what, const char* reason) {
-    m_refused_->Add({{"reason", reason}}).Increment();
-    transport_.reply(std::move(in->routing), wire::error_message(in->message->header.request_id, code, what));
+  void settle() {
+    stopping_ = left_ || router_gone_;  // before reading inflight_: a dispatch counted after this sees it
+    drain_.settle(inflight_ == 0 && (!router_ || left_ || router_gone_));
   }
 
   void on_inbound(const InboundPtr& in) {
@@ -144,44 +143,59 @@ class ExpertHostActor : public caf::event_based_actor {
       transport_.reply(std::move(in->routing), json_message(wire::MsgType::Hello, h.request_id, to_json(report())));
       return;
     }
-    if (left_ || router_gone_)
-      return refuse(in, wire::ErrorCode::ShuttingDown, "expert host " + opts_.name + ": stopping; send this elsewhere", "shutting_down");
-    // Dispatches (and anything else, which handle() refuses) run on the compute queue.
-    ExpertHost* host = host_.get();
-    Transport* t = &transport_;
-    auto self = caf::actor_cast<caf::actor>(this);
+    // Dispatches never come here (serve_dispatch takes them); nothing else is served.
+    m_wire_errors_->Increment();
+    transport_.reply(std::move(in->routing),
+                     wire::error_message(h.request_id, wire::ErrorCode::Unsupported,
+                                         "expert host: cannot handle message type " + std::to_string(static_cast<int>(h.type))));
+  }
+
+  // Dispatches are computed on the transport's thread as they arrive and
+  // answered from it: no hop through this actor or a compute thread. The
+  // actor hears the counts afterwards.
+  bool serve_dispatch(const Inbound& in, wire::Message& reply) {
+    const wire::Message& m = *in.message;
+    if (m.header.type != wire::MsgType::Dispatch) return false;
     ++inflight_;
-    compute_->post([in, host, t, self, this] {
-      wire::Message reply;
-      const auto t0 = std::chrono::steady_clock::now();
-      const uint64_t rows_before = host->rows();
-      bool not_held = false;
-      try {
-        reply = host->handle(*in->message);
-        m_compute_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        m_dispatches_->Increment();
-        m_rows_->Increment(static_cast<double>(host->rows() - rows_before));
-      } catch (const wire::WireError& e) {
-        not_held = e.code() == wire::ErrorCode::NotHeld;
-        if (!not_held) {
-          spdlog::warn("expert host: {}", e.what());
-          m_wire_errors_->Increment();
-        }
-        reply = wire::error_message(in->message->header.request_id, e.code(), e.what());
-      }
-      const uint64_t d = host->dispatches(), r = host->rows();
-      auto rows = host->take_expert_rows();
-      t->reply(std::move(in->routing), std::move(reply));
-      run_in(self, [this, d, r, rows = std::move(rows), not_held] {
-        dispatches_ = d;
-        rows_ = r;
-        if (expert_rows_.size() < static_cast<size_t>(cfg_.n_routed_experts)) expert_rows_.resize(cfg_.n_routed_experts, 0);
-        for (const auto& [e, n] : rows) expert_rows_[e] += n;
-        if (not_held) m_refused_->Add({{"reason", "not_held"}}).Increment();
+    auto self = caf::actor_cast<caf::actor>(this);
+    if (stopping_) {
+      m_refused_->Add({{"reason", "shutting_down"}}).Increment();
+      reply = wire::error_message(m.header.request_id, wire::ErrorCode::ShuttingDown,
+                                  "expert host " + opts_.name + ": stopping; send this elsewhere");
+      run_in(self, [this] {
         --inflight_;
         settle();
       });
+      return true;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const uint64_t rows_before = host_->rows();
+    bool not_held = false;
+    try {
+      reply = host_->handle(m);
+      m_compute_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      m_dispatches_->Increment();
+      m_rows_->Increment(static_cast<double>(host_->rows() - rows_before));
+    } catch (const wire::WireError& e) {
+      not_held = e.code() == wire::ErrorCode::NotHeld;
+      if (!not_held) {
+        spdlog::warn("expert host: {}", e.what());
+        m_wire_errors_->Increment();
+      }
+      reply = wire::error_message(m.header.request_id, e.code(), e.what());
+    }
+    const uint64_t d = host_->dispatches(), r = host_->rows();
+    auto rows = host_->take_expert_rows();
+    run_in(self, [this, d, r, rows = std::move(rows), not_held] {
+      dispatches_ = d;
+      rows_ = r;
+      if (expert_rows_.size() < static_cast<size_t>(cfg_.n_routed_experts)) expert_rows_.resize(cfg_.n_routed_experts, 0);
+      for (const auto& [e, n] : rows) expert_rows_[e] += n;
+      if (not_held) m_refused_->Add({{"reason", "not_held"}}).Increment();
+      --inflight_;
+      settle();
     });
+    return true;
   }
 
   void on_control(const InboundPtr& in) {
@@ -250,7 +264,9 @@ class ExpertHostActor : public caf::event_based_actor {
   std::string endpoint_;
   int router_ = 0;
   bool leaving_ = false, left_ = false, router_gone_ = false;
-  int64_t inflight_ = 0;  // dispatches on the compute queue
+  // Dispatches taken by the transport thread and not yet counted here.
+  std::atomic<int64_t> inflight_{0};
+  std::atomic<bool> stopping_{false};  // set by the actor; the transport thread then refuses dispatches
   DrainState drain_;
   uint64_t dispatches_ = 0, rows_ = 0, generation_ = 0;
 };
