@@ -69,6 +69,7 @@ Engine::Engine(const std::filesystem::path& dir, const EngineOptions& opts)
       main_(cfg_, ckpt_),
       cache_(kv_geometry(cfg_, cfg_.num_hidden_layers, opts.page_tokens, opts.kv_tokens, opts.kv_dtype)) {
   reserve_kernel_scratch_for(cfg_);
+  if (opts.prefix_cache) prefix_ = std::make_unique<PrefixCache>(cache_);
   std::vector<int64_t> moe_layers = main_.moe_layers();
   if (opts.load_mtp && cfg_.num_nextn_predict_layers > 0) {
     mtp_ = std::make_unique<MtpModule>(cfg_, ckpt_, &main_);
@@ -230,6 +231,26 @@ std::vector<float> Engine::mtp_step(SeqId seq, const std::vector<int32_t>& next_
 void Engine::release(SeqId seq) {
   cache_.release(seq);
   if (mtp_cache_) mtp_cache_->release(seq);
+}
+
+int64_t Engine::start(SeqId seq, const std::vector<int32_t>& prompt, int64_t total) {
+  if (cache_.has(seq)) throw std::logic_error("engine: sequence " + std::to_string(seq) + " already started");
+  std::vector<int32_t> pages;
+  if (prefix_) pages = prefix_->match(prompt.data(), static_cast<int64_t>(prompt.size()), static_cast<int64_t>(prompt.size()) - 1);
+  if (!pages.empty()) cache_.adopt(seq, pages);  // held now: reserve() cannot evict them
+  if (!cache_.reserve(seq, total)) {
+    cache_.release(seq);
+    return -1;
+  }
+  if (prefix_) prefix_->record(static_cast<int64_t>(prompt.size()), cache_.length(seq));
+  return cache_.length(seq);
+}
+
+void Engine::cache_prefix(SeqId seq, const std::vector<int32_t>& tokens) {
+  if (!prefix_ || !cache_.has(seq)) return;
+  const int64_t full = std::min<int64_t>(cache_.length(seq), static_cast<int64_t>(tokens.size())) / cache_.page_tokens();
+  const auto& pages = cache_.pages(seq);
+  prefix_->insert(tokens.data(), std::vector<int32_t>(pages.begin(), pages.begin() + full));
 }
 
 }  // namespace moemesh

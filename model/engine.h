@@ -13,6 +13,7 @@
 #include "kernels/cpu/precision.h"
 #include "model/moe_executor.h"
 #include "model/mtp.h"
+#include "model/prefix_cache.h"
 #include "model/step_profile.h"
 #include "model/transformer.h"
 
@@ -32,6 +33,8 @@ struct EngineOptions {
   // while the other's experts run elsewhere). Only worth it when make_moe sends
   // the experts away.
   int moe_lanes = 1;
+  // Reuse full pages of earlier requests' prompts and answers (model/prefix_cache.h).
+  bool prefix_cache = true;
 };
 
 // New tokens of one sequence for a step.
@@ -90,6 +93,18 @@ class Engine {
   void truncate(SeqId seq, int64_t len) { cache_.truncate(seq, len); }
   void release(SeqId seq);
 
+  // Starts `seq` on `prompt`: adopts the longest cached prefix in whole pages
+  // (leaving at least the prompt's last token to compute, for its logits) and
+  // reserves pages for `total` positions, evicting cached pages as needed.
+  // Returns how many prompt tokens are already in the cache, or -1 (nothing
+  // changed) when `total` does not fit even then.
+  int64_t start(SeqId seq, const std::vector<int32_t>& prompt, int64_t total);
+  // Enters `seq`'s committed full pages into the prefix cache; `tokens` are the
+  // sequence's tokens (prompt, then generated), at least length(seq) of them.
+  void cache_prefix(SeqId seq, const std::vector<int32_t>& tokens);
+  // Null with the prefix cache off.
+  const PrefixCache* prefix_cache() const { return prefix_.get(); }
+
   // Steps add their time per operation class to `p` while set (null: off).
   void set_profile(StepProfile* p) { profile_ = p; }
 
@@ -107,6 +122,7 @@ class Engine {
   std::vector<MoeExecutor*> lanes_;  // moe_ first
   std::vector<std::unique_ptr<MoeExecutor>> extra_lanes_;
   LatentKvCache cache_;
+  std::unique_ptr<PrefixCache> prefix_;  // declared after cache_: gives its pages back first
   std::unique_ptr<LatentKvCache> mtp_cache_;
   Workspace ws_[2];              // one per micro-batch lane
   std::vector<int32_t> tokens_;  // the step's tokens in chunk order

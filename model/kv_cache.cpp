@@ -42,6 +42,7 @@ LatentKvCache::LatentKvCache(const KvCacheGeometry& g) : g_(g) {
   }
   storage_.reset(new uint8_t[storage_bytes()]);
   free_.reserve(g.pages);
+  refs_.assign(static_cast<size_t>(g.pages), 0);
   for (int64_t p = g.pages - 1; p >= 0; --p) free_.push_back(static_cast<int32_t>(p));
 }
 
@@ -60,6 +61,7 @@ bool LatentKvCache::reserve(SeqId s, int64_t tokens) {
   auto it = seqs_.find(s);
   const int64_t have = it == seqs_.end() ? 0 : static_cast<int64_t>(it->second.pages.size());
   const int64_t need = pages_for(tokens) - have;
+  if (need > free_pages() && reclaim_) reclaim_(need - free_pages());
   if (need > free_pages()) return false;
   if (it == seqs_.end()) {
     it = seqs_.emplace(s, Seq{}).first;
@@ -69,9 +71,33 @@ bool LatentKvCache::reserve(SeqId s, int64_t tokens) {
   Seq& q = it->second;
   for (int64_t i = 0; i < need; ++i) {
     q.pages.push_back(free_.back());
+    refs_[static_cast<size_t>(free_.back())] = 1;
     free_.pop_back();
   }
   return true;
+}
+
+void LatentKvCache::adopt(SeqId s, const std::vector<int32_t>& pages) {
+  if (seqs_.count(s)) throw std::logic_error("kv cache: adopt onto an existing sequence " + std::to_string(s));
+  Seq& q = seqs_.emplace(s, Seq{}).first->second;
+  q.pages.reserve(static_cast<size_t>(std::min<int64_t>(g_.pages, 4096)));
+  for (int32_t p : pages) {
+    ref_page(p);
+    q.pages.push_back(p);
+  }
+  q.length = static_cast<int64_t>(pages.size()) * g_.page_tokens;
+}
+
+void LatentKvCache::ref_page(int32_t page) {
+  if (page < 0 || page >= g_.pages || refs_[static_cast<size_t>(page)] <= 0)
+    throw std::logic_error("kv cache: a reference to page " + std::to_string(page) + ", which is free");
+  ++refs_[static_cast<size_t>(page)];
+}
+
+void LatentKvCache::unref_page(int32_t page) {
+  if (page < 0 || page >= g_.pages || refs_[static_cast<size_t>(page)] <= 0)
+    throw std::logic_error("kv cache: page " + std::to_string(page) + " released twice");
+  if (--refs_[static_cast<size_t>(page)] == 0) free_.push_back(page);
 }
 
 void LatentKvCache::set_length(SeqId s, int64_t tokens) {
@@ -88,7 +114,7 @@ void LatentKvCache::truncate(SeqId s, int64_t tokens) {
   if (tokens < q.length) q.length = tokens;
   const int64_t keep = pages_for(q.length);
   while (static_cast<int64_t>(q.pages.size()) > keep) {
-    free_.push_back(q.pages.back());
+    unref_page(q.pages.back());
     q.pages.pop_back();
   }
 }
@@ -96,7 +122,7 @@ void LatentKvCache::truncate(SeqId s, int64_t tokens) {
 void LatentKvCache::release(SeqId s) {
   auto it = seqs_.find(s);
   if (it == seqs_.end()) return;
-  for (int32_t p : it->second.pages) free_.push_back(p);
+  for (int32_t p : it->second.pages) unref_page(p);
   seqs_.erase(it);
 }
 
@@ -106,19 +132,24 @@ std::vector<SeqId> LatentKvCache::sequences() const {
   return out;
 }
 
-uint8_t* LatentKvCache::slot_row(SeqId s, int64_t layer, int64_t pos, float** scales) const {
+uint8_t* LatentKvCache::slot_row(SeqId s, int64_t layer, int64_t pos, float** scales, int32_t* page_id) const {
   const Seq& q = seq(s);
   const int64_t page = pos / g_.page_tokens, slot = pos % g_.page_tokens;
   if (pos < 0 || page >= static_cast<int64_t>(q.pages.size()) || layer < 0 || layer >= g_.layers)
     throw std::out_of_range("kv cache: position or layer outside the sequence's pages");
   uint8_t* block = storage_.get() + static_cast<size_t>(q.pages[page]) * page_bytes() + layer * layer_block_bytes_;
   if (scales) *scales = reinterpret_cast<float*>(block + rows_bytes_) + 2 * slot;
+  if (page_id) *page_id = q.pages[page];
   return block + static_cast<size_t>(slot * g_.dim()) * elem_bytes_;
 }
 
 void LatentKvCache::store(SeqId s, int64_t layer, int64_t pos, const float* v) {
   float* scales = nullptr;
-  uint8_t* row = slot_row(s, layer, pos, &scales);
+  int32_t page = -1;
+  uint8_t* row = slot_row(s, layer, pos, &scales, &page);
+  if (refs_[static_cast<size_t>(page)] > 1)
+    throw std::logic_error("kv cache: a write into a shared page (sequence " + std::to_string(s) + ", position " +
+                           std::to_string(pos) + ")");
   const int64_t D = g_.dim();
   switch (g_.dtype) {
     case KvCacheDtype::F32: std::memcpy(row, v, D * sizeof(float)); break;

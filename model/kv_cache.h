@@ -2,10 +2,14 @@
 // kv_lora_rank normalised latent values and qk_rope_head_dim rotated key values,
 // never full keys and values, stored as f32, bf16 (the default, as DeepSeek's
 // reference stores it) or fp8-e4m3 with one scale per token and part (latent,
-// rope): half the memory of bf16. Sequences own lists of pages.
+// rope): half the memory of bf16. Sequences hold lists of pages; a page has a
+// reference count, so full pages of a shared prefix can be held by several
+// sequences and by the prefix cache at once (read-only: a sequence writes only
+// past its length, and a shared page is a full one below it).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -53,8 +57,20 @@ class LatentKvCache {
   bool has(SeqId s) const { return seqs_.count(s) != 0; }
   int64_t length(SeqId s) const;
   // Makes room for `tokens` tokens in total; false (and nothing changed) when the
-  // free pages do not suffice.
+  // free pages do not suffice even after asking the reclaimer for more.
   bool reserve(SeqId s, int64_t tokens);
+  // Starts sequence s (which must not exist) on full pages held elsewhere:
+  // each gets one more reference; the length is theirs in tokens.
+  void adopt(SeqId s, const std::vector<int32_t>& pages);
+
+  // Page references, for the prefix cache: a page returns to the free list
+  // when its last reference goes.
+  void ref_page(int32_t page);
+  void unref_page(int32_t page);
+  int32_t page_refs(int32_t page) const { return refs_.at(static_cast<size_t>(page)); }
+  // Called by reserve() when free pages are short: frees at least `pages` more
+  // if it can (e.g. by evicting cached prefixes); returns how many it freed.
+  void set_reclaimer(std::function<int64_t(int64_t pages)> r) { reclaim_ = std::move(r); }
   // Marks the first `tokens` positions as written (within the reserved capacity).
   void set_length(SeqId s, int64_t tokens);
   // Forgets positions >= tokens (speculative rollback) and frees whole pages past them.
@@ -89,12 +105,14 @@ class LatentKvCache {
     int64_t length = 0;
   };
   const Seq& seq(SeqId s) const;
-  uint8_t* slot_row(SeqId s, int64_t layer, int64_t pos, float** scales) const;
+  uint8_t* slot_row(SeqId s, int64_t layer, int64_t pos, float** scales, int32_t* page_id = nullptr) const;
 
   KvCacheGeometry g_;
   size_t elem_bytes_ = 2, rows_bytes_ = 0, layer_block_bytes_ = 0;
   std::unique_ptr<uint8_t[]> storage_;  // [page][layer]{rows, scales}, untouched until used
   std::vector<int32_t> free_;
+  std::vector<int32_t> refs_;  // per page: sequences and cache entries holding it
+  std::function<int64_t(int64_t)> reclaim_;
   std::unordered_map<SeqId, Seq> seqs_;
 };
 

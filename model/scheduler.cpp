@@ -52,6 +52,7 @@ void Scheduler::cancel(uint64_t id) {
   }
   auto it = running_.find(id);
   if (it == running_.end()) return;
+  cache_pages(it->second);  // what it computed stays useful to others
   engine_.release(id);
   running_.erase(it);
   cancelled_.push_back(id);
@@ -63,10 +64,16 @@ void Scheduler::admit() {
   while (!waiting_.empty() && static_cast<int64_t>(running_.size()) < opts_.max_running) {
     GenerationRequest& r = waiting_.front();
     const int64_t total = static_cast<int64_t>(r.prompt.size()) + r.max_new_tokens;
-    if (!engine_.reserve(r.id, total)) break;
+    const int64_t hit = engine_.start(r.id, r.prompt, total);
+    if (hit < 0) break;
     Active a;
     a.sampler = std::make_unique<cpu::Sampler>(r.sampling);
-    a.speculate = drafter_ != nullptr;
+    a.prefilled = a.cached = hit;
+    a.cached_pages = hit / engine_.cache().page_tokens();
+    // The drafter's own cache has nothing of a prefix the main model did not
+    // recompute (nor the hidden states to catch up on): such a request decodes
+    // without drafts. docs/PREFIX_CACHE.md says why.
+    a.speculate = drafter_ != nullptr && hit == 0;
     a.req = std::move(r);
     waiting_.pop_front();
     const uint64_t id = a.req.id;
@@ -82,9 +89,21 @@ void Scheduler::set_drafter(Drafter* drafter, int k) {
   spec_stats_.accepted.assign(spec_k_, 0);
 }
 
+void Scheduler::cache_pages(Active& a) {
+  if (!engine_.prefix_cache()) return;
+  const int64_t full = engine_.length(a.req.id) / engine_.cache().page_tokens();
+  if (full <= a.cached_pages) return;
+  std::vector<int32_t> tokens = a.req.prompt;
+  tokens.insert(tokens.end(), a.generated.begin(), a.generated.end());
+  engine_.cache_prefix(a.req.id, tokens);
+  a.cached_pages = std::max(a.cached_pages, full);
+}
+
 void Scheduler::finish(std::map<uint64_t, Active>::iterator it, FinishReason why, std::vector<TokenEvent>& events) {
   if (!events.empty() && events.back().id == it->first && events.back().finish == FinishReason::None) events.back().finish = why;
   else events.push_back({it->first, -1, why, {}});
+  events.back().cached_tokens = it->second.cached;
+  cache_pages(it->second);
   engine_.release(it->first);
   if (it->second.speculate && drafter_) {
     try {
@@ -268,6 +287,12 @@ std::vector<TokenEvent> Scheduler::step() {
     bool done = false;
     for (int j = 0; j < acc && !done; ++j) done = emit(it, dr.tokens[j], events);
     if (!done) emit(it, next, events);
+  }
+  // Pages this step completed join the prefix cache now, not only at the end:
+  // a long prompt being answered already serves the next request sharing it.
+  for (uint64_t id : ids) {
+    auto it = running_.find(id);
+    if (it != running_.end()) cache_pages(it->second);
   }
   return events;
 }

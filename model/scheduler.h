@@ -4,6 +4,9 @@
 // seeded sampler. KV-cache admission: a request enters the batch only once the
 // cache can hold its prompt and all its new tokens, so a running request never
 // runs out of cache; one that could never fit is refused at submission.
+// With the engine's prefix cache, a request starts on the cached pages of its
+// prompt's longest known prefix, and its own full pages join the cache as it
+// goes and when it ends.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +40,7 @@ struct TokenEvent {
   FinishReason finish = FinishReason::None;  // set on the request's last event
   std::string error;                         // why, with FinishReason::Error
   bool unavailable = false;                  // the error was the experts being unreachable (worth retrying later)
+  int64_t cached_tokens = 0;                 // on the last event: prompt tokens served from the prefix cache
 };
 
 struct SchedulerOptions {
@@ -88,6 +92,8 @@ class Scheduler {
   struct Active {
     GenerationRequest req;
     int64_t prefilled = 0;  // prompt tokens in the cache
+    int64_t cached = 0;     // of them, taken from the prefix cache
+    int64_t cached_pages = 0;  // full pages entered into the prefix cache so far
     std::vector<int32_t> generated;
     std::unique_ptr<cpu::Sampler> sampler;
     // Speculation: main-model hidden states the drafter has not seen, the token
@@ -101,6 +107,8 @@ class Scheduler {
   bool emit(std::map<uint64_t, Active>::iterator it, int32_t tok, std::vector<TokenEvent>& events);
   void admit();
   void finish(std::map<uint64_t, Active>::iterator it, FinishReason why, std::vector<TokenEvent>& events);
+  // Enters a request's full pages completed since the last call into the prefix cache.
+  void cache_pages(Active& a);
 
   Engine& engine_;
   SchedulerOptions opts_;

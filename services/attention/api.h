@@ -29,6 +29,7 @@ struct AttentionOptions {
   int speculative = 2;           // drafts per decode step (with mtp)
   int64_t kv_tokens = 16384;
   KvCacheDtype kv_dtype = KvCacheDtype::BF16;
+  bool prefix_cache = true;      // reuse cached pages of earlier requests' prefixes
   cpu::Precision compute = cpu::Precision::Fast;
   int micro_batches = 2;         // in flight per step: attention computes one while experts run the other
   SchedulerOptions scheduler;
@@ -62,10 +63,12 @@ nlohmann::json to_json(const GenerationRequest& r);
 GenerationRequest generation_request_from_json(const nlohmann::json& j);
 
 // ---- Tokens: attention → client, payload 0 JSON, one per step per request ----
-// {"tokens": [ids], "finish": "stop|length|cancelled|error", "error": text, "code": error code name}
+// {"tokens": [ids], "finish": "stop|length|cancelled|error", "error": text, "code": error code name,
+//  "cached_tokens": n (with finish, when the prefix cache served n prompt tokens)}
 struct TokensUpdate {
   std::vector<int32_t> tokens;
   FinishReason finish = FinishReason::None;  // None while running
+  int64_t cached_tokens = 0;                  // with finish: prompt tokens served from the prefix cache
   std::string error;                          // with Error
   wire::ErrorCode code = wire::ErrorCode::None;  // with Error: why, as a code (TooLarge, Overloaded, NoReplica ...)
   bool finished() const { return finish != FinishReason::None; }
@@ -97,7 +100,10 @@ struct AttentionCommand {
 };
 nlohmann::json to_json(const AttentionCommand& c);
 AttentionCommand attention_command_from_json(const nlohmann::json& j);  // throws std::invalid_argument
-// Stats answers: running, waiting, kv_pages_used, kv_pages_total, drafted,
+// Stats answers: running, waiting, kv_pages_used (held by requests),
+// kv_pages_cached (held only by the prefix cache), kv_pages_free, kv_pages_total,
+// prefix_cache (pages, hit_tokens, prompt_tokens, requests, inserted_pages,
+// evicted_pages; absent when it is off), drafted,
 // accepted, verify_steps (per draft position), steps, clients, and "dispatch":
 // the dispatchers' counters (calls, failed, retries by reason, hedges,
 // cross_zone, per host).

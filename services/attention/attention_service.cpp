@@ -48,6 +48,7 @@ class AttentionActor : public caf::event_based_actor {
       eo.compute = opts_.compute;
       eo.load_mtp = false;  // the mtp-draft role holds it
       eo.moe_lanes = opts_.micro_batches;
+      eo.prefix_cache = opts_.prefix_cache;
       zmq::context_t* ctx = &ctx_;
       const AttentionOptions o = opts_;
       auto dispatchers = &dispatchers_;
@@ -81,6 +82,13 @@ class AttentionActor : public caf::event_based_actor {
       m_drafted_ = &metrics_->counter("moemesh_mtp_drafted_tokens_total", "Draft tokens verified, by draft position");
       m_accepted_ = &metrics_->counter("moemesh_mtp_accepted_tokens_total", "Draft tokens accepted, by draft position");
       m_requests_ = &metrics_->counter("moemesh_requests_total", "Generations finished, by finish reason");
+      if (opts_.prefix_cache) {
+        m_prefix_pages_ = &metrics_->gauge("moemesh_prefix_cache_pages", "KV cache pages the prefix cache holds").Add({});
+        m_prefix_hit_ = &metrics_->counter("moemesh_prefix_cache_hit_tokens_total", "Prompt tokens served from the prefix cache").Add({});
+        m_prefix_prompt_ = &metrics_->counter("moemesh_prefix_cache_prompt_tokens_total",
+                                              "Prompt tokens of admitted requests (hit rate: hit tokens over these)").Add({});
+        m_prefix_evicted_ = &metrics_->counter("moemesh_prefix_cache_evicted_pages_total", "Cached pages evicted to make room").Add({});
+      }
       metrics_->gauge("moemesh_model_load_seconds", "Time this role took to load its part of the model").Add({}).Set(load_seconds_);
       dispatch_metrics_ = std::make_unique<DispatcherMetrics>(*metrics_, opts_.metrics_per_layer);
       bound_->set_value(ep);
@@ -89,8 +97,8 @@ class AttentionActor : public caf::event_based_actor {
       quit();
       return {};
     }
-    spdlog::info("attention: {} layers, KV cache {} tokens, router {}{}, speculation {}", engine_->config().num_hidden_layers,
-                 opts_.kv_tokens, opts_.router.empty() ? "-" : opts_.router,
+    spdlog::info("attention: {} layers, KV cache {} tokens{}, router {}{}, speculation {}", engine_->config().num_hidden_layers,
+                 opts_.kv_tokens, opts_.prefix_cache ? " with prefix cache" : "", opts_.router.empty() ? "-" : opts_.router,
                  opts_.dispatch.zone.empty() ? "" : ", zone " + opts_.dispatch.zone,
                  opts_.speculative > 0 && drafter_ ? std::to_string(opts_.speculative) + " drafts via " + opts_.mtp : "off");
     maintain_later();
@@ -276,13 +284,25 @@ class AttentionActor : public caf::event_based_actor {
       const auto t0 = std::chrono::steady_clock::now();
       auto events = std::make_shared<std::vector<TokenEvent>>(scheduler_->step());
       m_step_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      const int64_t idle = engine_->prefix_cache() ? engine_->prefix_cache()->idle_pages() : 0;
       nlohmann::json st{{"running", scheduler_->running()},
                         {"waiting", scheduler_->waiting()},
-                        {"kv_pages_used", engine_->cache().used_pages()},
+                        {"kv_pages_used", engine_->cache().used_pages() - idle},  // held by requests
+                        {"kv_pages_cached", idle},                                // the prefix cache's alone
+                        {"kv_pages_free", engine_->cache().free_pages()},
                         {"kv_pages_total", engine_->cache().total_pages()},
                         {"drafted", scheduler_->speculation().drafted},
                         {"accepted", scheduler_->speculation().accepted},
                         {"verify_steps", scheduler_->speculation().steps}};
+      if (const PrefixCache* pc = engine_->prefix_cache()) {
+        const PrefixCacheStats& ps = pc->stats();
+        st["prefix_cache"] = {{"pages", ps.pages},
+                              {"hit_tokens", ps.hit_tokens},
+                              {"prompt_tokens", ps.lookup_tokens},
+                              {"requests", ps.lookups},
+                              {"inserted_pages", ps.inserted_pages},
+                              {"evicted_pages", ps.evicted_pages}};
+      }
       run_in(self, [this, events, st] {
         busy_ = false;
         stats_ = st;
@@ -296,10 +316,18 @@ class AttentionActor : public caf::event_based_actor {
   }
 
   void update_metrics(const std::vector<TokenEvent>& events) {
-    const double used = stats_["kv_pages_used"].get<double>(), total = stats_["kv_pages_total"].get<double>();
-    m_kv_->Add({{"state", "used"}}).Set(used);
-    m_kv_->Add({{"state", "free"}}).Set(total - used);
+    m_kv_->Add({{"state", "used"}}).Set(stats_["kv_pages_used"].get<double>());
+    m_kv_->Add({{"state", "cached"}}).Set(stats_["kv_pages_cached"].get<double>());
+    m_kv_->Add({{"state", "free"}}).Set(stats_["kv_pages_free"].get<double>());
     m_batch_->Set(stats_["running"].get<double>());
+    if (m_prefix_pages_ && stats_.contains("prefix_cache")) {
+      const auto& pc = stats_["prefix_cache"];
+      m_prefix_pages_->Set(pc["pages"].get<double>());
+      auto grow = [](prometheus::Counter* c, double now) { c->Increment(std::max(0.0, now - c->Value())); };
+      grow(m_prefix_hit_, pc["hit_tokens"].get<double>());
+      grow(m_prefix_prompt_, pc["prompt_tokens"].get<double>());
+      grow(m_prefix_evicted_, pc["evicted_pages"].get<double>());
+    }
     m_queue_->Set(stats_["waiting"].get<double>());
     for (const auto& e : events) {
       if (e.token >= 0) m_tokens_->Increment();
@@ -330,6 +358,7 @@ class AttentionActor : public caf::event_based_actor {
       if (e.finish != FinishReason::None) {
         it->second.finish = e.finish;
         it->second.error = e.error;
+        it->second.cached_tokens = e.cached_tokens;
         if (e.finish == FinishReason::Error) it->second.code = e.unavailable ? wire::ErrorCode::NoReplica : wire::ErrorCode::Failed;
       }
     }
@@ -411,7 +440,8 @@ class AttentionActor : public caf::event_based_actor {
   std::string* metrics_url_;
   std::unique_ptr<RoleMetrics> metrics_;
   prometheus::Family<prometheus::Gauge>* m_kv_ = nullptr;
-  prometheus::Gauge *m_batch_ = nullptr, *m_queue_ = nullptr;
+  prometheus::Gauge *m_batch_ = nullptr, *m_queue_ = nullptr, *m_prefix_pages_ = nullptr;
+  prometheus::Counter *m_prefix_hit_ = nullptr, *m_prefix_prompt_ = nullptr, *m_prefix_evicted_ = nullptr;
   prometheus::Counter* m_tokens_ = nullptr;
   prometheus::Histogram* m_step_ = nullptr;
   prometheus::Family<prometheus::Counter>*m_drafted_ = nullptr, *m_accepted_ = nullptr, *m_requests_ = nullptr;

@@ -33,6 +33,7 @@ TokensUpdate AttentionClient::generate(const GenerationRequest& r, const std::fu
       all.finish = u.finish;
       all.error = u.error;
       all.code = u.code;
+      all.cached_tokens = u.cached_tokens;
       return all;
     }
   }

@@ -71,6 +71,7 @@ nlohmann::json to_json(const TokensUpdate& u) {
   if (u.finished()) j["finish"] = finish_reason_name(u.finish);
   if (!u.error.empty()) j["error"] = u.error;
   if (u.code != wire::ErrorCode::None) j["code"] = wire::error_code_name(u.code);
+  if (u.cached_tokens > 0) j["cached_tokens"] = u.cached_tokens;
   return j;
 }
 
@@ -92,6 +93,11 @@ TokensUpdate tokens_update_from_json(const nlohmann::json& j) {
   if (j.contains("code")) {
     const auto c = j["code"].is_string() ? error_code_from_name(j["code"].get<std::string>()) : std::nullopt;
     u.code = c.value_or(wire::ErrorCode::Failed);  // a code this side does not know: a failure
+  }
+  if (j.contains("cached_tokens")) {
+    if (!j["cached_tokens"].is_number_integer() || j["cached_tokens"].get<int64_t>() < 0)
+      bad("cached_tokens must be a non-negative integer");
+    u.cached_tokens = j["cached_tokens"].get<int64_t>();
   }
   if (u.finish == FinishReason::Error && u.code == wire::ErrorCode::None) u.code = wire::ErrorCode::Failed;
   return u;

@@ -45,6 +45,7 @@ double median(std::vector<double> v) {
 double run_local(const std::string& model, int batch, int64_t prompt, int64_t n, int repeat) {
   EngineOptions eo;
   eo.kv_tokens = batch * (prompt + n + 64);
+  eo.prefix_cache = false;  // the runs repeat the same prompts: each must compute them
   Engine e(model, eo);
   Scheduler s(e);
   const auto ps = prompts(batch, prompt, e.config().vocab_size);
@@ -147,6 +148,7 @@ void add_bench_mesh_command(CLI::App& app) {
       nlohmann::json j = load_cluster_json("", sets, transport);
       j["model"] = a->model;
       j["attention"]["kv_tokens"] = 64 * (a->prompt + a->tokens + 64);
+      j["attention"]["prefix_cache"] = false;  // as in run_local: repeated prompts are computed each time
       return j;
     };
     const auto dir = std::filesystem::temp_directory_path() / ("moemesh-bench-" + std::to_string(getpid()));

@@ -196,6 +196,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (done_) return;
     if (completion_tokens_ == 0 && !u.tokens.empty()) first_time_ = std::chrono::steady_clock::now();
     completion_tokens_ += static_cast<int64_t>(u.tokens.size());
+    if (u.finished()) cached_tokens_ = u.cached_tokens;
     std::string delta = text_of(u.tokens);
     FinishReason why = u.finish;
     std::string error = u.error;
@@ -254,7 +255,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   nlohmann::json usage() const {
     const int64_t p = static_cast<int64_t>(api_.gen.prompt.size());
-    return {{"prompt_tokens", p}, {"completion_tokens", completion_tokens_}, {"total_tokens", p + completion_tokens_}};
+    return {{"prompt_tokens", p},
+            {"completion_tokens", completion_tokens_},
+            {"total_tokens", p + completion_tokens_},
+            {"prompt_tokens_details", {{"cached_tokens", cached_tokens_}}}};
   }
 
   nlohmann::json base_json(const char* object) const {
@@ -359,6 +363,7 @@ class Session : public std::enable_shared_from_this<Session> {
     full_.clear();
     text_.clear();
     completion_tokens_ = 0;
+    cached_tokens_ = 0;
     read();
   }
   void close() {
@@ -393,7 +398,7 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t drained_ = 0;
   ApiRequest api_;
   std::string id_, full_, text_;
-  int64_t created_ = 0, completion_tokens_ = 0;
+  int64_t created_ = 0, completion_tokens_ = 0, cached_tokens_ = 0;
   uint64_t gen_id_ = 0, next_gen_ = 0;
   std::optional<tok::StreamingDecoder> decoder_;
   std::deque<std::pair<std::string, bool>> out_;

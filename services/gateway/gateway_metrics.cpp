@@ -55,9 +55,11 @@ void GatewayMetrics::attention_stats(const nlohmann::json& s) {
     return;
   }
   attention_up_.Set(1);
-  const double used = s.value("kv_pages_used", 0.0), total = s.value("kv_pages_total", 0.0);
+  const double used = s.value("kv_pages_used", 0.0), cached = s.value("kv_pages_cached", 0.0),
+               total = s.value("kv_pages_total", 0.0);
   kv_pages_.Add({{"state", "used"}}).Set(used);
-  kv_pages_.Add({{"state", "free"}}).Set(total - used);
+  kv_pages_.Add({{"state", "cached"}}).Set(cached);
+  kv_pages_.Add({{"state", "free"}}).Set(total - used - cached);
   running_.Set(s.value("running", 0.0));
   waiting_.Set(s.value("waiting", 0.0));
   // Counters follow the attention role's running totals.

@@ -124,7 +124,10 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
       send(dump({{"type", "done"},
                  {"id", key},
                  {"finish_reason", finish_reason_name(u.finish)},
-                 {"usage", {{"prompt_tokens", p}, {"completion_tokens", a.tokens}, {"total_tokens", p + a.tokens}}},
+                 {"usage", {{"prompt_tokens", p},
+                            {"completion_tokens", a.tokens},
+                            {"total_tokens", p + a.tokens},
+                            {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}}},
                  {"timings", {{"ttft_ms", ttft * 1e3},
                               {"total_ms", total * 1e3},
                               {"tokens_per_s", a.tokens > 1 && decode > 0 ? (a.tokens - 1) / decode : 0.0}}}}));

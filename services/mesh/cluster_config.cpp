@@ -88,6 +88,8 @@ const Fields<C>& attention_fields() {
       config::choice<C>("kv_cache_dtype", [](C& c) -> auto& { return c.attention.kv_dtype; }, "latent KV cache element type: f32, bf16 or fp8",
                         std::function<std::optional<KvCacheDtype>(const std::string&)>(kv_named),
                         std::function<std::string(KvCacheDtype)>(kv_name), "f32, bf16 or fp8"),
+      config::boolean<C>("prefix_cache", [](C& c) -> auto& { return c.attention.prefix_cache; },
+                         "reuse the KV cache pages of prompt prefixes earlier requests computed"),
       config::integer<C>("speculative", [](C& c) -> auto& { return c.attention.speculative; },
                          "MTP drafts per decode step (0: no speculation)", 0, 16),
       config::integer<C>("speculative_max_batch", [](C& c) -> auto& { return c.attention.scheduler.max_speculative_batch; },

@@ -51,6 +51,28 @@ assert.equal(comp.object, 'text_completion');
 assert.equal(typeof comp.choices[0].text, 'string');
 assert.equal(comp.usage.completion_tokens, 6);
 
+// The prefix cache: a long system prompt that a second conversation shares,
+// and a conversation's next turn, are served from the cache.
+const system = { role: 'system', content: Array.from({ length: 30 }, (_, i) => `Rule ${i + 1}: answer plainly, name the rule you follow, keep to the facts.`).join(' ') };
+const ask = (msgs) => client.chat.completions.create({ model, messages: msgs, max_tokens: 8, temperature: 0 });
+const turn1 = [system, { role: 'user', content: 'What is rule 3?' }];
+const r1 = await ask(turn1);
+assert.equal(r1.usage.prompt_tokens_details.cached_tokens, 0, 'nothing of this prompt was seen before');
+assert.ok(r1.usage.prompt_tokens > 300, `a long system prompt: ${r1.usage.prompt_tokens} tokens`);
+// Another conversation: shares all but the first one's user words (under 10 tokens).
+const other = await ask([system, { role: 'user', content: 'And rule 12, if you would?' }]);
+const sharedSystem = r1.usage.prompt_tokens - 10;
+assert.ok(other.usage.prompt_tokens_details.cached_tokens >= 0.8 * sharedSystem, JSON.stringify([r1.usage, other.usage]));
+// The next turn: the whole first turn is its prefix.
+const turn2 = [...turn1, { role: 'assistant', content: r1.choices[0].message.content }, { role: 'user', content: 'And rule 4?' }];
+const r2 = await ask(turn2);
+assert.ok(r2.usage.prompt_tokens_details.cached_tokens >= 0.8 * r1.usage.prompt_tokens, JSON.stringify([r1.usage, r2.usage]));
+// Streamed usage reports it too.
+const s2 = await client.chat.completions.create({ model, messages: turn2, max_tokens: 2, temperature: 0, stream: true, stream_options: { include_usage: true } });
+let streamedUsage = null;
+for await (const chunk of s2) if (chunk.usage) streamedUsage = chunk.usage;
+assert.ok(streamedUsage.prompt_tokens_details.cached_tokens >= 0.8 * r1.usage.prompt_tokens, JSON.stringify(streamedUsage));
+
 // Errors come back as the client's typed errors with the right status.
 const expectStatus = async (status, f) => {
   try {

@@ -70,6 +70,18 @@ assert.equal((await next(ws, (x) => x.type === 'error')).status, 400);
 const again = collect(ws, ['d']);
 ws.send(JSON.stringify({ type: 'chat', id: 'd', messages: msgs('Still there?'), max_tokens: 3 }));
 assert.equal((await again).d.done.usage.completion_tokens, 3);
+
+// A long system prompt that two chats share: the second is served from the prefix cache.
+const system = { role: 'system', content: Array.from({ length: 30 }, (_, i) => `Rule ${i + 1}: answer plainly and name the rule.`).join(' ') };
+const first = collect(ws, ['s1']);
+ws.send(JSON.stringify({ type: 'chat', id: 's1', messages: [system, ...msgs('Rule 2?')], max_tokens: 2 }));
+const u1 = (await first).s1.done.usage;
+assert.equal(u1.prompt_tokens_details.cached_tokens, 0, JSON.stringify(u1));
+const second = collect(ws, ['s2']);
+ws.send(JSON.stringify({ type: 'chat', id: 's2', messages: [system, ...msgs('And rule 7, please?')], max_tokens: 2 }));
+const u2 = (await second).s2.done.usage;
+// Shared: everything but the first chat's user words and the assistant marker (under 10 tokens).
+assert.ok(u2.prompt_tokens_details.cached_tokens >= 0.8 * (u1.prompt_tokens - 10), JSON.stringify([u1, u2]));
 ws.close();
 
 // Bytes that are not a WebSocket frame at all: the server closes with a protocol error.
