@@ -38,11 +38,15 @@ class ExpertHostActor : public caf::event_based_actor {
       const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       held_ = host_->experts();
       if (opts_.capacity < 0) opts_.capacity = cfg_.n_routed_experts;
-      transport_.set_shortcut([this](const Inbound& in, wire::Message& reply) { return serve_dispatch(in, reply); });
+      // Until the metrics exist (just below), dispatches wait in the mailbox instead.
+      transport_.set_shortcut([this](const Inbound& in, wire::Message& reply) {
+        return ready_.load(std::memory_order_acquire) && serve_dispatch(in, reply);
+      });
       endpoint_ = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
       if (!opts_.advertise.empty()) endpoint_ = opts_.advertise;  // e.g. behind 0.0.0.0 in a pod
       if (opts_.name.empty()) opts_.name = endpoint_;
       make_metrics(load_seconds);
+      ready_.store(true, std::memory_order_release);
       if (!opts_.router.empty()) {
         router_ = transport_.connect(opts_.router);
         transport_.send(router_, json_message(wire::MsgType::Hello, kHelloRequest, to_json(report())));
@@ -143,7 +147,11 @@ class ExpertHostActor : public caf::event_based_actor {
       transport_.reply(std::move(in->routing), json_message(wire::MsgType::Hello, h.request_id, to_json(report())));
       return;
     }
-    // Dispatches never come here (serve_dispatch takes them); nothing else is served.
+    wire::Message reply;
+    if (serve_dispatch(*in, reply)) {  // one that arrived before the shortcut was ready
+      transport_.reply(std::move(in->routing), std::move(reply));
+      return;
+    }
     m_wire_errors_->Increment();
     transport_.reply(std::move(in->routing),
                      wire::error_message(h.request_id, wire::ErrorCode::Unsupported,
@@ -156,6 +164,7 @@ class ExpertHostActor : public caf::event_based_actor {
   bool serve_dispatch(const Inbound& in, wire::Message& reply) {
     const wire::Message& m = *in.message;
     if (m.header.type != wire::MsgType::Dispatch) return false;
+    std::lock_guard<std::mutex> serving(serve_mu_);  // the actor serves the few that came before the shortcut
     ++inflight_;
     auto self = caf::actor_cast<caf::actor>(this);
     if (stopping_) {
@@ -267,6 +276,8 @@ class ExpertHostActor : public caf::event_based_actor {
   // Dispatches taken by the transport thread and not yet counted here.
   std::atomic<int64_t> inflight_{0};
   std::atomic<bool> stopping_{false};  // set by the actor; the transport thread then refuses dispatches
+  std::atomic<bool> ready_{false};     // metrics made: the transport thread may serve dispatches
+  std::mutex serve_mu_;
   DrainState drain_;
   uint64_t dispatches_ = 0, rows_ = 0, generation_ = 0;
 };

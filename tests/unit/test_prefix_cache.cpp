@@ -58,6 +58,7 @@ Outcome drain(Scheduler& s, int max_steps = 10000) {
 void expect_only_cached_pages(const Engine& e) {
   const int64_t cached = e.prefix_cache() ? e.prefix_cache()->stats().pages : 0;
   EXPECT_EQ(e.cache().used_pages(), cached) << "pages leaked by finished requests";
+  if (e.prefix_cache()) EXPECT_EQ(e.prefix_cache()->idle_pages(), cached) << "a cached page still has another holder";
 }
 
 EngineOptions small_pages(int64_t kv_tokens, bool prefix = true) {
