@@ -7,9 +7,9 @@
 
 #include <cerrno>
 
-#include "core/tokenizer/streaming_decoder.h"
 #include "gateway_state.h"
 #include "generation_body.h"
+#include "text_stream.h"
 
 namespace moemesh {
 
@@ -131,7 +131,7 @@ class Session : public std::enable_shared_from_this<Session> {
     holding_slot_ = true;
     id_ = now_id(chat_ ? "chatcmpl-" : "cmpl-");
     created_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    decoder_.emplace(g_->tk);
+    text_.emplace(g_->tk, api_.stop);
     start_time_ = std::chrono::steady_clock::now();
     if (api_.stream) start_stream();
     auto self = shared_from_this();
@@ -172,24 +172,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // New text from tokens, cut at a stop string (then the generation is cancelled).
   std::string text_of(const std::vector<int32_t>& tokens) {
-    std::string delta;
-    for (int32_t t : tokens)
-      if (t >= 0 && t < static_cast<int32_t>(g_->tk->vocab_size())) delta += decoder_->push(t);
-    if (api_.stop.empty()) return delta;
-    const size_t before = text_.size();
-    text_ += delta;
-    size_t cut = std::string::npos;
-    for (const auto& s : api_.stop) {
-      const size_t from = before >= s.size() ? before - s.size() + 1 : 0;
-      const size_t at = text_.find(s, from);
-      if (at != std::string::npos) cut = std::min(cut, at);
+    std::string delta = text_->push(tokens);
+    if (text_->stopped() && !stopped_) {
+      stopped_ = true;
+      g_->client.cancel(gen_id_);
     }
-    if (cut == std::string::npos) return delta;
-    stopped_ = true;
-    g_->client.cancel(gen_id_);
-    const std::string out = cut > before ? text_.substr(before, cut - before) : "";
-    text_.resize(cut);
-    return out;
+    return delta;
   }
 
   void on_update(const TokensUpdate& u) {
@@ -208,7 +196,7 @@ class Session : public std::enable_shared_from_this<Session> {
       error = "the request ran longer than " + std::to_string(g_->opts.total_timeout_s) + " s";
     }
     if (why == FinishReason::Cancelled) why = FinishReason::Stop;
-    if (why != FinishReason::None && why != FinishReason::Error) delta += decoder_->finish();
+    if (why != FinishReason::None && why != FinishReason::Error) delta += text_->finish();
     if (why == FinishReason::Error) {
       done_ = true;
       release_slot();
@@ -361,7 +349,7 @@ class Session : public std::enable_shared_from_this<Session> {
     timed_out_ = false;
     first_chunk_ = true;
     full_.clear();
-    text_.clear();
+    text_.reset();
     completion_tokens_ = 0;
     cached_tokens_ = 0;
     read();
@@ -397,10 +385,10 @@ class Session : public std::enable_shared_from_this<Session> {
   std::array<char, 16384> scratch_;
   size_t drained_ = 0;
   ApiRequest api_;
-  std::string id_, full_, text_;
+  std::string id_, full_;
   int64_t created_ = 0, completion_tokens_ = 0, cached_tokens_ = 0;
   uint64_t gen_id_ = 0, next_gen_ = 0;
-  std::optional<tok::StreamingDecoder> decoder_;
+  std::optional<TextStream> text_;
   std::deque<std::pair<std::string, bool>> out_;
   size_t queued_bytes_ = 0;
 };

@@ -20,6 +20,84 @@ namespace {
 
 ApiError bad(const std::string& param, const std::string& message) { return ApiError(400, message, param); }
 
+// Every top-level field a request may carry. A field that is not here is
+// refused by name (as OpenAI does): a parameter accepted and ignored would let
+// the client believe it worked. docs/API.md lists the same.
+enum class Field { Works, NoEffect, OnlyDefault };
+struct FieldRule {
+  const char* name;
+  Field kind;
+  bool chat, completion;
+  const char* why = "";  // OnlyDefault: what is missing
+};
+const FieldRule kFields[] = {
+    {"model", Field::Works, true, true},
+    {"messages", Field::Works, true, false},
+    {"prompt", Field::Works, false, true},
+    {"max_tokens", Field::Works, true, true},
+    {"max_completion_tokens", Field::Works, true, false},
+    {"temperature", Field::Works, true, true},
+    {"top_p", Field::Works, true, true},
+    {"top_k", Field::Works, true, true},
+    {"seed", Field::Works, true, true},
+    {"stop", Field::Works, true, true},
+    {"stream", Field::Works, true, true},
+    {"stream_options", Field::Works, true, true},
+    // Change nothing about what is generated.
+    {"user", Field::NoEffect, true, true},
+    {"metadata", Field::NoEffect, true, false},
+    {"store", Field::NoEffect, true, false},
+    {"service_tier", Field::NoEffect, true, false},
+    {"parallel_tool_calls", Field::NoEffect, true, false},
+    // Not served yet: accepted only with the value that asks for nothing.
+    {"n", Field::OnlyDefault, true, true, "one choice per request"},
+    {"best_of", Field::OnlyDefault, false, true, "one choice per request"},
+    {"logprobs", Field::OnlyDefault, true, true, "log probabilities are not returned yet"},
+    {"top_logprobs", Field::OnlyDefault, true, false, "log probabilities are not returned yet"},
+    {"echo", Field::OnlyDefault, false, true, "the prompt is not echoed"},
+    {"suffix", Field::OnlyDefault, false, true, "no insertion after a suffix"},
+    {"presence_penalty", Field::OnlyDefault, true, true, "penalties are not applied yet"},
+    {"frequency_penalty", Field::OnlyDefault, true, true, "penalties are not applied yet"},
+    {"repetition_penalty", Field::OnlyDefault, true, true, "penalties are not applied yet"},
+    {"logit_bias", Field::OnlyDefault, true, true, "logit bias is not applied yet"},
+    {"min_p", Field::OnlyDefault, true, true, "min_p filtering is not applied yet"},
+    {"min_tokens", Field::OnlyDefault, true, true, "a minimum length is not enforced yet"},
+    {"ignore_eos", Field::OnlyDefault, true, true, "generation always stops at the end of the answer"},
+    {"response_format", Field::OnlyDefault, true, false, "structured output is not supported yet"},
+    {"tools", Field::OnlyDefault, true, false, "tool calls are not supported yet"},
+    {"tool_choice", Field::OnlyDefault, true, false, "tool calls are not supported yet"},
+};
+
+// The value of an OnlyDefault field that asks for nothing.
+bool is_default(const std::string& name, const nlohmann::json& v) {
+  if (v.is_null()) return true;
+  if (name == "n" || name == "best_of") return v.is_number_integer() && v.get<int64_t>() == 1;
+  if (name == "logprobs") return v.is_boolean() ? !v.get<bool>() : false;  // completions: an integer asks for them
+  if (name == "top_logprobs" || name == "min_tokens") return v.is_number_integer() && v.get<int64_t>() == 0;
+  if (name == "echo" || name == "ignore_eos") return v.is_boolean() && !v.get<bool>();
+  if (name == "presence_penalty" || name == "frequency_penalty" || name == "min_p") return v.is_number() && v.get<double>() == 0.0;
+  if (name == "repetition_penalty") return v.is_number() && v.get<double>() == 1.0;
+  if (name == "logit_bias") return v.is_object() && v.empty();
+  if (name == "response_format") return v.is_object() && v.size() == 1 && v.value("type", "") == "text";
+  if (name == "tools") return v.is_array() && v.empty();
+  if (name == "tool_choice") return v == "none";
+  return false;
+}
+
+void check_fields(const nlohmann::json& j, bool chat) {
+  for (const auto& [name, value] : j.items()) {
+    const FieldRule* rule = nullptr;
+    for (const auto& f : kFields)
+      if (name == f.name && (chat ? f.chat : f.completion)) rule = &f;
+    if (!rule)
+      throw bad(name, "unknown parameter '" + name + "' for " + (chat ? "chat completions" : "completions") + " (docs/API.md lists them)");
+    if (rule->kind == Field::NoEffect && name == "user" && !value.is_null() && !value.is_string())
+      throw bad(name, "user must be a string");
+    if (rule->kind == Field::OnlyDefault && !is_default(name, value))
+      throw bad(name, "'" + name + "' is not supported: " + rule->why + " (docs/API.md)");
+  }
+}
+
 void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits) {
   if (j.contains("model")) {
     if (!j["model"].is_string()) throw bad("model", "model must be a string");
@@ -52,8 +130,11 @@ void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits) {
     if (!j["stream"].is_boolean()) throw bad("stream", "stream must be a boolean");
     r.stream = j["stream"];
   }
-  if (j.contains("stream_options") && j["stream_options"].is_object()) {
+  if (j.contains("stream_options") && !j["stream_options"].is_null()) {
     const auto& o = j["stream_options"];
+    if (!o.is_object()) throw bad("stream_options", "stream_options must be an object");
+    for (const auto& [k, _] : o.items())
+      if (k != "include_usage") throw bad("stream_options." + k, "unknown parameter 'stream_options." + k + "'");
     if (o.contains("include_usage") && !o["include_usage"].is_null()) {
       if (!o["include_usage"].is_boolean()) throw bad("stream_options.include_usage", "stream_options.include_usage must be a boolean");
       r.include_usage = o["include_usage"];
@@ -80,6 +161,7 @@ void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits) {
 ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
                               const ApiLimits& limits) {
   if (!j.is_object()) throw bad("", "the request body must be a JSON object");
+  check_fields(j, true);
   ApiRequest r;
   common(j, r, limits);
   if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
@@ -91,6 +173,9 @@ ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk,
     const auto& m = j["messages"][i];
     const std::string where = "messages[" + std::to_string(i) + "]";
     if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) throw bad(where + ".role", where + " needs a string role");
+    for (const auto& [k, _] : m.items())
+      if (k != "role" && k != "content")
+        throw bad(where + "." + k, "unknown message field '" + k + "' in " + where + " (role and content are taken)");
     const std::string role = m["role"];
     if (role != "system" && role != "user" && role != "assistant" && role != "developer")
       throw bad(where + ".role", "unknown role '" + role + "' (system, developer, user, assistant)");
@@ -114,6 +199,7 @@ ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk,
 
 ApiRequest parse_completion_request(const nlohmann::json& j, const tok::Tokenizer& tk, const ApiLimits& limits) {
   if (!j.is_object()) throw bad("", "the request body must be a JSON object");
+  check_fields(j, false);
   ApiRequest r;
   r.chat = false;
   common(j, r, limits);

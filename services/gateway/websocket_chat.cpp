@@ -5,8 +5,8 @@
 #include <deque>
 #include <map>
 
-#include "core/tokenizer/streaming_decoder.h"
 #include "gateway_state.h"
+#include "text_stream.h"
 #include "websocket_message.h"
 
 namespace moemesh {
@@ -37,7 +37,8 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
   struct Active {
     uint64_t gen = 0;
     ApiRequest api;
-    std::optional<tok::StreamingDecoder> decoder;
+    std::optional<TextStream> text;
+    bool stopped = false;  // a stop string ended the text: the generation was cancelled
     clock_type::time_point start, first;
     int64_t tokens = 0;
     bool got_first = false;
@@ -85,7 +86,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     Active a;
     a.api = std::move(chat.api);
     a.api.gen.stop_ids = g_->stop_ids;
-    a.decoder.emplace(g_->tk);
+    a.text.emplace(g_->tk, a.api.stop);
     a.start = clock_type::now();
     auto self = shared_from_this();
     a.gen = g_->client.submit(a.api.gen, [self, key](const TokensUpdate& u) {
@@ -103,10 +104,12 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
       a.first = clock_type::now();
     }
     a.tokens += static_cast<int64_t>(u.tokens.size());
-    std::string delta;
-    for (int32_t t : u.tokens)
-      if (t >= 0 && t < static_cast<int32_t>(g_->tk->vocab_size())) delta += a.decoder->push(t);
-    if (u.finished() && u.finish != FinishReason::Error) delta += a.decoder->finish();
+    std::string delta = a.text->push(u.tokens);
+    if (a.text->stopped() && !a.stopped) {
+      a.stopped = true;
+      g_->client.cancel(a.gen);
+    }
+    if (u.finished() && u.finish != FinishReason::Error) delta += a.text->finish();
     if (!delta.empty()) send(dump({{"type", "delta"}, {"id", key}, {"content", delta}}));
     if (!u.finished()) return;
     if (u.finish == FinishReason::Error) {
@@ -123,7 +126,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
       g_->metrics->generation(p, a.tokens, ttft, total);
       send(dump({{"type", "done"},
                  {"id", key},
-                 {"finish_reason", finish_reason_name(u.finish)},
+                 {"finish_reason", finish_reason_name(a.stopped ? FinishReason::Stop : u.finish)},
                  {"usage", {{"prompt_tokens", p},
                             {"completion_tokens", a.tokens},
                             {"total_tokens", p + a.tokens},

@@ -22,8 +22,14 @@ WsMessage decode_ws_message(std::string_view text, const tok::Tokenizer& tk, con
   if (type == "cancel") return WsCancel{std::move(key)};
   if (type != "chat") return WsError{std::move(id), 400, "unknown type '" + type + "' (chat, cancel, ping)"};
   if (!tpl) return WsError{std::move(id), 400, "this model has no chat template"};
+  // The chat route's parameters, exactly: the envelope's own fields aside.
+  nlohmann::json body = std::move(m);
+  body.erase("type");
+  body.erase("id");
+  if (body.contains("stream") && body["stream"] == false)
+    return WsError{std::move(id), 400, "'stream': the WebSocket chat always streams (send it true or leave it out)"};
   try {
-    return WsChatRequest{std::move(key), parse_chat_request(m, tk, *tpl, limits)};
+    return WsChatRequest{std::move(key), parse_chat_request(body, tk, *tpl, limits)};
   } catch (const ApiError& e) {
     return WsError{std::move(id), e.status(), e.what()};
   }

@@ -87,6 +87,16 @@ await expectStatus(400, () => client.chat.completions.create({ model, messages, 
 await expectStatus(400, () => client.chat.completions.create({ model, messages: [] }));
 await expectStatus(400, () => client.chat.completions.create({ model, messages: [{ role: 'wizard', content: 'hi' }] }));
 await expectStatus(400, () => client.chat.completions.create({ model, messages, temperature: 'hot' }));
+// Parameters not served are refused by name, never ignored.
+for (const extra of [{ frobnicate_level: 3 }, { logprobs: true, top_logprobs: 2 }, { n: 2 }, { presence_penalty: 0.5 }]) {
+  try {
+    await client.chat.completions.create({ model, messages, max_tokens: 2, ...extra });
+    assert.fail(`accepted ${JSON.stringify(extra)}`);
+  } catch (e) {
+    assert.equal(e.status, 400, `${JSON.stringify(extra)}: ${e.message}`);
+    assert.ok(Object.keys(extra).includes(e.param), `${JSON.stringify(extra)}: param ${e.param}`);
+  }
+}
 const wrong = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'wrong', maxRetries: 0 });
 await expectStatus(401, () => wrong.models.list());
 console.log('openai client: all checks passed');

@@ -71,6 +71,23 @@ const again = collect(ws, ['d']);
 ws.send(JSON.stringify({ type: 'chat', id: 'd', messages: msgs('Still there?'), max_tokens: 3 }));
 assert.equal((await again).d.done.usage.completion_tokens, 3);
 
+// Stop strings over the WebSocket: the same greedy chat, cut before the stop string.
+const plainRun = collect(ws, ['g1']);
+ws.send(JSON.stringify({ type: 'chat', id: 'g1', messages: msgs('Count with me'), max_tokens: 16, temperature: 0 }));
+const plainText = (await plainRun).g1.text;
+const chars = Array.from(plainText);
+assert.ok(chars.length >= 8, `a long enough answer: ${JSON.stringify(plainText)}`);
+const stopString = chars.slice(4, 7).join('');
+const stopRun = collect(ws, ['g2']);
+ws.send(JSON.stringify({ type: 'chat', id: 'g2', messages: msgs('Count with me'), max_tokens: 16, temperature: 0, stop: [stopString] }));
+const stopped = (await stopRun).g2;
+assert.equal(stopped.text, plainText.slice(0, plainText.indexOf(stopString)), JSON.stringify([plainText, stopString]));
+assert.equal(stopped.done.finish_reason, 'stop');
+// The chat route's parameter checks, by name.
+const refusedRun = next(ws, (m) => m.type === 'error' && m.id === 'u1');
+ws.send(JSON.stringify({ type: 'chat', id: 'u1', messages: msgs('x'), frobnicate_level: 3 }));
+assert.match((await refusedRun).message, /frobnicate_level/);
+
 // A long system prompt that two chats share: the second is served from the prefix cache.
 const system = { role: 'system', content: Array.from({ length: 30 }, (_, i) => `Rule ${i + 1}: answer plainly and name the rule.`).join(' ') };
 const first = collect(ws, ['s1']);

@@ -189,3 +189,67 @@ TEST(WebSocketMessage, DeeplyNestedIdIsRefused) {
   EXPECT_NE(e.message.find("nested deeper"), std::string::npos) << e.message;
   EXPECT_TRUE(std::holds_alternative<WsPing>(ws(R"({"type": "ping", "id": )" + nested(kMaxJsonDepth - 1) + "}")));
 }
+
+// Every parameter works or is refused by name: none is accepted and ignored.
+TEST(GenerationBody, UnknownParametersAreRefusedByName) {
+  const std::string chat = R"({"messages": [{"role": "user", "content": "x"}], )";
+  ApiError e = refusal(chat + R"("frobnicate_level": 3})");
+  EXPECT_EQ(e.status(), 400);
+  EXPECT_EQ(e.param(), "frobnicate_level");
+  EXPECT_NE(std::string(e.what()).find("frobnicate_level"), std::string::npos) << e.what();
+  EXPECT_EQ(refusal(R"({"prompt": "x", "messages": []})", false).param(), "messages") << "a chat field on completions";
+  EXPECT_EQ(refusal(chat + R"("prompt": "x"})").param(), "prompt") << "a completions field on chat";
+  EXPECT_EQ(refusal(chat + R"("stream_options": {"include_usage": true, "chunk_size": 2}})").param(), "stream_options.chunk_size");
+  EXPECT_EQ(refusal(R"({"messages": [{"role": "user", "content": "x", "name": "ann"}]})").param(), "messages[0].name");
+  // Fields that change nothing about the generation are taken.
+  EXPECT_NO_THROW(chat_body(chat + R"("user": "u-1", "metadata": {"a": "b"}, "store": false, "service_tier": "auto"})"));
+  EXPECT_EQ(refusal(chat + R"("user": 5})").param(), "user");
+}
+
+TEST(GenerationBody, ParametersNotServedYetAreTakenOnlyWhenTheyAskForNothing) {
+  const std::string chat = R"({"messages": [{"role": "user", "content": "x"}], )";
+  for (const char* ok : {R"("n": 1)", R"("logprobs": false)", R"("top_logprobs": 0)", R"("presence_penalty": 0)",
+                         R"("frequency_penalty": 0.0)", R"("logit_bias": {})", R"("response_format": {"type": "text"})",
+                         R"("tools": [])", R"("tool_choice": "none")", R"("min_p": 0)", R"("repetition_penalty": 1)",
+                         R"("min_tokens": 0)", R"("ignore_eos": false)", R"("n": null)"})
+    EXPECT_EQ(refusal(chat + ok + "}").status(), 0) << ok;
+  const std::pair<const char*, const char*> refused[] = {
+      {R"("n": 2)", "n"},
+      {R"("logprobs": true)", "logprobs"},
+      {R"("top_logprobs": 2)", "top_logprobs"},
+      {R"("presence_penalty": 0.5)", "presence_penalty"},
+      {R"("frequency_penalty": -1)", "frequency_penalty"},
+      {R"("logit_bias": {"50256": -100})", "logit_bias"},
+      {R"("response_format": {"type": "json_object"})", "response_format"},
+      {R"("tools": [{"type": "function", "function": {"name": "f"}}])", "tools"},
+      {R"("tool_choice": "auto")", "tool_choice"},
+      {R"("min_p": 0.1)", "min_p"},
+      {R"("repetition_penalty": 1.2)", "repetition_penalty"},
+      {R"("min_tokens": 3)", "min_tokens"},
+      {R"("ignore_eos": true)", "ignore_eos"},
+      {R"("n": "2")", "n"},
+  };
+  for (const auto& [body, param] : refused) {
+    const ApiError e = refusal(chat + body + "}");
+    EXPECT_EQ(e.status(), 400) << body;
+    EXPECT_EQ(e.param(), param) << body;
+  }
+  EXPECT_EQ(refusal(R"({"prompt": "x", "logprobs": 3})", false).param(), "logprobs");
+  EXPECT_EQ(refusal(R"({"prompt": "x", "echo": true})", false).param(), "echo");
+  EXPECT_EQ(refusal(R"({"prompt": "x", "best_of": 2})", false).param(), "best_of");
+  EXPECT_EQ(refusal(R"({"prompt": "x", "suffix": "end"})", false).param(), "suffix");
+}
+
+TEST(WebSocketMessage, TakesExactlyTheChatRoutesParameters) {
+  const WsMessage chat = ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "stop": ["a"], "seed": 4})");
+  ASSERT_TRUE(std::holds_alternative<WsChatRequest>(chat));
+  EXPECT_EQ(std::get<WsChatRequest>(chat).api.stop, std::vector<std::string>{"a"});
+  EXPECT_EQ(std::get<WsChatRequest>(chat).api.gen.sampling.seed, 4u);
+  const WsError unknown = ws_error(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "frobnicate": 1})"));
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_EQ(unknown.id, "c");
+  EXPECT_NE(unknown.message.find("frobnicate"), std::string::npos) << unknown.message;
+  EXPECT_NE(ws_error(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "n": 2})")).message.find("'n'"),
+            std::string::npos);
+  EXPECT_EQ(ws_error(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "stream": false})")).status, 400);
+}
