@@ -25,6 +25,8 @@ void Scheduler::submit(GenerationRequest req) {
   const auto& cache = engine_.cache();
   if (req.prompt.empty()) throw RequestRefused("the prompt is empty");
   if (req.max_new_tokens < 1) throw RequestRefused("max_new_tokens must be at least 1");
+  if (req.top_logprobs < -1 || req.top_logprobs > kMaxTopLogprobs)
+    throw RequestRefused("top_logprobs must be between 0 and " + std::to_string(kMaxTopLogprobs));
   try {
     check_token_ids(req.prompt.data(), static_cast<int64_t>(req.prompt.size()), engine_.config().vocab_size);
   } catch (const std::out_of_range& e) {
@@ -115,10 +117,12 @@ void Scheduler::finish(std::map<uint64_t, Active>::iterator it, FinishReason why
   running_.erase(it);
 }
 
-bool Scheduler::emit(std::map<uint64_t, Active>::iterator it, int32_t tok, std::vector<TokenEvent>& events) {
+bool Scheduler::emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const float* logits, std::vector<TokenEvent>& events) {
   Active& a = it->second;
   a.generated.push_back(tok);
   events.push_back({it->first, tok, FinishReason::None, {}});
+  if (a.req.top_logprobs >= 0)
+    events.back().logprobs = cpu::token_logprobs(logits, engine_.config().vocab_size, tok, a.req.top_logprobs);
   if (std::find(a.req.stop_ids.begin(), a.req.stop_ids.end(), tok) != a.req.stop_ids.end()) {
     finish(it, FinishReason::Stop, events);
     return true;
@@ -236,7 +240,7 @@ std::vector<TokenEvent> Scheduler::step() {
       if (a.prefilled < static_cast<int64_t>(a.req.prompt.size())) continue;  // more chunks to go
       const int32_t tok = a.sampler->sample(logits, V);  // prefill chunks carry only the last row's logits
       if (a.speculate) a.pend_t.push_back(tok);
-      emit(it, tok, events);
+      emit(it, tok, logits, events);
       continue;
     }
     auto d = drafts.find(ids[i]);
@@ -246,7 +250,7 @@ std::vector<TokenEvent> Scheduler::step() {
         a.pend_h.insert(a.pend_h.end(), hidden, hidden + H);
         a.pend_t.push_back(tok);
       }
-      emit(it, tok, events);
+      emit(it, tok, logits, events);
       continue;
     }
     // Verify the drafts: keep them while the main model agrees (greedy) or while
@@ -285,8 +289,9 @@ std::vector<TokenEvent> Scheduler::step() {
     a.pend_t.assign(dr.tokens.begin(), dr.tokens.begin() + acc);
     a.pend_t.push_back(next);
     bool done = false;
-    for (int j = 0; j < acc && !done; ++j) done = emit(it, dr.tokens[j], events);
-    if (!done) emit(it, next, events);
+    // Each emitted token's logprobs come from the verifying row that chose it.
+    for (int j = 0; j < acc && !done; ++j) done = emit(it, dr.tokens[j], logits + j * V, events);
+    if (!done) emit(it, next, logits + acc * V, events);
   }
   // Pages this step completed join the prefix cache now, not only at the end:
   // a long prompt being answered already serves the next request sharing it.

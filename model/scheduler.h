@@ -13,6 +13,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,11 @@ struct GenerationRequest {
   int64_t max_new_tokens = 16;
   std::vector<int32_t> stop_ids;  // generation ends after emitting one of these
   cpu::SamplingParams sampling;
+  // Log-probabilities of every generated token and of this many alternatives
+  // (0..kMaxTopLogprobs); -1: none.
+  int top_logprobs = -1;
 };
+constexpr int kMaxTopLogprobs = 20;
 
 enum class FinishReason { None, Stop, Length, Cancelled, Error };
 const char* finish_reason_name(FinishReason r);
@@ -41,6 +46,7 @@ struct TokenEvent {
   std::string error;                         // why, with FinishReason::Error
   bool unavailable = false;                  // the error was the experts being unreachable (worth retrying later)
   int64_t cached_tokens = 0;                 // on the last event: prompt tokens served from the prefix cache
+  std::optional<cpu::TokenLogprobs> logprobs;  // with the token, when the request asked for them
 };
 
 struct SchedulerOptions {
@@ -103,8 +109,9 @@ class Scheduler {
     std::vector<int32_t> pend_t;
     int64_t mtp_len = 0;
   };
-  // Emits `tok` for `it`; finishes it (and returns true) on a stop id or the length limit.
-  bool emit(std::map<uint64_t, Active>::iterator it, int32_t tok, std::vector<TokenEvent>& events);
+  // Emits `tok` for `it` (chosen from `logits`, the model's row for it); finishes
+  // it (and returns true) on a stop id or the length limit.
+  bool emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const float* logits, std::vector<TokenEvent>& events);
   void admit();
   void finish(std::map<uint64_t, Active>::iterator it, FinishReason why, std::vector<TokenEvent>& events);
   // Enters a request's full pages completed since the last call into the prefix cache.

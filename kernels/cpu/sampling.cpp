@@ -13,6 +13,29 @@ int32_t argmax(const float* logits, int64_t n) {
   return static_cast<int32_t>(best);
 }
 
+TokenLogprobs token_logprobs(const float* logits, int64_t n, int32_t chosen, int k) {
+  float mx = logits[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, logits[i]);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
+  const double lse = static_cast<double>(mx) + std::log(sum);
+  TokenLogprobs out;
+  out.logprob = static_cast<float>(logits[chosen] - lse);
+  k = static_cast<int>(std::min<int64_t>(std::max(k, 0), n));
+  // The k best in one pass: a small sorted list (k is at most 20).
+  std::vector<int32_t> best;
+  best.reserve(static_cast<size_t>(k) + 1);
+  auto better = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  for (int64_t i = 0; i < n && k > 0; ++i) {
+    const auto id = static_cast<int32_t>(i);
+    if (static_cast<int>(best.size()) == k && !better(id, best.back())) continue;
+    best.insert(std::upper_bound(best.begin(), best.end(), id, better), id);
+    if (static_cast<int>(best.size()) > k) best.pop_back();
+  }
+  for (int32_t id : best) out.top.emplace_back(id, static_cast<float>(logits[id] - lse));
+  return out;
+}
+
 void sampling_distribution(const float* logits, int64_t n, const SamplingParams& p,
                            std::vector<float>& probs) {
   probs.assign(n, 0.0f);

@@ -17,6 +17,15 @@ struct SamplingParams {
 
 int32_t argmax(const float* logits, int64_t n);
 
+// Log-probabilities as the model gives them (log-softmax of the raw logits,
+// before temperature or any filter): the chosen token's, and the k most likely
+// tokens' in descending order (ties: the lower id first).
+struct TokenLogprobs {
+  float logprob = 0.0f;
+  std::vector<std::pair<int32_t, float>> top;
+};
+TokenLogprobs token_logprobs(const float* logits, int64_t n, int32_t chosen, int k);
+
 // The distribution that sampling draws from (temperature, top-k, top-p applied),
 // as probabilities over the whole vocabulary (zeros outside the kept set).
 void sampling_distribution(const float* logits, int64_t n, const SamplingParams& p,

@@ -57,18 +57,22 @@ class AttentionService {
 };
 
 // ---- Generate: client → attention, payload 0 JSON ----
-// {"prompt": [ids], "max_tokens": n, "stop": [ids], "temperature": t, "top_k": k, "top_p": p, "seed": s}
+// {"prompt": [ids], "max_tokens": n, "stop": [ids], "temperature": t, "top_k": k, "top_p": p, "seed": s,
+//  "top_logprobs": k (0..20; absent: no log-probabilities)}
 nlohmann::json to_json(const GenerationRequest& r);
 // Throws std::invalid_argument naming the field.
 GenerationRequest generation_request_from_json(const nlohmann::json& j);
 
 // ---- Tokens: attention → client, payload 0 JSON, one per step per request ----
 // {"tokens": [ids], "finish": "stop|length|cancelled|error", "error": text, "code": error code name,
-//  "cached_tokens": n (with finish, when the prefix cache served n prompt tokens)}
+//  "cached_tokens": n (with finish, when the prefix cache served n prompt tokens),
+//  "logprobs": [[logprob, [[id, logprob], ...]], ...] (one per token, when asked for)}
 struct TokensUpdate {
   std::vector<int32_t> tokens;
   FinishReason finish = FinishReason::None;  // None while running
   int64_t cached_tokens = 0;                  // with finish: prompt tokens served from the prefix cache
+  // With a request's top_logprobs: one entry per token, in order.
+  std::vector<cpu::TokenLogprobs> logprobs;
   std::string error;                          // with Error
   wire::ErrorCode code = wire::ErrorCode::None;  // with Error: why, as a code (TooLarge, Overloaded, NoReplica ...)
   bool finished() const { return finish != FinishReason::None; }

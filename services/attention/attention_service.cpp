@@ -354,7 +354,10 @@ class AttentionActor : public caf::event_based_actor {
     for (const auto& e : events) {
       auto [it, fresh] = out.try_emplace(e.id);
       if (fresh) order.push_back(e.id);
-      if (e.token >= 0) it->second.tokens.push_back(e.token);
+      if (e.token >= 0) {
+        it->second.tokens.push_back(e.token);
+        if (e.logprobs) it->second.logprobs.push_back(*e.logprobs);
+      }
       if (e.finish != FinishReason::None) {
         it->second.finish = e.finish;
         it->second.error = e.error;

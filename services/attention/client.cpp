@@ -28,6 +28,7 @@ TokensUpdate AttentionClient::generate(const GenerationRequest& r, const std::fu
       throw MeshError(wire::ErrorCode::BadFrame, "unexpected reply to Generate");
     }
     all.tokens.insert(all.tokens.end(), u.tokens.begin(), u.tokens.end());
+    all.logprobs.insert(all.logprobs.end(), u.logprobs.begin(), u.logprobs.end());
     if (on_update) on_update(u);
     if (u.finished()) {
       all.finish = u.finish;

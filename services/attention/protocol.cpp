@@ -31,14 +31,16 @@ std::optional<wire::ErrorCode> error_code_from_name(const std::string& s) {
 }  // namespace
 
 nlohmann::json to_json(const GenerationRequest& r) {
-  return {{"prompt", r.prompt}, {"max_tokens", r.max_new_tokens}, {"stop", r.stop_ids},
-          {"temperature", r.sampling.temperature}, {"top_k", r.sampling.top_k}, {"top_p", r.sampling.top_p},
-          {"seed", r.sampling.seed}};
+  nlohmann::json j{{"prompt", r.prompt}, {"max_tokens", r.max_new_tokens}, {"stop", r.stop_ids},
+                   {"temperature", r.sampling.temperature}, {"top_k", r.sampling.top_k}, {"top_p", r.sampling.top_p},
+                   {"seed", r.sampling.seed}};
+  if (r.top_logprobs >= 0) j["top_logprobs"] = r.top_logprobs;
+  return j;
 }
 
 GenerationRequest generation_request_from_json(const nlohmann::json& j) {
   if (!j.is_object()) bad("a generate request must be a JSON object");
-  static const char* known[] = {"prompt", "max_tokens", "stop", "temperature", "top_k", "top_p", "seed"};
+  static const char* known[] = {"prompt", "max_tokens", "stop", "temperature", "top_k", "top_p", "seed", "top_logprobs"};
   for (const auto& [k, v] : j.items())
     if (std::find(std::begin(known), std::end(known), k) == std::end(known)) bad("a generate request has no field '" + k + "'");
   GenerationRequest r;
@@ -51,6 +53,12 @@ GenerationRequest generation_request_from_json(const nlohmann::json& j) {
     out = j[f].get<std::decay_t<decltype(out)>>();
   };
   num("max_tokens", r.max_new_tokens);
+  if (j.contains("top_logprobs")) {
+    if (!j["top_logprobs"].is_number_integer() || j["top_logprobs"].get<int64_t>() < 0 ||
+        j["top_logprobs"].get<int64_t>() > kMaxTopLogprobs)
+      bad("top_logprobs must be an integer between 0 and " + std::to_string(kMaxTopLogprobs));
+    r.top_logprobs = j["top_logprobs"].get<int>();
+  }
   num("temperature", r.sampling.temperature);
   num("top_k", r.sampling.top_k);
   num("top_p", r.sampling.top_p);
@@ -72,6 +80,15 @@ nlohmann::json to_json(const TokensUpdate& u) {
   if (!u.error.empty()) j["error"] = u.error;
   if (u.code != wire::ErrorCode::None) j["code"] = wire::error_code_name(u.code);
   if (u.cached_tokens > 0) j["cached_tokens"] = u.cached_tokens;
+  if (!u.logprobs.empty()) {
+    nlohmann::json lp = nlohmann::json::array();
+    for (const auto& t : u.logprobs) {
+      nlohmann::json top = nlohmann::json::array();
+      for (const auto& [id, l] : t.top) top.push_back({id, l});
+      lp.push_back({t.logprob, top});
+    }
+    j["logprobs"] = std::move(lp);
+  }
   return j;
 }
 
@@ -93,6 +110,23 @@ TokensUpdate tokens_update_from_json(const nlohmann::json& j) {
   if (j.contains("code")) {
     const auto c = j["code"].is_string() ? error_code_from_name(j["code"].get<std::string>()) : std::nullopt;
     u.code = c.value_or(wire::ErrorCode::Failed);  // a code this side does not know: a failure
+  }
+  if (j.contains("logprobs")) {
+    const auto& lp = j["logprobs"];
+    if (!lp.is_array() || lp.size() != u.tokens.size()) bad("logprobs must be an array with one entry per token");
+    for (const auto& e : lp) {
+      if (!e.is_array() || e.size() != 2 || !e[0].is_number() || !e[1].is_array() || e[1].size() > kMaxTopLogprobs)
+        bad("a logprobs entry must be [logprob, [[id, logprob], ...]]");
+      cpu::TokenLogprobs t;
+      t.logprob = e[0].get<float>();
+      for (const auto& p : e[1]) {
+        if (!p.is_array() || p.size() != 2 || !p[0].is_number_integer() || p[0].get<int64_t>() < 0 ||
+            p[0].get<int64_t>() > INT32_MAX || !p[1].is_number())
+          bad("a top logprob must be [token id, logprob]");
+        t.top.emplace_back(p[0].get<int32_t>(), p[1].get<float>());
+      }
+      u.logprobs.push_back(std::move(t));
+    }
   }
   if (j.contains("cached_tokens")) {
     if (!j["cached_tokens"].is_number_integer() || j["cached_tokens"].get<int64_t>() < 0)

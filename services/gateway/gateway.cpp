@@ -9,6 +9,7 @@
 
 #include "gateway_state.h"
 #include "generation_body.h"
+#include "logprobs_json.h"
 #include "text_stream.h"
 
 namespace moemesh {
@@ -132,6 +133,8 @@ class Session : public std::enable_shared_from_this<Session> {
     id_ = now_id(chat_ ? "chatcmpl-" : "cmpl-");
     created_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     text_.emplace(g_->tk, api_.stop);
+    if (api_.logprobs) logprobs_.emplace(g_->tk, chat_);
+    else logprobs_.reset();
     start_time_ = std::chrono::steady_clock::now();
     if (api_.stream) start_stream();
     auto self = shared_from_this();
@@ -185,7 +188,12 @@ class Session : public std::enable_shared_from_this<Session> {
     if (completion_tokens_ == 0 && !u.tokens.empty()) first_time_ = std::chrono::steady_clock::now();
     completion_tokens_ += static_cast<int64_t>(u.tokens.size());
     if (u.finished()) cached_tokens_ = u.cached_tokens;
+    const bool was_stopped = stopped_;
     std::string delta = text_of(u.tokens);
+    // The tokens of this update, the one that completed a stop string included; none after it.
+    nlohmann::json lp;
+    if (logprobs_ && !was_stopped) lp = logprobs_->add(u.tokens, u.logprobs);
+    const bool lp_new = lp.is_object() && !(chat_ ? lp["content"] : lp["tokens"]).empty();
     FinishReason why = u.finish;
     std::string error = u.error;
     wire::ErrorCode code = u.code;
@@ -206,7 +214,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     const std::string finish = why == FinishReason::None ? "" : finish_reason_name(why);
     if (api_.stream) {
-      if (!delta.empty()) push_event(chunk_json(delta, nullptr));
+      if (!delta.empty() || lp_new) push_event(chunk_json(delta, nullptr, lp_new ? lp : nlohmann::json()));
       if (!finish.empty()) {
         push_event(chunk_json("", finish));
         if (api_.include_usage) {
@@ -222,7 +230,7 @@ class Session : public std::enable_shared_from_this<Session> {
       full_ += delta;
       if (!finish.empty()) {
         nlohmann::json j = base_json(chat_ ? "chat.completion" : "text_completion");
-        nlohmann::json choice{{"index", 0}, {"finish_reason", finish}, {"logprobs", nullptr}};
+        nlohmann::json choice{{"index", 0}, {"finish_reason", finish}, {"logprobs", logprobs_ ? logprobs_->all() : nlohmann::json()}};
         if (chat_) choice["message"] = {{"role", "assistant"}, {"content", full_}};
         else choice["text"] = full_;
         j["choices"] = {choice};
@@ -253,9 +261,9 @@ class Session : public std::enable_shared_from_this<Session> {
     return {{"id", id_}, {"object", object}, {"created", created_}, {"model", api_.model.empty() ? g_->opts.model_name : api_.model}};
   }
 
-  std::string chunk_json(const std::string& delta, const nlohmann::json& finish) {
+  std::string chunk_json(const std::string& delta, const nlohmann::json& finish, const nlohmann::json& logprobs = nullptr) {
     nlohmann::json j = base_json(chat_ ? "chat.completion.chunk" : "text_completion");
-    nlohmann::json choice{{"index", 0}, {"finish_reason", finish}, {"logprobs", nullptr}};
+    nlohmann::json choice{{"index", 0}, {"finish_reason", finish}, {"logprobs", logprobs}};
     if (chat_) {
       choice["delta"] = nlohmann::json::object();
       if (first_chunk_) choice["delta"]["role"] = "assistant";
@@ -350,6 +358,7 @@ class Session : public std::enable_shared_from_this<Session> {
     first_chunk_ = true;
     full_.clear();
     text_.reset();
+    logprobs_.reset();
     completion_tokens_ = 0;
     cached_tokens_ = 0;
     read();
@@ -389,6 +398,7 @@ class Session : public std::enable_shared_from_this<Session> {
   int64_t created_ = 0, completion_tokens_ = 0, cached_tokens_ = 0;
   uint64_t gen_id_ = 0, next_gen_ = 0;
   std::optional<TextStream> text_;
+  std::optional<LogprobsJson> logprobs_;  // with logprobs asked for
   std::deque<std::pair<std::string, bool>> out_;
   size_t queued_bytes_ = 0;
 };

@@ -52,8 +52,8 @@ const FieldRule kFields[] = {
     // Not served yet: accepted only with the value that asks for nothing.
     {"n", Field::OnlyDefault, true, true, "one choice per request"},
     {"best_of", Field::OnlyDefault, false, true, "one choice per request"},
-    {"logprobs", Field::OnlyDefault, true, true, "log probabilities are not returned yet"},
-    {"top_logprobs", Field::OnlyDefault, true, false, "log probabilities are not returned yet"},
+    {"logprobs", Field::Works, true, true},
+    {"top_logprobs", Field::Works, true, false},
     {"echo", Field::OnlyDefault, false, true, "the prompt is not echoed"},
     {"suffix", Field::OnlyDefault, false, true, "no insertion after a suffix"},
     {"presence_penalty", Field::OnlyDefault, true, true, "penalties are not applied yet"},
@@ -72,8 +72,7 @@ const FieldRule kFields[] = {
 bool is_default(const std::string& name, const nlohmann::json& v) {
   if (v.is_null()) return true;
   if (name == "n" || name == "best_of") return v.is_number_integer() && v.get<int64_t>() == 1;
-  if (name == "logprobs") return v.is_boolean() ? !v.get<bool>() : false;  // completions: an integer asks for them
-  if (name == "top_logprobs" || name == "min_tokens") return v.is_number_integer() && v.get<int64_t>() == 0;
+  if (name == "min_tokens") return v.is_number_integer() && v.get<int64_t>() == 0;
   if (name == "echo" || name == "ignore_eos") return v.is_boolean() && !v.get<bool>();
   if (name == "presence_penalty" || name == "frequency_penalty" || name == "min_p") return v.is_number() && v.get<double>() == 0.0;
   if (name == "repetition_penalty") return v.is_number() && v.get<double>() == 1.0;
@@ -126,6 +125,28 @@ void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits) {
     if (!j["seed"].is_number_integer()) throw bad("seed", "seed must be an integer");
     r.gen.sampling.seed = static_cast<uint64_t>(j["seed"].get<int64_t>());
   }
+  // Log-probabilities: chat takes logprobs (bool) and top_logprobs; completions
+  // logprobs as the number of alternatives.
+  if (j.contains("logprobs") && !j["logprobs"].is_null()) {
+    const auto& v = j["logprobs"];
+    if (r.chat) {
+      if (!v.is_boolean()) throw bad("logprobs", "logprobs must be a boolean");
+      r.logprobs = v.get<bool>();
+    } else {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > kMaxTopLogprobs)
+        throw bad("logprobs", "logprobs must be an integer between 0 and " + std::to_string(kMaxTopLogprobs) + " (alternatives per token)");
+      r.logprobs = true;
+      r.top_logprobs = v.get<int>();
+    }
+  }
+  if (r.chat && j.contains("top_logprobs") && !j["top_logprobs"].is_null()) {
+    const auto& v = j["top_logprobs"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > kMaxTopLogprobs)
+      throw bad("top_logprobs", "top_logprobs must be an integer between 0 and " + std::to_string(kMaxTopLogprobs));
+    if (!r.logprobs) throw bad("top_logprobs", "top_logprobs needs logprobs: true");
+    r.top_logprobs = v.get<int>();
+  }
+  r.gen.top_logprobs = r.logprobs ? r.top_logprobs : -1;
   if (j.contains("stream") && !j["stream"].is_null()) {
     if (!j["stream"].is_boolean()) throw bad("stream", "stream must be a boolean");
     r.stream = j["stream"];

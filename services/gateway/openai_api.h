@@ -50,6 +50,8 @@ struct ApiRequest {
   bool include_usage = false;
   std::string model;
   std::vector<std::string> stop;  // stop strings, matched on the decoded text
+  bool logprobs = false;          // log-probabilities of the generated tokens (gen.top_logprobs alternatives)
+  int top_logprobs = 0;
 };
 
 // Throws ApiError(400, ...) naming the field.

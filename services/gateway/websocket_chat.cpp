@@ -6,6 +6,7 @@
 #include <map>
 
 #include "gateway_state.h"
+#include "logprobs_json.h"
 #include "text_stream.h"
 #include "websocket_message.h"
 
@@ -38,6 +39,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     uint64_t gen = 0;
     ApiRequest api;
     std::optional<TextStream> text;
+    std::optional<LogprobsJson> logprobs;
     bool stopped = false;  // a stop string ended the text: the generation was cancelled
     clock_type::time_point start, first;
     int64_t tokens = 0;
@@ -87,6 +89,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     a.api = std::move(chat.api);
     a.api.gen.stop_ids = g_->stop_ids;
     a.text.emplace(g_->tk, a.api.stop);
+    if (a.api.logprobs) a.logprobs.emplace(g_->tk, true);
     a.start = clock_type::now();
     auto self = shared_from_this();
     a.gen = g_->client.submit(a.api.gen, [self, key](const TokensUpdate& u) {
@@ -104,13 +107,20 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
       a.first = clock_type::now();
     }
     a.tokens += static_cast<int64_t>(u.tokens.size());
+    nlohmann::json lp;
+    if (a.logprobs && !a.stopped) lp = a.logprobs->add(u.tokens, u.logprobs);
     std::string delta = a.text->push(u.tokens);
     if (a.text->stopped() && !a.stopped) {
       a.stopped = true;
       g_->client.cancel(a.gen);
     }
     if (u.finished() && u.finish != FinishReason::Error) delta += a.text->finish();
-    if (!delta.empty()) send(dump({{"type", "delta"}, {"id", key}, {"content", delta}}));
+    const bool lp_new = lp.is_object() && !lp["content"].empty();
+    if (!delta.empty() || lp_new) {
+      nlohmann::json m{{"type", "delta"}, {"id", key}, {"content", delta}};
+      if (lp_new) m["logprobs"] = std::move(lp);
+      send(dump(m));
+    }
     if (!u.finished()) return;
     if (u.finish == FinishReason::Error) {
       const int status = http_status_for(u.code);

@@ -87,8 +87,29 @@ await expectStatus(400, () => client.chat.completions.create({ model, messages, 
 await expectStatus(400, () => client.chat.completions.create({ model, messages: [] }));
 await expectStatus(400, () => client.chat.completions.create({ model, messages: [{ role: 'wizard', content: 'hi' }] }));
 await expectStatus(400, () => client.chat.completions.create({ model, messages, temperature: 'hot' }));
+// Log-probabilities: at temperature 0 the chosen token is the top one; streamed the same.
+const withLp = await client.chat.completions.create({ model, messages, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 2 });
+const content = withLp.choices[0].logprobs.content;
+assert.equal(content.length, withLp.usage.completion_tokens);
+for (const t of content) {
+  assert.ok(t.logprob <= 0, JSON.stringify(t));
+  assert.equal(t.top_logprobs.length, 2);
+  assert.deepEqual(t.top_logprobs[0].bytes, t.bytes, 'greedy: the chosen token is the most likely');
+  assert.equal(t.top_logprobs[0].logprob, t.logprob);
+  assert.ok(t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob);
+}
+const lpStream = await client.chat.completions.create({ model, messages, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 2, stream: true });
+const streamed = [];
+for await (const chunk of lpStream) for (const c of chunk.choices) if (c.logprobs?.content) streamed.push(...c.logprobs.content);
+assert.deepEqual(streamed, content);
+const compLp = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 4, temperature: 0, logprobs: 3 });
+assert.equal(compLp.choices[0].logprobs.tokens.length, 4);
+assert.equal(compLp.choices[0].logprobs.token_logprobs.length, 4);
+assert.equal(Object.keys(compLp.choices[0].logprobs.top_logprobs[0]).length <= 3, true);
+assert.deepEqual(compLp.choices[0].logprobs.text_offset.slice(0, 1), [0]);
+
 // Parameters not served are refused by name, never ignored.
-for (const extra of [{ frobnicate_level: 3 }, { logprobs: true, top_logprobs: 2 }, { n: 2 }, { presence_penalty: 0.5 }]) {
+for (const extra of [{ frobnicate_level: 3 }, { top_logprobs: 2 }, { n: 2 }, { presence_penalty: 0.5 }]) {
   try {
     await client.chat.completions.create({ model, messages, max_tokens: 2, ...extra });
     assert.fail(`accepted ${JSON.stringify(extra)}`);

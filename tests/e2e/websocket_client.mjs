@@ -88,6 +88,20 @@ const refusedRun = next(ws, (m) => m.type === 'error' && m.id === 'u1');
 ws.send(JSON.stringify({ type: 'chat', id: 'u1', messages: msgs('x'), frobnicate_level: 3 }));
 assert.match((await refusedRun).message, /frobnicate_level/);
 
+// Log-probabilities ride on the deltas, one entry per token, as on the HTTP route.
+const lpEntries = [];
+const onLp = (data) => {
+  const m = JSON.parse(data.toString());
+  if (m.id === 'lp' && m.type === 'delta' && m.logprobs) lpEntries.push(...m.logprobs.content);
+};
+ws.on('message', onLp);
+const lpRun = collect(ws, ['lp']);
+ws.send(JSON.stringify({ type: 'chat', id: 'lp', messages: msgs('Hello'), max_tokens: 5, temperature: 0, logprobs: true, top_logprobs: 1 }));
+const lpDone = (await lpRun).lp.done;
+ws.off('message', onLp);
+assert.equal(lpEntries.length, lpDone.usage.completion_tokens);
+for (const t of lpEntries) assert.deepEqual(t.top_logprobs[0].bytes, t.bytes, 'greedy: the chosen token is the most likely');
+
 // A long system prompt that two chats share: the second is served from the prefix cache.
 const system = { role: 'system', content: Array.from({ length: 30 }, (_, i) => `Rule ${i + 1}: answer plainly and name the rule.`).join(' ') };
 const first = collect(ws, ['s1']);

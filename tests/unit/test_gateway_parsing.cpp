@@ -208,15 +208,16 @@ TEST(GenerationBody, UnknownParametersAreRefusedByName) {
 
 TEST(GenerationBody, ParametersNotServedYetAreTakenOnlyWhenTheyAskForNothing) {
   const std::string chat = R"({"messages": [{"role": "user", "content": "x"}], )";
-  for (const char* ok : {R"("n": 1)", R"("logprobs": false)", R"("top_logprobs": 0)", R"("presence_penalty": 0)",
+  for (const char* ok : {R"("n": 1)", R"("presence_penalty": 0)",
                          R"("frequency_penalty": 0.0)", R"("logit_bias": {})", R"("response_format": {"type": "text"})",
                          R"("tools": [])", R"("tool_choice": "none")", R"("min_p": 0)", R"("repetition_penalty": 1)",
                          R"("min_tokens": 0)", R"("ignore_eos": false)", R"("n": null)"})
     EXPECT_EQ(refusal(chat + ok + "}").status(), 0) << ok;
   const std::pair<const char*, const char*> refused[] = {
       {R"("n": 2)", "n"},
-      {R"("logprobs": true)", "logprobs"},
-      {R"("top_logprobs": 2)", "top_logprobs"},
+      {R"("top_logprobs": 2)", "top_logprobs"},  // without logprobs: true
+      {R"("logprobs": true, "top_logprobs": 21)", "top_logprobs"},
+      {R"("logprobs": 1)", "logprobs"},
       {R"("presence_penalty": 0.5)", "presence_penalty"},
       {R"("frequency_penalty": -1)", "frequency_penalty"},
       {R"("logit_bias": {"50256": -100})", "logit_bias"},
@@ -234,10 +235,23 @@ TEST(GenerationBody, ParametersNotServedYetAreTakenOnlyWhenTheyAskForNothing) {
     EXPECT_EQ(e.status(), 400) << body;
     EXPECT_EQ(e.param(), param) << body;
   }
-  EXPECT_EQ(refusal(R"({"prompt": "x", "logprobs": 3})", false).param(), "logprobs");
+  EXPECT_EQ(refusal(R"({"prompt": "x", "logprobs": 21})", false).param(), "logprobs");
+  EXPECT_EQ(refusal(R"({"prompt": "x", "logprobs": true})", false).param(), "logprobs") << "an integer on completions";
   EXPECT_EQ(refusal(R"({"prompt": "x", "echo": true})", false).param(), "echo");
   EXPECT_EQ(refusal(R"({"prompt": "x", "best_of": 2})", false).param(), "best_of");
   EXPECT_EQ(refusal(R"({"prompt": "x", "suffix": "end"})", false).param(), "suffix");
+}
+
+TEST(GenerationBody, LogprobsAskTheAttentionRoleForThem) {
+  const std::string chat = R"({"messages": [{"role": "user", "content": "x"}], )";
+  EXPECT_EQ(chat_body(chat + R"("max_tokens": 2})").gen.top_logprobs, -1);
+  EXPECT_EQ(chat_body(chat + R"("logprobs": false})").gen.top_logprobs, -1);
+  EXPECT_EQ(chat_body(chat + R"("logprobs": true})").gen.top_logprobs, 0);
+  const ApiRequest r = chat_body(chat + R"("logprobs": true, "top_logprobs": 5})");
+  EXPECT_TRUE(r.logprobs);
+  EXPECT_EQ(r.gen.top_logprobs, 5);
+  EXPECT_EQ(completion_body(R"({"prompt": "x", "logprobs": 3})").gen.top_logprobs, 3);
+  EXPECT_EQ(completion_body(R"({"prompt": "x", "logprobs": 0})").gen.top_logprobs, 0);
 }
 
 TEST(WebSocketMessage, TakesExactlyTheChatRoutesParameters) {

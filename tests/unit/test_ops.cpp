@@ -291,3 +291,29 @@ TEST(Ops, ExpIsWithinTwoUlpOfTheLibrary) {
   EXPECT_EQ(v[1], 0.0f);
   EXPECT_NEAR(v[0] + v[2], 1.0f, 1e-6);
 }
+
+// Log-probabilities against a plain reference: log-softmax in double, a full sort.
+TEST(Sampling, TokenLogprobsAreTheLogSoftmaxAndItsBestTokens) {
+  auto logits = randn(1000, 43, 3.0f);
+  logits[17] = logits[400] = *std::max_element(logits.begin(), logits.end()) + 1.0f;  // a tie at the top: the lower id first
+  double mx = -1e30, sum = 0;
+  for (float v : logits) mx = std::max(mx, static_cast<double>(v));
+  for (float v : logits) sum += std::exp(static_cast<double>(v) - mx);
+  auto ref = [&](int i) { return static_cast<double>(logits[i]) - mx - std::log(sum); };
+  std::vector<int32_t> order(1000);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+  for (int k : {0, 1, 5, 20}) {
+    const cpu::TokenLogprobs t = cpu::token_logprobs(logits.data(), 1000, 123, k);
+    EXPECT_NEAR(t.logprob, ref(123), 1e-5);
+    ASSERT_EQ(t.top.size(), static_cast<size_t>(k));
+    for (int i = 0; i < k; ++i) {
+      EXPECT_EQ(t.top[i].first, order[i]) << "rank " << i;
+      EXPECT_NEAR(t.top[i].second, ref(order[i]), 1e-5);
+    }
+  }
+  EXPECT_EQ(cpu::token_logprobs(logits.data(), 1000, 400, 2).top[0].first, 17);
+  double total = 0;
+  for (int i = 0; i < 1000; ++i) total += std::exp(cpu::token_logprobs(logits.data(), 1000, i, 0).logprob);
+  EXPECT_NEAR(total, 1.0, 1e-4);
+}

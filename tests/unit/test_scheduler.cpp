@@ -196,3 +196,51 @@ TEST(Scheduler, TwoMicroBatchesGiveTheSameTokens) {
   EXPECT_LT(compare(x.logits, y.logits).max_abs, 1e-4);
   for (SeqId s : {1, 2, 3}) EXPECT_EQ(one.length(s), two.length(s));
 }
+
+// Log-probabilities ride with the tokens: at temperature 0 the chosen token is
+// the most likely one, and speculation reports what plain decoding does.
+TEST(Scheduler, LogprobsFollowTheTokensAndSpeculationGivesTheSame) {
+  EngineOptions o;
+  o.kv_tokens = 4096;
+  Engine e(test_model("tiny"), o);
+  const int64_t V = e.config().vocab_size;
+  auto run = [&](int k) {
+    Scheduler s(e, {16, 64, 1024, 64});
+    LocalDrafter d(e);
+    if (k > 0) s.set_drafter(&d, k);
+    GenerationRequest r{7, random_tokens(12, V, 3), 10, {}, {}};
+    r.top_logprobs = 3;
+    s.submit(r);
+    GenerationRequest plain{8, random_tokens(9, V, 4), 10, {}, {}};
+    s.submit(plain);
+    std::vector<std::pair<int32_t, cpu::TokenLogprobs>> got;
+    for (int i = 0; i < 1000 && !s.idle(); ++i)
+      for (const auto& ev : s.step()) {
+        if (ev.id == 8) EXPECT_FALSE(ev.logprobs.has_value()) << "not asked for";
+        if (ev.id != 7 || ev.token < 0) continue;
+        EXPECT_TRUE(ev.logprobs.has_value());
+        if (ev.logprobs) got.emplace_back(ev.token, *ev.logprobs);
+      }
+    return got;
+  };
+  const auto plain = run(0);
+  ASSERT_EQ(plain.size(), 10u);
+  for (const auto& [tok, lp] : plain) {
+    ASSERT_EQ(lp.top.size(), 3u);
+    EXPECT_EQ(lp.top[0].first, tok) << "greedy picks the most likely token";
+    EXPECT_FLOAT_EQ(lp.top[0].second, lp.logprob);
+    EXPECT_LE(lp.logprob, 0.0f);
+    EXPECT_GE(lp.top[0].second, lp.top[1].second);
+    EXPECT_GE(lp.top[1].second, lp.top[2].second);
+  }
+  const auto spec = run(2);
+  ASSERT_EQ(spec.size(), plain.size());
+  for (size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_EQ(spec[i].first, plain[i].first);
+    EXPECT_NEAR(spec[i].second.logprob, plain[i].second.logprob, 1e-3) << i;
+  }
+  GenerationRequest bad{9, {1, 2}, 2, {}, {}};
+  bad.top_logprobs = 21;
+  Scheduler s(e);
+  EXPECT_THROW(s.submit(bad), RequestRefused);
+}
