@@ -34,6 +34,7 @@ struct GatewayOptions {
   int total_timeout_s = 600;             // a generation running longer is stopped
   int threads = 2;
   std::string model_name;                 // in the API; empty: the checkpoint directory's name
+  int64_t max_model_len = 0;              // the model's context in tokens; 0: from its config.json
   ApiLimits limits;
 };
 

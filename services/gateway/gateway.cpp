@@ -11,6 +11,7 @@
 #include "generation_body.h"
 #include "logprobs_json.h"
 #include "text_stream.h"
+#include "tokenize_api.h"
 
 namespace moemesh {
 
@@ -64,6 +65,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const std::string target(req_.target());
     const std::string path = target.substr(0, target.find('?'));
     route_ = path == "/v1/chat/completions" ? "chat" : path == "/v1/completions" ? "completions" : path == "/v1/models" ? "models"
+           : path == "/tokenize" ? "tokenize" : path == "/detokenize" ? "detokenize"
            : path == "/healthz" ? "healthz" : path == "/readyz" ? "readyz" : path == "/metrics" ? "metrics" : path == "/" ? "page" : "other";
     if (path == "/healthz") return reply(200, "text/plain", "ok\n");
     if (path == "/metrics") {
@@ -84,7 +86,13 @@ class Session : public std::enable_shared_from_this<Session> {
       if (req_.method() != http::verb::get) throw ApiError(405, "use GET");
       return reply(200, "text/html; charset=utf-8", kChatPage);
     }
-    if (path.rfind("/v1/", 0) == 0) authenticate();
+    if (path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize") authenticate();
+    if (path == "/tokenize" || path == "/detokenize") {
+      if (req_.method() != http::verb::post) throw ApiError(405, "use POST");
+      return reply(200, "application/json",
+                   path == "/tokenize" ? tokenize_body(req_.body(), *g_->tk, g_->tpl ? &*g_->tpl : nullptr, g_->opts.limits, g_->opts.max_model_len)
+                                       : detokenize_body(req_.body(), *g_->tk));
+    }
     if (path == "/v1/chat/ws") {
       if (!beast::websocket::is_upgrade(req_)) throw ApiError(400, "/v1/chat/ws takes WebSocket upgrades only");
       if (!g_->ready) throw ApiError(503, g_->not_ready_reason(), "", "unavailable");
@@ -93,7 +101,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (path == "/v1/models") {
       if (req_.method() != http::verb::get) throw ApiError(405, "use GET");
       nlohmann::json j{{"object", "list"},
-                       {"data", {{{"id", g_->opts.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "moemesh"}}}}};
+                       {"data", {{{"id", g_->opts.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "moemesh"},
+                                  {"max_model_len", g_->opts.max_model_len}}}}};
       return reply(200, "application/json", j.dump());
     }
     if (path == "/v1/chat/completions" || path == "/v1/completions") {

@@ -33,6 +33,7 @@ struct GatewayService::Impl {
   static GatewayOptions named(GatewayOptions o, const std::string& model) {
     if (o.model_name.empty()) o.model_name = std::filesystem::path(model).filename().string();
     if (o.model_name.empty()) o.model_name = "moemesh";
+    if (o.max_model_len <= 0) o.max_model_len = ModelConfig::load(model).max_position_embeddings;
     return o;
   }
 };

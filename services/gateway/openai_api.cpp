@@ -179,12 +179,8 @@ void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits) {
 
 }  // namespace
 
-ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
-                              const ApiLimits& limits) {
-  if (!j.is_object()) throw bad("", "the request body must be a JSON object");
-  check_fields(j, true);
-  ApiRequest r;
-  common(j, r, limits);
+std::vector<int32_t> chat_prompt(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
+                                 const ApiLimits& limits, bool add_generation_prompt) {
   if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
     throw bad("messages", "messages must be a non-empty array");
   if (j["messages"].size() > limits.max_messages)
@@ -214,7 +210,16 @@ ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk,
     }
     msgs.push_back({{"role", role == "developer" ? "system" : role}, {"content", content}});
   }
-  r.gen.prompt = tk.encode(tpl.render(msgs, true), false);
+  return tk.encode(tpl.render(msgs, add_generation_prompt), false);
+}
+
+ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
+                              const ApiLimits& limits) {
+  if (!j.is_object()) throw bad("", "the request body must be a JSON object");
+  check_fields(j, true);
+  ApiRequest r;
+  common(j, r, limits);
+  r.gen.prompt = chat_prompt(j, tk, tpl, limits, true);
   return r;
 }
 

@@ -54,6 +54,11 @@ struct ApiRequest {
   int top_logprobs = 0;
 };
 
+// The token ids of j["messages"] rendered by the chat template (the field checks
+// of the chat route). Throws ApiError(400, ...) naming the field.
+std::vector<int32_t> chat_prompt(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
+                                 const ApiLimits& limits, bool add_generation_prompt);
+
 // Throws ApiError(400, ...) naming the field.
 ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
                               const ApiLimits& limits);

@@ -108,6 +108,21 @@ assert.equal(compLp.choices[0].logprobs.token_logprobs.length, 4);
 assert.equal(Object.keys(compLp.choices[0].logprobs.top_logprobs[0]).length <= 3, true);
 assert.deepEqual(compLp.choices[0].logprobs.text_offset.slice(0, 1), [0]);
 
+// /tokenize and /detokenize (vLLM's shape) and max_model_len.
+assert.ok(models.data[0].max_model_len > 0);
+const post = async (path, body) => {
+  const r = await fetch(`${base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: r.status, body: await r.json() };
+};
+const tk = await post('/tokenize', { prompt: 'Hello world', add_special_tokens: false });
+assert.equal(tk.status, 200);
+assert.ok(tk.body.count >= 2 && tk.body.tokens.length === tk.body.count, JSON.stringify(tk.body));
+assert.equal(tk.body.max_model_len, models.data[0].max_model_len);
+assert.equal((await post('/detokenize', { tokens: tk.body.tokens })).body.prompt, 'Hello world');
+assert.equal((await post('/tokenize', { messages })).body.count, whole.usage.prompt_tokens, 'the chat route counts the same prompt');
+assert.equal((await post('/tokenize', { prompt: 'x', frobnicate: 1 })).status, 400);
+assert.equal((await post('/detokenize', { tokens: [-1] })).status, 400);
+
 // Parameters not served are refused by name, never ignored.
 for (const extra of [{ frobnicate_level: 3 }, { top_logprobs: 2 }, { n: 2 }, { presence_penalty: 0.5 }]) {
   try {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "services/gateway/generation_body.h"
+#include "services/gateway/tokenize_api.h"
 #include "services/gateway/websocket_message.h"
 
 using namespace moemesh;
@@ -266,4 +267,31 @@ TEST(WebSocketMessage, TakesExactlyTheChatRoutesParameters) {
   EXPECT_NE(ws_error(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "n": 2})")).message.find("'n'"),
             std::string::npos);
   EXPECT_EQ(ws_error(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "stream": false})")).status, 400);
+}
+
+TEST(TokenizeApi, TokenizesPromptsAndChatsAndDetokenizes) {
+  const auto& m = model();
+  const auto t = nlohmann::json::parse(tokenize_body(R"({"prompt": "Hello world", "add_special_tokens": false, "return_token_strs": true})",
+                                                     *m.tk, &m.tpl, m.limits, 4096));
+  EXPECT_EQ(t["tokens"].get<std::vector<int32_t>>(), m.tk->encode("Hello world", false));
+  EXPECT_EQ(t["count"], t["tokens"].size());
+  EXPECT_EQ(t["max_model_len"], 4096);
+  EXPECT_EQ(t["token_strs"].size(), t["tokens"].size());
+  const auto c = nlohmann::json::parse(tokenize_body(R"({"messages": [{"role": "user", "content": "Hello"}]})", *m.tk, &m.tpl, m.limits, 1));
+  EXPECT_EQ(c["tokens"].get<std::vector<int32_t>>(), chat_body(R"({"messages": [{"role": "user", "content": "Hello"}]})").gen.prompt);
+  const auto d = nlohmann::json::parse(detokenize_body(R"({"tokens": )" + t["tokens"].dump() + "}", *m.tk));
+  EXPECT_EQ(d["prompt"], "Hello world");
+  auto refused = [](auto f) {
+    try {
+      f();
+    } catch (const ApiError& e) {
+      return e.status();
+    }
+    return 0;
+  };
+  EXPECT_EQ(refused([&] { tokenize_body(R"({"prompt": "x", "frobnicate": 1})", *m.tk, &m.tpl, m.limits, 1); }), 400);
+  EXPECT_EQ(refused([&] { tokenize_body(R"({"prompt": 5})", *m.tk, &m.tpl, m.limits, 1); }), 400);
+  EXPECT_EQ(refused([&] { detokenize_body(R"({"tokens": [-1]})", *m.tk); }), 400);
+  EXPECT_EQ(refused([&] { detokenize_body(R"({"tokens": [999999999]})", *m.tk); }), 400);
+  EXPECT_EQ(refused([&] { detokenize_body("not json", *m.tk); }), 400);
 }
