@@ -110,7 +110,7 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!g_->ready) throw ApiError(503, g_->not_ready_reason(), "", "unavailable");
       chat_ = path == "/v1/chat/completions";
       api_ = parse_generation_body(req_.body(), chat_, *g_->tk, g_->tpl ? &*g_->tpl : nullptr, g_->opts.limits);
-      api_.gen.stop_ids = g_->stop_ids;
+      if (!api_.ignore_eos) api_.gen.stop_ids = g_->stop_ids;
       return generate();
     }
     throw ApiError(404, "no route for " + path, "", "not_found_error");

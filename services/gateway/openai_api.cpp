@@ -62,7 +62,7 @@ const FieldRule kFields[] = {
     {"logit_bias", Field::OnlyDefault, true, true, "logit bias is not applied yet"},
     {"min_p", Field::OnlyDefault, true, true, "min_p filtering is not applied yet"},
     {"min_tokens", Field::OnlyDefault, true, true, "a minimum length is not enforced yet"},
-    {"ignore_eos", Field::OnlyDefault, true, true, "generation always stops at the end of the answer"},
+    {"ignore_eos", Field::Works, true, true},
     {"response_format", Field::OnlyDefault, true, false, "structured output is not supported yet"},
     {"tools", Field::OnlyDefault, true, false, "tool calls are not supported yet"},
     {"tool_choice", Field::OnlyDefault, true, false, "tool calls are not supported yet"},
@@ -73,7 +73,7 @@ bool is_default(const std::string& name, const nlohmann::json& v) {
   if (v.is_null()) return true;
   if (name == "n" || name == "best_of") return v.is_number_integer() && v.get<int64_t>() == 1;
   if (name == "min_tokens") return v.is_number_integer() && v.get<int64_t>() == 0;
-  if (name == "echo" || name == "ignore_eos") return v.is_boolean() && !v.get<bool>();
+  if (name == "echo") return v.is_boolean() && !v.get<bool>();
   if (name == "presence_penalty" || name == "frequency_penalty" || name == "min_p") return v.is_number() && v.get<double>() == 0.0;
   if (name == "repetition_penalty") return v.is_number() && v.get<double>() == 1.0;
   if (name == "logit_bias") return v.is_object() && v.empty();
@@ -147,6 +147,10 @@ void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits) {
     r.top_logprobs = v.get<int>();
   }
   r.gen.top_logprobs = r.logprobs ? r.top_logprobs : -1;
+  if (j.contains("ignore_eos") && !j["ignore_eos"].is_null()) {
+    if (!j["ignore_eos"].is_boolean()) throw bad("ignore_eos", "ignore_eos must be a boolean");
+    r.ignore_eos = j["ignore_eos"].get<bool>();
+  }
   if (j.contains("stream") && !j["stream"].is_null()) {
     if (!j["stream"].is_boolean()) throw bad("stream", "stream must be a boolean");
     r.stream = j["stream"];

@@ -50,6 +50,7 @@ struct ApiRequest {
   bool include_usage = false;
   std::string model;
   std::vector<std::string> stop;  // stop strings, matched on the decoded text
+  bool ignore_eos = false;        // generate max_tokens whatever the model says (benchmarks)
   bool logprobs = false;          // log-probabilities of the generated tokens (gen.top_logprobs alternatives)
   int top_logprobs = 0;
 };

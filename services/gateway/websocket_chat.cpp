@@ -87,7 +87,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     if (!g_->take_slot(key_)) return send_error(key, 429, "too many requests in flight; retry later");
     Active a;
     a.api = std::move(chat.api);
-    a.api.gen.stop_ids = g_->stop_ids;
+    if (!a.api.ignore_eos) a.api.gen.stop_ids = g_->stop_ids;
     a.text.emplace(g_->tk, a.api.stop);
     if (a.api.logprobs) a.logprobs.emplace(g_->tk, true);
     a.start = clock_type::now();

@@ -212,7 +212,7 @@ TEST(GenerationBody, ParametersNotServedYetAreTakenOnlyWhenTheyAskForNothing) {
   for (const char* ok : {R"("n": 1)", R"("presence_penalty": 0)",
                          R"("frequency_penalty": 0.0)", R"("logit_bias": {})", R"("response_format": {"type": "text"})",
                          R"("tools": [])", R"("tool_choice": "none")", R"("min_p": 0)", R"("repetition_penalty": 1)",
-                         R"("min_tokens": 0)", R"("ignore_eos": false)", R"("n": null)"})
+                         R"("min_tokens": 0)", R"("ignore_eos": false)", R"("ignore_eos": true)", R"("n": null)"})
     EXPECT_EQ(refusal(chat + ok + "}").status(), 0) << ok;
   const std::pair<const char*, const char*> refused[] = {
       {R"("n": 2)", "n"},
@@ -228,7 +228,7 @@ TEST(GenerationBody, ParametersNotServedYetAreTakenOnlyWhenTheyAskForNothing) {
       {R"("min_p": 0.1)", "min_p"},
       {R"("repetition_penalty": 1.2)", "repetition_penalty"},
       {R"("min_tokens": 3)", "min_tokens"},
-      {R"("ignore_eos": true)", "ignore_eos"},
+      {R"("ignore_eos": 1)", "ignore_eos"},
       {R"("n": "2")", "n"},
   };
   for (const auto& [body, param] : refused) {
@@ -241,6 +241,11 @@ TEST(GenerationBody, ParametersNotServedYetAreTakenOnlyWhenTheyAskForNothing) {
   EXPECT_EQ(refusal(R"({"prompt": "x", "echo": true})", false).param(), "echo");
   EXPECT_EQ(refusal(R"({"prompt": "x", "best_of": 2})", false).param(), "best_of");
   EXPECT_EQ(refusal(R"({"prompt": "x", "suffix": "end"})", false).param(), "suffix");
+}
+
+TEST(GenerationBody, IgnoreEosIsTaken) {
+  EXPECT_TRUE(chat_body(R"({"messages": [{"role": "user", "content": "x"}], "ignore_eos": true})").ignore_eos);
+  EXPECT_FALSE(completion_body(R"({"prompt": "x"})").ignore_eos);
 }
 
 TEST(GenerationBody, LogprobsAskTheAttentionRoleForThem) {
