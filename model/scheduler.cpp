@@ -1,6 +1,7 @@
 #include "model/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "model/transformer.h"
 
@@ -25,6 +26,8 @@ void Scheduler::submit(GenerationRequest req) {
   const auto& cache = engine_.cache();
   if (req.prompt.empty()) throw RequestRefused("the prompt is empty");
   if (req.max_new_tokens < 1) throw RequestRefused("max_new_tokens must be at least 1");
+  if (req.min_tokens < 0 || req.min_tokens > req.max_new_tokens)
+    throw RequestRefused("min_tokens must be between 0 and max_new_tokens (" + std::to_string(req.max_new_tokens) + ")");
   if (req.top_logprobs < -1 || req.top_logprobs > kMaxTopLogprobs)
     throw RequestRefused("top_logprobs must be between 0 and " + std::to_string(kMaxTopLogprobs));
   try {
@@ -81,6 +84,15 @@ void Scheduler::admit() {
     const uint64_t id = a.req.id;
     running_.emplace(id, std::move(a));
   }
+}
+
+const float* Scheduler::sampling_logits(const Active& a, const float* logits, int64_t ahead) {
+  if (a.req.stop_ids.empty() || static_cast<int64_t>(a.generated.size()) + ahead >= a.req.min_tokens) return logits;
+  const int64_t V = engine_.config().vocab_size;
+  masked_.assign(logits, logits + V);
+  for (int32_t s : a.req.stop_ids)
+    if (s >= 0 && s < V) masked_[static_cast<size_t>(s)] = -INFINITY;
+  return masked_.data();
 }
 
 void Scheduler::set_drafter(Drafter* drafter, int k) {
@@ -238,14 +250,14 @@ std::vector<TokenEvent> Scheduler::step() {
           a.pend_t.push_back(a.req.prompt[r]);
       }
       if (a.prefilled < static_cast<int64_t>(a.req.prompt.size())) continue;  // more chunks to go
-      const int32_t tok = a.sampler->sample(logits, V);  // prefill chunks carry only the last row's logits
+      const int32_t tok = a.sampler->sample(sampling_logits(a, logits, 0), V);  // prefill chunks carry only the last row's logits
       if (a.speculate) a.pend_t.push_back(tok);
       emit(it, tok, logits, events);
       continue;
     }
     auto d = drafts.find(ids[i]);
     if (d == drafts.end()) {
-      const int32_t tok = a.sampler->sample(logits, V);
+      const int32_t tok = a.sampler->sample(sampling_logits(a, logits, 0), V);
       if (a.speculate) {
         a.pend_h.insert(a.pend_h.end(), hidden, hidden + H);
         a.pend_t.push_back(tok);
@@ -262,7 +274,8 @@ std::vector<TokenEvent> Scheduler::step() {
     int32_t next = -1;
     ++spec_stats_.steps;
     for (int j = 0; j <= k; ++j) {
-      const float* lj = logits + j * V;
+      // Verified against what plain decoding would sample from at this position.
+      const float* lj = sampling_logits(a, logits + j * V, j);
       if (j == k) {
         next = a.sampler->sample(lj, V);
         break;

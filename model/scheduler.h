@@ -33,6 +33,8 @@ struct GenerationRequest {
   // Log-probabilities of every generated token and of this many alternatives
   // (0..kMaxTopLogprobs); -1: none.
   int top_logprobs = -1;
+  // Stop ids cannot end it before this many new tokens: they are out of reach until then.
+  int64_t min_tokens = 0;
 };
 constexpr int kMaxTopLogprobs = 20;
 
@@ -113,6 +115,9 @@ class Scheduler {
   // it (and returns true) on a stop id or the length limit.
   bool emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const float* logits, std::vector<TokenEvent>& events);
   void admit();
+  // The logits `a` samples from, `ahead` tokens past what it has emitted: its
+  // stop ids masked while it is short of min_tokens (else `logits` itself).
+  const float* sampling_logits(const Active& a, const float* logits, int64_t ahead);
   void finish(std::map<uint64_t, Active>::iterator it, FinishReason why, std::vector<TokenEvent>& events);
   // Enters a request's full pages completed since the last call into the prefix cache.
   void cache_pages(Active& a);
@@ -125,6 +130,7 @@ class Scheduler {
   Drafter* drafter_ = nullptr;
   int spec_k_ = 0;
   SpeculationStats spec_stats_;
+  std::vector<float> masked_;  // sampling_logits' copy
 };
 
 }  // namespace moemesh

@@ -35,12 +35,13 @@ nlohmann::json to_json(const GenerationRequest& r) {
                    {"temperature", r.sampling.temperature}, {"top_k", r.sampling.top_k}, {"top_p", r.sampling.top_p},
                    {"seed", r.sampling.seed}};
   if (r.top_logprobs >= 0) j["top_logprobs"] = r.top_logprobs;
+  if (r.min_tokens > 0) j["min_tokens"] = r.min_tokens;
   return j;
 }
 
 GenerationRequest generation_request_from_json(const nlohmann::json& j) {
   if (!j.is_object()) bad("a generate request must be a JSON object");
-  static const char* known[] = {"prompt", "max_tokens", "stop", "temperature", "top_k", "top_p", "seed", "top_logprobs"};
+  static const char* known[] = {"prompt", "max_tokens", "stop", "temperature", "top_k", "top_p", "seed", "top_logprobs", "min_tokens"};
   for (const auto& [k, v] : j.items())
     if (std::find(std::begin(known), std::end(known), k) == std::end(known)) bad("a generate request has no field '" + k + "'");
   GenerationRequest r;
@@ -53,6 +54,10 @@ GenerationRequest generation_request_from_json(const nlohmann::json& j) {
     out = j[f].get<std::decay_t<decltype(out)>>();
   };
   num("max_tokens", r.max_new_tokens);
+  if (j.contains("min_tokens")) {
+    if (!j["min_tokens"].is_number_integer() || j["min_tokens"].get<int64_t>() < 0) bad("min_tokens must be a non-negative integer");
+    r.min_tokens = j["min_tokens"].get<int64_t>();
+  }
   if (j.contains("top_logprobs")) {
     if (!j["top_logprobs"].is_number_integer() || j["top_logprobs"].get<int64_t>() < 0 ||
         j["top_logprobs"].get<int64_t>() > kMaxTopLogprobs)

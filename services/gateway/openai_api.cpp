@@ -61,7 +61,7 @@ const FieldRule kFields[] = {
     {"repetition_penalty", Field::OnlyDefault, true, true, "penalties are not applied yet"},
     {"logit_bias", Field::OnlyDefault, true, true, "logit bias is not applied yet"},
     {"min_p", Field::OnlyDefault, true, true, "min_p filtering is not applied yet"},
-    {"min_tokens", Field::OnlyDefault, true, true, "a minimum length is not enforced yet"},
+    {"min_tokens", Field::Works, true, true},
     {"ignore_eos", Field::Works, true, true},
     {"response_format", Field::OnlyDefault, true, false, "structured output is not supported yet"},
     {"tools", Field::OnlyDefault, true, false, "tool calls are not supported yet"},
@@ -72,7 +72,6 @@ const FieldRule kFields[] = {
 bool is_default(const std::string& name, const nlohmann::json& v) {
   if (v.is_null()) return true;
   if (name == "n" || name == "best_of") return v.is_number_integer() && v.get<int64_t>() == 1;
-  if (name == "min_tokens") return v.is_number_integer() && v.get<int64_t>() == 0;
   if (name == "echo") return v.is_boolean() && !v.get<bool>();
   if (name == "presence_penalty" || name == "frequency_penalty" || name == "min_p") return v.is_number() && v.get<double>() == 0.0;
   if (name == "repetition_penalty") return v.is_number() && v.get<double>() == 1.0;
@@ -147,6 +146,13 @@ void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits) {
     r.top_logprobs = v.get<int>();
   }
   r.gen.top_logprobs = r.logprobs ? r.top_logprobs : -1;
+  if (j.contains("min_tokens") && !j["min_tokens"].is_null()) {
+    if (!j["min_tokens"].is_number_integer()) throw bad("min_tokens", "min_tokens must be an integer");
+    const int64_t n = j["min_tokens"].get<int64_t>();
+    if (n < 0 || n > r.gen.max_new_tokens)
+      throw bad("min_tokens", "min_tokens must be between 0 and max_tokens (" + std::to_string(r.gen.max_new_tokens) + ")");
+    r.gen.min_tokens = n;
+  }
   if (j.contains("ignore_eos") && !j["ignore_eos"].is_null()) {
     if (!j["ignore_eos"].is_boolean()) throw bad("ignore_eos", "ignore_eos must be a boolean");
     r.ignore_eos = j["ignore_eos"].get<bool>();

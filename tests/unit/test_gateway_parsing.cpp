@@ -227,7 +227,8 @@ TEST(GenerationBody, ParametersNotServedYetAreTakenOnlyWhenTheyAskForNothing) {
       {R"("tool_choice": "auto")", "tool_choice"},
       {R"("min_p": 0.1)", "min_p"},
       {R"("repetition_penalty": 1.2)", "repetition_penalty"},
-      {R"("min_tokens": 3)", "min_tokens"},
+      {R"("min_tokens": -1)", "min_tokens"},
+      {R"("max_tokens": 4, "min_tokens": 5)", "min_tokens"},
       {R"("ignore_eos": 1)", "ignore_eos"},
       {R"("n": "2")", "n"},
   };
@@ -243,7 +244,8 @@ TEST(GenerationBody, ParametersNotServedYetAreTakenOnlyWhenTheyAskForNothing) {
   EXPECT_EQ(refusal(R"({"prompt": "x", "suffix": "end"})", false).param(), "suffix");
 }
 
-TEST(GenerationBody, IgnoreEosIsTaken) {
+TEST(GenerationBody, IgnoreEosAndMinTokensAreTaken) {
+  EXPECT_EQ(chat_body(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 9, "min_tokens": 4})").gen.min_tokens, 4);
   EXPECT_TRUE(chat_body(R"({"messages": [{"role": "user", "content": "x"}], "ignore_eos": true})").ignore_eos);
   EXPECT_FALSE(completion_body(R"({"prompt": "x"})").ignore_eos);
 }

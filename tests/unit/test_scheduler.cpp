@@ -244,3 +244,34 @@ TEST(Scheduler, LogprobsFollowTheTokensAndSpeculationGivesTheSame) {
   Scheduler s(e);
   EXPECT_THROW(s.submit(bad), RequestRefused);
 }
+
+// min_tokens: a stop id cannot end the request early, with or without speculation.
+TEST(Scheduler, MinTokensKeepsStopIdsOutOfReachUntilThenWithOrWithoutDrafts) {
+  EngineOptions o;
+  o.kv_tokens = 4096;
+  Engine e(test_model("tiny"), o);
+  const int64_t V = e.config().vocab_size;
+  const auto prompt = random_tokens(11, V, 21);
+  const auto plain = greedy_generate(e, 9999, prompt, 12);
+  e.release(9999);
+  // The first greedy token as the stop id: without min_tokens it ends at once.
+  auto run = [&](int64_t min_tokens, int k) {
+    Scheduler s(e, {16, 64, 1024, 64});
+    LocalDrafter d(e);
+    if (k > 0) s.set_drafter(&d, k);
+    GenerationRequest r{1, prompt, 12, {plain[0]}, {}};
+    r.min_tokens = min_tokens;
+    s.submit(r);
+    return drain(s)[1];
+  };
+  EXPECT_EQ(run(0, 0), std::vector<int32_t>{plain[0]});
+  const auto held = run(5, 0);
+  ASSERT_GE(held.size(), 5u);
+  for (size_t i = 0; i + 1 < held.size(); ++i) EXPECT_NE(held[i], plain[0]) << "a stop id before the end, at " << i;
+  for (size_t i = 0; i < 5; ++i) EXPECT_NE(held[i], plain[0]) << i;
+  EXPECT_EQ(run(5, 2), held) << "speculation verifies against the same masked logits";
+  GenerationRequest bad{2, prompt, 3, {}, {}};
+  bad.min_tokens = 4;
+  Scheduler s(e);
+  EXPECT_THROW(s.submit(bad), RequestRefused);
+}
