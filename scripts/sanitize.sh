@@ -54,9 +54,9 @@ run_asan() {
     fi
   fi
   rm -f "$logs/lsan-probe"
-  export ASAN_OPTIONS="halt_on_error=1:detect_leaks=$leaks:check_initialization_order=1:strict_init_order=1:log_path=$logs/asan"
-  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan:suppressions=$supp/ubsan.supp"
-  export LSAN_OPTIONS="suppressions=$supp/lsan.supp"
+  export ASAN_OPTIONS="halt_on_error=1:print_suppressions=0:detect_leaks=$leaks:check_initialization_order=1:strict_init_order=1:log_path=$logs/asan"
+  export UBSAN_OPTIONS="halt_on_error=1:print_suppressions=0:print_stacktrace=1:log_path=$logs/ubsan:suppressions=$supp/ubsan.supp"
+  export LSAN_OPTIONS="print_suppressions=0:suppressions=$supp/lsan.supp"
   echo "== asan: tests"
   local rc=0
   time ctest --test-dir build-asan -L 'unit|integration' -j "$jobs" --output-on-failure --timeout 900 || rc=1
