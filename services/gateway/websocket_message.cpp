@@ -28,6 +28,9 @@ WsMessage decode_ws_message(std::string_view text, const tok::Tokenizer& tk, con
   body.erase("id");
   if (body.contains("stream") && body["stream"] == false)
     return WsError{std::move(id), 400, "'stream': the WebSocket chat always streams (send it true or leave it out)"};
+  // `done` always carries the usage: an include_usage of false could not be honoured.
+  if (body.contains("stream_options"))
+    return WsError{std::move(id), 400, "'stream_options': the WebSocket chat always sends usage in its done message; leave it out"};
   try {
     return WsChatRequest{std::move(key), parse_chat_request(body, tk, *tpl, limits)};
   } catch (const ApiError& e) {

@@ -274,6 +274,9 @@ TEST(WebSocketMessage, TakesExactlyTheChatRoutesParameters) {
   EXPECT_NE(ws_error(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "n": 2})")).message.find("'n'"),
             std::string::npos);
   EXPECT_EQ(ws_error(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "stream": false})")).status, 400);
+  EXPECT_NE(ws_error(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": false}})"))
+                .message.find("stream_options"),
+            std::string::npos);
 }
 
 TEST(TokenizeApi, TokenizesPromptsAndChatsAndDetokenizes) {
