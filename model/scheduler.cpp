@@ -28,6 +28,17 @@ void Scheduler::submit(GenerationRequest req) {
   if (req.max_new_tokens < 1) throw RequestRefused("max_new_tokens must be at least 1");
   if (req.min_tokens < 0 || req.min_tokens > req.max_new_tokens)
     throw RequestRefused("min_tokens must be between 0 and max_new_tokens (" + std::to_string(req.max_new_tokens) + ")");
+  const auto& adj = req.adjust;
+  if (!(adj.presence_penalty >= -2.0f && adj.presence_penalty <= 2.0f)) throw RequestRefused("presence_penalty must be between -2 and 2");
+  if (!(adj.frequency_penalty >= -2.0f && adj.frequency_penalty <= 2.0f)) throw RequestRefused("frequency_penalty must be between -2 and 2");
+  if (!(adj.repetition_penalty > 0.0f && adj.repetition_penalty <= 10.0f)) throw RequestRefused("repetition_penalty must be above 0 and at most 10");
+  if (!(req.sampling.min_p >= 0.0f && req.sampling.min_p <= 1.0f)) throw RequestRefused("min_p must be between 0 and 1");
+  if (adj.logit_bias.size() > kMaxLogitBias) throw RequestRefused("logit_bias takes at most " + std::to_string(kMaxLogitBias) + " tokens");
+  for (const auto& [id, bias] : adj.logit_bias) {
+    if (id < 0 || id >= engine_.config().vocab_size)
+      throw RequestRefused("logit_bias names token " + std::to_string(id) + ", outside the vocabulary of " + std::to_string(engine_.config().vocab_size));
+    if (!(bias >= -100.0f && bias <= 100.0f)) throw RequestRefused("logit_bias values must be between -100 and 100");
+  }
   if (req.top_logprobs < -1 || req.top_logprobs > kMaxTopLogprobs)
     throw RequestRefused("top_logprobs must be between 0 and " + std::to_string(kMaxTopLogprobs));
   try {
@@ -63,11 +74,29 @@ void Scheduler::cancel(uint64_t id) {
   cancelled_.push_back(id);
 }
 
+bool Scheduler::waits_for_prefill(const GenerationRequest& r) const {
+  if (!engine_.prefix_cache()) return false;
+  const int64_t page = engine_.cache().page_tokens();
+  for (const auto& [id, a] : running_) {
+    const auto& p = a.req.prompt;
+    if (a.prefilled >= static_cast<int64_t>(p.size())) continue;
+    const auto m = std::mismatch(r.prompt.begin(), r.prompt.end(), p.begin(), p.end());
+    const int64_t shared = (m.first - r.prompt.begin()) / page * page;
+    if (shared > a.prefilled) return true;  // pages it is about to compute
+  }
+  return false;
+}
+
 void Scheduler::admit() {
   // First come, first served: a request that does not fit yet holds the line, so
-  // large requests are not starved by small ones behind them.
-  while (!waiting_.empty() && static_cast<int64_t>(running_.size()) < opts_.max_running) {
-    GenerationRequest& r = waiting_.front();
+  // large requests are not starved by small ones behind them. One that waits for
+  // a running request's prompt pages steps aside meanwhile.
+  for (size_t i = 0; i < waiting_.size() && static_cast<int64_t>(running_.size()) < opts_.max_running;) {
+    GenerationRequest& r = waiting_[i];
+    if (waits_for_prefill(r)) {
+      ++i;
+      continue;
+    }
     const int64_t total = static_cast<int64_t>(r.prompt.size()) + r.max_new_tokens;
     const int64_t hit = engine_.start(r.id, r.prompt, total);
     if (hit < 0) break;
@@ -79,19 +108,27 @@ void Scheduler::admit() {
     // recompute (nor the hidden states to catch up on): such a request decodes
     // without drafts. docs/PREFIX_CACHE.md says why.
     a.speculate = drafter_ != nullptr && hit == 0;
+    if (r.adjust.repetition_penalty != 1.0f) {
+      a.history.prompt = r.prompt;
+      std::sort(a.history.prompt.begin(), a.history.prompt.end());
+      a.history.prompt.erase(std::unique(a.history.prompt.begin(), a.history.prompt.end()), a.history.prompt.end());
+    }
     a.req = std::move(r);
-    waiting_.pop_front();
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
     const uint64_t id = a.req.id;
     running_.emplace(id, std::move(a));
   }
 }
 
-const float* Scheduler::sampling_logits(const Active& a, const float* logits, int64_t ahead) {
-  if (a.req.stop_ids.empty() || static_cast<int64_t>(a.generated.size()) + ahead >= a.req.min_tokens) return logits;
+const float* Scheduler::sampling_logits(const Active& a, const float* logits, std::span<const int32_t> ahead) {
+  const bool mask = !a.req.stop_ids.empty() && static_cast<int64_t>(a.generated.size() + ahead.size()) < a.req.min_tokens;
+  if (!mask && !a.req.adjust.any()) return logits;
   const int64_t V = engine_.config().vocab_size;
   masked_.assign(logits, logits + V);
-  for (int32_t s : a.req.stop_ids)
-    if (s >= 0 && s < V) masked_[static_cast<size_t>(s)] = -INFINITY;
+  cpu::adjust_logits(masked_.data(), V, a.req.adjust, a.history, ahead);
+  if (mask)
+    for (int32_t s : a.req.stop_ids)
+      if (s >= 0 && s < V) masked_[static_cast<size_t>(s)] = -INFINITY;
   return masked_.data();
 }
 
@@ -132,6 +169,7 @@ void Scheduler::finish(std::map<uint64_t, Active>::iterator it, FinishReason why
 bool Scheduler::emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const float* logits, std::vector<TokenEvent>& events) {
   Active& a = it->second;
   a.generated.push_back(tok);
+  if (a.req.adjust.any()) a.history.add(tok);
   events.push_back({it->first, tok, FinishReason::None, {}});
   if (a.req.top_logprobs >= 0)
     events.back().logprobs = cpu::token_logprobs(logits, engine_.config().vocab_size, tok, a.req.top_logprobs);
@@ -250,14 +288,14 @@ std::vector<TokenEvent> Scheduler::step() {
           a.pend_t.push_back(a.req.prompt[r]);
       }
       if (a.prefilled < static_cast<int64_t>(a.req.prompt.size())) continue;  // more chunks to go
-      const int32_t tok = a.sampler->sample(sampling_logits(a, logits, 0), V);  // prefill chunks carry only the last row's logits
+      const int32_t tok = a.sampler->sample(sampling_logits(a, logits), V);  // prefill chunks carry only the last row's logits
       if (a.speculate) a.pend_t.push_back(tok);
       emit(it, tok, logits, events);
       continue;
     }
     auto d = drafts.find(ids[i]);
     if (d == drafts.end()) {
-      const int32_t tok = a.sampler->sample(sampling_logits(a, logits, 0), V);
+      const int32_t tok = a.sampler->sample(sampling_logits(a, logits), V);
       if (a.speculate) {
         a.pend_h.insert(a.pend_h.end(), hidden, hidden + H);
         a.pend_t.push_back(tok);
@@ -275,7 +313,7 @@ std::vector<TokenEvent> Scheduler::step() {
     ++spec_stats_.steps;
     for (int j = 0; j <= k; ++j) {
       // Verified against what plain decoding would sample from at this position.
-      const float* lj = sampling_logits(a, logits + j * V, j);
+      const float* lj = sampling_logits(a, logits + j * V, std::span<const int32_t>(dr.tokens.data(), static_cast<size_t>(j)));
       if (j == k) {
         next = a.sampler->sample(lj, V);
         break;

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,11 @@ struct GenerationRequest {
   int top_logprobs = -1;
   // Stop ids cannot end it before this many new tokens: they are out of reach until then.
   int64_t min_tokens = 0;
+  // Logit bias and penalties, applied before sampling at every position
+  // (speculative drafts are verified against the same adjusted logits).
+  cpu::LogitAdjustments adjust;
 };
+constexpr size_t kMaxLogitBias = 1024;
 constexpr int kMaxTopLogprobs = 20;
 
 enum class FinishReason { None, Stop, Length, Cancelled, Error };
@@ -77,6 +82,9 @@ class Scheduler {
 
   // Queues a request. Throws RequestRefused with the reason (empty prompt, bad
   // ids, limits, never fits in the cache, queue full, duplicate id).
+  // With the prefix cache on, a request whose prompt shares full pages with one
+  // still being prefilled waits for those pages rather than computing them again
+  // (n choices of one prompt prefill it once).
   void submit(GenerationRequest req);
   // Stops a request wherever it is and frees its cache; emits a Cancelled event
   // at the next step. Unknown ids are ignored.
@@ -103,6 +111,7 @@ class Scheduler {
     int64_t cached = 0;     // of them, taken from the prefix cache
     int64_t cached_pages = 0;  // full pages entered into the prefix cache so far
     std::vector<int32_t> generated;
+    cpu::TokenHistory history;  // what the penalties look at (kept only when there are some)
     std::unique_ptr<cpu::Sampler> sampler;
     // Speculation: main-model hidden states the drafter has not seen, the token
     // after each, and the drafter's cache length.
@@ -115,9 +124,12 @@ class Scheduler {
   // it (and returns true) on a stop id or the length limit.
   bool emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const float* logits, std::vector<TokenEvent>& events);
   void admit();
-  // The logits `a` samples from, `ahead` tokens past what it has emitted: its
-  // stop ids masked while it is short of min_tokens (else `logits` itself).
-  const float* sampling_logits(const Active& a, const float* logits, int64_t ahead);
+  // `r` shares full prompt pages with a running request that has yet to compute them.
+  bool waits_for_prefill(const GenerationRequest& r) const;
+  // The logits `a` samples from with `ahead` (drafts being verified) past what it
+  // has emitted: its stop ids masked while it is short of min_tokens, its logit
+  // bias and penalties applied (`logits` itself when there is nothing to do).
+  const float* sampling_logits(const Active& a, const float* logits, std::span<const int32_t> ahead = {});
   void finish(std::map<uint64_t, Active>::iterator it, FinishReason why, std::vector<TokenEvent>& events);
   // Enters a request's full pages completed since the last call into the prefix cache.
   void cache_pages(Active& a);

@@ -13,8 +13,11 @@ supp="$PWD/tests/sanitizers"
 
 # -O1: fast enough to run the tests, cheaper to compile than -O2; -g1: line
 # tables (file:line in every report frame) at a fraction of -g's compile time.
+# clang: it compiles the instrumented build in ~70 % of gcc's time (gcc's UBSan
+# doubles the compile time of the template-heavy CAF and Beast units).
 configure() {
-  cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
+  cmake -S . -B "$1" -G Ninja -DCMAKE_CXX_COMPILER="${SANITIZE_CXX:-clang++}" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
     -DMOEMESH_SANITIZE="$2" -DMOEMESH_CUDA=OFF -DMOEMESH_BENCH=OFF >/dev/null
 }
 

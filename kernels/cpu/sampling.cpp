@@ -62,6 +62,14 @@ void sampling_distribution(const float* logits, int64_t n, const SamplingParams&
     e[i] = std::exp(static_cast<double>(logits[order[i]] * inv_t - mx));
     sum += e[i];
   }
+  if (p.min_p > 0.0f) {
+    // e[0] is the most likely token's (relative) probability: keep those within min_p of it.
+    const double floor = static_cast<double>(p.min_p) * e[0];
+    int64_t cut = 1;
+    while (cut < keep && e[cut] >= floor) ++cut;
+    keep = cut;
+    sum = std::accumulate(e.begin(), e.begin() + keep, 0.0);
+  }
   if (p.top_p < 1.0f) {
     // Smallest prefix whose mass reaches top_p (at least one token).
     double acc = 0.0;
@@ -74,6 +82,51 @@ void sampling_distribution(const float* logits, int64_t n, const SamplingParams&
     sum = std::accumulate(e.begin(), e.begin() + keep, 0.0);
   }
   for (int64_t i = 0; i < keep; ++i) probs[order[i]] = static_cast<float>(e[i] / sum);
+}
+
+void adjust_logits(float* logits, int64_t n, const LogitAdjustments& adj, const TokenHistory& history,
+                   std::span<const int32_t> ahead) {
+  for (const auto& [id, bias] : adj.logit_bias)
+    if (id >= 0 && id < n) logits[id] += bias;
+  const bool counted = adj.presence_penalty != 0.0f || adj.frequency_penalty != 0.0f;
+  const bool repeat = adj.repetition_penalty != 1.0f;
+  if (!counted && !repeat) return;
+  // The generated counts with the tokens ahead (a few drafts) folded in.
+  auto count_of = [&](int32_t id) {
+    auto it = history.generated.find(id);
+    int32_t c = it == history.generated.end() ? 0 : it->second;
+    for (int32_t a : ahead) c += a == id;
+    return c;
+  };
+  auto repetition = [&](int32_t id) {
+    float& l = logits[id];
+    l = l > 0.0f ? l / adj.repetition_penalty : l * adj.repetition_penalty;
+  };
+  auto penalize = [&](int32_t id, int32_t c) {
+    logits[id] -= adj.presence_penalty + adj.frequency_penalty * static_cast<float>(c);
+  };
+  // Ahead tokens not generated before, each once.
+  auto new_ahead = [&](size_t i) {
+    const int32_t id = ahead[i];
+    return id >= 0 && id < n && !history.generated.count(id) && std::find(ahead.begin(), ahead.begin() + i, id) == ahead.begin() + i;
+  };
+  // The repetition penalty first (vLLM's order), over every distinct token seen...
+  if (repeat) {
+    auto in_prompt = [&](int32_t id) { return std::binary_search(history.prompt.begin(), history.prompt.end(), id); };
+    for (int32_t id : history.prompt)
+      if (id >= 0 && id < n) repetition(id);
+    for (const auto& [id, c] : history.generated)
+      if (id >= 0 && id < n && !in_prompt(id)) repetition(id);
+    for (size_t i = 0; i < ahead.size(); ++i)
+      if (new_ahead(i) && !in_prompt(ahead[i])) repetition(ahead[i]);
+  }
+  // ...then presence and frequency over the generated ones.
+  if (counted) {
+    for (const auto& [id, c] : history.generated)
+      if (id >= 0 && id < n) penalize(id, count_of(id));
+    for (size_t i = 0; i < ahead.size(); ++i)
+      if (new_ahead(i)) penalize(ahead[i], count_of(ahead[i]));
+  }
 }
 
 int32_t Sampler::sample(const float* logits, int64_t n) {

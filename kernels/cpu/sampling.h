@@ -1,8 +1,12 @@
-// Token sampling: greedy, temperature, top-k, top-p, seeded and reproducible.
+// Token sampling: greedy, temperature, top-k, top-p, min-p, seeded and
+// reproducible; and the logit adjustments that depend on what came before
+// (logit bias, presence, frequency and repetition penalties).
 #pragma once
 
 #include <cstdint>
 #include <random>
+#include <span>
+#include <unordered_map>
 #include <vector>
 
 namespace moemesh::cpu {
@@ -12,8 +16,43 @@ struct SamplingParams {
   int64_t top_k = 0;         // 0: off
   float top_p = 1.0f;        // 1: off
   uint64_t seed = 0;
+  // 0: off. Keeps the tokens whose probability (after temperature) is at least
+  // min_p times the most likely token's; applied with top-k and top-p.
+  float min_p = 0.0f;
   bool greedy() const { return temperature <= 0.0f; }
 };
+
+// Changes to the logits before sampling, as OpenAI and vLLM define them:
+//   logit_bias          added to the logit of each listed token
+//   presence_penalty    subtracted once from every token generated so far
+//   frequency_penalty   subtracted once per time a token was generated so far
+//   repetition_penalty  for every token of the prompt or generated so far, a
+//                       positive logit is divided by it and a negative one multiplied
+// Bias first, then the repetition penalty, then presence and frequency (vLLM's
+// order). Log-probabilities are reported from the
+// logits before any of this (docs/API.md).
+struct LogitAdjustments {
+  std::vector<std::pair<int32_t, float>> logit_bias;  // token, bias
+  float presence_penalty = 0.0f;   // 0: off
+  float frequency_penalty = 0.0f;  // 0: off
+  float repetition_penalty = 1.0f; // 1: off
+  bool any() const {
+    return !logit_bias.empty() || presence_penalty != 0.0f || frequency_penalty != 0.0f || repetition_penalty != 1.0f;
+  }
+};
+
+// What the penalties look at: how often each token was generated, and the
+// distinct prompt tokens (only kept when the repetition penalty is on).
+struct TokenHistory {
+  std::unordered_map<int32_t, int32_t> generated;  // token -> count
+  std::vector<int32_t> prompt;                     // sorted, unique
+  void add(int32_t token) { ++generated[token]; }
+};
+
+// Applies `adj` to logits [n] in place; `ahead` are tokens past `history` that
+// count as generated too (draft tokens being verified). Ids out of range are skipped.
+void adjust_logits(float* logits, int64_t n, const LogitAdjustments& adj, const TokenHistory& history,
+                   std::span<const int32_t> ahead = {});
 
 int32_t argmax(const float* logits, int64_t n);
 

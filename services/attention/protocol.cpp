@@ -36,12 +36,23 @@ nlohmann::json to_json(const GenerationRequest& r) {
                    {"seed", r.sampling.seed}};
   if (r.top_logprobs >= 0) j["top_logprobs"] = r.top_logprobs;
   if (r.min_tokens > 0) j["min_tokens"] = r.min_tokens;
+  if (r.sampling.min_p > 0.0f) j["min_p"] = r.sampling.min_p;
+  const auto& a = r.adjust;
+  if (a.presence_penalty != 0.0f) j["presence_penalty"] = a.presence_penalty;
+  if (a.frequency_penalty != 0.0f) j["frequency_penalty"] = a.frequency_penalty;
+  if (a.repetition_penalty != 1.0f) j["repetition_penalty"] = a.repetition_penalty;
+  if (!a.logit_bias.empty()) {
+    nlohmann::json b = nlohmann::json::array();
+    for (const auto& [id, v] : a.logit_bias) b.push_back({id, v});
+    j["logit_bias"] = std::move(b);
+  }
   return j;
 }
 
 GenerationRequest generation_request_from_json(const nlohmann::json& j) {
   if (!j.is_object()) bad("a generate request must be a JSON object");
-  static const char* known[] = {"prompt", "max_tokens", "stop", "temperature", "top_k", "top_p", "seed", "top_logprobs", "min_tokens"};
+  static const char* known[] = {"prompt", "max_tokens", "stop", "temperature", "top_k", "top_p", "seed", "top_logprobs", "min_tokens",
+                                "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias"};
   for (const auto& [k, v] : j.items())
     if (std::find(std::begin(known), std::end(known), k) == std::end(known)) bad("a generate request has no field '" + k + "'");
   GenerationRequest r;
@@ -68,6 +79,20 @@ GenerationRequest generation_request_from_json(const nlohmann::json& j) {
   num("top_k", r.sampling.top_k);
   num("top_p", r.sampling.top_p);
   num("seed", r.sampling.seed);
+  num("min_p", r.sampling.min_p);
+  num("presence_penalty", r.adjust.presence_penalty);
+  num("frequency_penalty", r.adjust.frequency_penalty);
+  num("repetition_penalty", r.adjust.repetition_penalty);
+  if (j.contains("logit_bias")) {
+    const auto& b = j["logit_bias"];
+    if (!b.is_array() || b.size() > kMaxLogitBias) bad("logit_bias must be an array of at most " + std::to_string(kMaxLogitBias) + " [id, bias] pairs");
+    for (const auto& e : b) {
+      if (!e.is_array() || e.size() != 2 || !e[0].is_number_integer() || !e[1].is_number()) bad("logit_bias entries must be [id, bias]");
+      const int64_t id = e[0].get<int64_t>();
+      if (id < 0 || id > INT32_MAX) bad("logit_bias ids must be token ids");
+      r.adjust.logit_bias.emplace_back(static_cast<int32_t>(id), e[1].get<float>());
+    }
+  }
   if (r.sampling.temperature < 0 || r.sampling.top_p <= 0 || r.sampling.top_p > 1 || r.sampling.top_k < 0)
     bad("sampling parameters out of range (temperature >= 0, 0 < top_p <= 1, top_k >= 0)");
   return r;

@@ -21,6 +21,7 @@ struct ApiLimits {
   int64_t max_tokens = 4096;
   size_t max_messages = 256;
   size_t max_stop = 4;
+  int64_t max_n = 16;  // choices per request
 };
 
 struct GatewayOptions {

@@ -1,6 +1,7 @@
 #include "gateway.h"
 
 #include <chrono>
+#include <algorithm>
 #include <deque>
 
 #include <sys/socket.h>
@@ -9,8 +10,7 @@
 
 #include "gateway_state.h"
 #include "generation_body.h"
-#include "logprobs_json.h"
-#include "text_stream.h"
+#include "choice_stream.h"
 #include "tokenize_api.h"
 
 namespace moemesh {
@@ -141,27 +141,37 @@ class Session : public std::enable_shared_from_this<Session> {
     holding_slot_ = true;
     id_ = now_id(chat_ ? "chatcmpl-" : "cmpl-");
     created_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    text_.emplace(g_->tk, api_.stop);
-    if (api_.logprobs) logprobs_.emplace(g_->tk, chat_);
-    else logprobs_.reset();
+    choices_.clear();
+    gen_ids_.clear();
+    role_sent_.assign(static_cast<size_t>(api_.n), false);
+    for (int i = 0; i < api_.n; ++i) choices_.emplace_back(g_->tk, api_);
     start_time_ = std::chrono::steady_clock::now();
     if (api_.stream) start_stream();
     auto self = shared_from_this();
-    gen_id_ = g_->client.submit(api_.gen, [self, gen = next_gen_ + 1](const TokensUpdate& u) {
-      net::post(self->stream_.get_executor(), [self, u, gen] {
-        // Updates of an earlier generation on this keep-alive connection (say the
-        // cancellation after a stop string) must not answer the next request.
-        if (gen == self->next_gen_) self->on_update(u);
-      });
-    });
-    ++next_gen_;
+    const uint64_t gen = ++next_gen_;
+    for (int i = 0; i < api_.n; ++i) {
+      GenerationRequest r = api_.gen;
+      r.sampling.seed += static_cast<uint64_t>(i);
+      gen_ids_.push_back(g_->client.submit(r, [self, gen, i](const TokensUpdate& u) {
+        net::post(self->stream_.get_executor(), [self, u, gen, i] {
+          // Updates of an earlier generation on this keep-alive connection (say the
+          // cancellation after a stop string) must not answer the next request.
+          if (gen == self->next_gen_) self->on_update(static_cast<size_t>(i), u);
+        });
+      }));
+    }
     timer_.expires_after(std::chrono::seconds(g_->opts.total_timeout_s));
     timer_.async_wait([self](beast::error_code ec) {
       if (ec || self->done_) return;
       self->timed_out_ = true;
-      self->g_->client.cancel(self->gen_id_);
+      self->cancel_all();
     });
     if (!api_.stream) watch_disconnect();
+  }
+
+  void cancel_all() {
+    for (size_t i = 0; i < gen_ids_.size(); ++i)
+      if (!choices_[i].ended()) g_->client.cancel(gen_ids_[i]);
   }
 
   // A whole-response request writes nothing until the end: notice a client that
@@ -182,105 +192,100 @@ class Session : public std::enable_shared_from_this<Session> {
     holding_slot_ = false;
   }
 
-  // New text from tokens, cut at a stop string (then the generation is cancelled).
-  std::string text_of(const std::vector<int32_t>& tokens) {
-    std::string delta = text_->push(tokens);
-    if (text_->stopped() && !stopped_) {
-      stopped_ = true;
-      g_->client.cancel(gen_id_);
+  void on_update(size_t i, TokensUpdate u) {
+    if (done_ || i >= choices_.size()) return;
+    if (u.finish == FinishReason::Cancelled && timed_out_) {
+      u.finish = FinishReason::Error;
+      u.code = wire::ErrorCode::Timeout;
+      u.error = "the request ran longer than " + std::to_string(g_->opts.total_timeout_s) + " s";
     }
-    return delta;
-  }
-
-  void on_update(const TokensUpdate& u) {
-    if (done_) return;
-    if (completion_tokens_ == 0 && !u.tokens.empty()) first_time_ = std::chrono::steady_clock::now();
-    completion_tokens_ += static_cast<int64_t>(u.tokens.size());
-    if (u.finished()) cached_tokens_ = u.cached_tokens;
-    const bool was_stopped = stopped_;
-    std::string delta = text_of(u.tokens);
-    // The tokens of this update, the one that completed a stop string included; none after it.
-    nlohmann::json lp;
-    if (logprobs_ && !was_stopped) lp = logprobs_->add(u.tokens, u.logprobs);
-    const bool lp_new = lp.is_object() && !(chat_ ? lp["content"] : lp["tokens"]).empty();
-    FinishReason why = u.finish;
-    std::string error = u.error;
-    wire::ErrorCode code = u.code;
-    if (stopped_) why = FinishReason::Stop;
-    if (why == FinishReason::Cancelled && timed_out_) {
-      why = FinishReason::Error;
-      code = wire::ErrorCode::Timeout;
-      error = "the request ran longer than " + std::to_string(g_->opts.total_timeout_s) + " s";
-    }
-    if (why == FinishReason::Cancelled) why = FinishReason::Stop;
-    if (why != FinishReason::None && why != FinishReason::Error) delta += text_->finish();
-    if (why == FinishReason::Error) {
+    ChoiceStream& c = choices_[i];
+    ChoiceStream::Piece piece = c.push(u);
+    if (piece.cancel) g_->client.cancel(gen_ids_[i]);
+    if (c.ended() && c.finish() == FinishReason::Error) {
+      // One choice failed: the request fails, the other choices stop.
       done_ = true;
+      cancel_all();
       release_slot();
-      if (api_.stream) return stream_error(error);
-      const int status = http_status_for(code);
-      return reply_error(ApiError(status, "generation failed: " + error, "", status < 500 ? "invalid_request_error" : "server_error"));
+      if (api_.stream) return stream_error(c.error());
+      const int status = http_status_for(c.code());
+      return reply_error(ApiError(status, "generation failed: " + c.error(), "", status < 500 ? "invalid_request_error" : "server_error"));
     }
-    const std::string finish = why == FinishReason::None ? "" : finish_reason_name(why);
     if (api_.stream) {
-      if (!delta.empty() || lp_new) push_event(chunk_json(delta, nullptr, lp_new ? lp : nlohmann::json()));
-      if (!finish.empty()) {
-        push_event(chunk_json("", finish));
-        if (api_.include_usage) {
-          nlohmann::json j = base_json(chat_ ? "chat.completion.chunk" : "text_completion");
-          j["choices"] = nlohmann::json::array();
-          j["usage"] = usage();
-          push_event(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-        }
-        push_raw("data: [DONE]\n\n");
-        push_last();
-      }
-    } else {
-      full_ += delta;
-      if (!finish.empty()) {
-        nlohmann::json j = base_json(chat_ ? "chat.completion" : "text_completion");
-        nlohmann::json choice{{"index", 0}, {"finish_reason", finish}, {"logprobs", logprobs_ ? logprobs_->all() : nlohmann::json()}};
-        if (chat_) choice["message"] = {{"role", "assistant"}, {"content", full_}};
-        else choice["text"] = full_;
-        j["choices"] = {choice};
+      if (!piece.text.empty() || !piece.logprobs.is_null()) push_event(chunk_json(i, piece.text, nullptr, piece.logprobs));
+      if (piece.ended) push_event(chunk_json(i, "", http_finish(c)));
+    }
+    if (!std::all_of(choices_.begin(), choices_.end(), [](const ChoiceStream& x) { return x.ended(); })) return;
+    if (api_.stream) {
+      if (api_.include_usage) {
+        nlohmann::json j = base_json(chat_ ? "chat.completion.chunk" : "text_completion");
+        j["choices"] = nlohmann::json::array();
         j["usage"] = usage();
-        reply(200, "application/json", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        push_event(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       }
+      push_raw("data: [DONE]\n\n");
+      push_last();
+    } else {
+      nlohmann::json j = base_json(chat_ ? "chat.completion" : "text_completion");
+      j["choices"] = nlohmann::json::array();
+      for (size_t k = 0; k < choices_.size(); ++k) {
+        const ChoiceStream& x = choices_[k];
+        nlohmann::json choice{{"index", k}, {"finish_reason", http_finish(x)}, {"logprobs", x.logprobs()}};
+        if (chat_) choice["message"] = {{"role", "assistant"}, {"content", x.text()}};
+        else choice["text"] = x.text();
+        j["choices"].push_back(std::move(choice));
+      }
+      j["usage"] = usage();
+      reply(200, "application/json", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
-    if (!finish.empty()) {
-      done_ = true;
-      release_slot();
-      const auto end = std::chrono::steady_clock::now();
-      g_->metrics->generation(static_cast<int64_t>(api_.gen.prompt.size()), completion_tokens_,
-                              std::chrono::duration<double>(first_time_ - start_time_).count(),
-                              std::chrono::duration<double>(end - start_time_).count());
-      if (api_.stream) g_->metrics->request(route_, 200);
-    }
+    done_ = true;
+    release_slot();
+    const auto end = std::chrono::steady_clock::now();
+    auto first = end;
+    for (const auto& x : choices_)
+      if (x.first_token()) first = std::min(first, *x.first_token());
+    g_->metrics->generation(static_cast<int64_t>(api_.gen.prompt.size()), completion_tokens(),
+                            std::chrono::duration<double>(first - start_time_).count(),
+                            std::chrono::duration<double>(end - start_time_).count());
+    if (api_.stream) g_->metrics->request(route_, 200);
   }
 
+  // OpenAI has no "cancelled": an answer the server cut short (drain) reads "stop".
+  static const char* http_finish(const ChoiceStream& c) {
+    return finish_reason_name(c.finish() == FinishReason::Cancelled ? FinishReason::Stop : c.finish());
+  }
+
+  int64_t completion_tokens() const {
+    int64_t n = 0;
+    for (const auto& c : choices_) n += c.tokens();
+    return n;
+  }
+
+  // The prompt counts once however many choices; cached_tokens is the first choice's.
   nlohmann::json usage() const {
-    const int64_t p = static_cast<int64_t>(api_.gen.prompt.size());
+    const int64_t p = static_cast<int64_t>(api_.gen.prompt.size()), n = completion_tokens();
     return {{"prompt_tokens", p},
-            {"completion_tokens", completion_tokens_},
-            {"total_tokens", p + completion_tokens_},
-            {"prompt_tokens_details", {{"cached_tokens", cached_tokens_}}}};
+            {"completion_tokens", n},
+            {"total_tokens", p + n},
+            {"prompt_tokens_details", {{"cached_tokens", choices_.empty() ? 0 : choices_[0].cached_tokens()}}}};
   }
 
   nlohmann::json base_json(const char* object) const {
     return {{"id", id_}, {"object", object}, {"created", created_}, {"model", api_.model.empty() ? g_->opts.model_name : api_.model}};
   }
 
-  std::string chunk_json(const std::string& delta, const nlohmann::json& finish, const nlohmann::json& logprobs = nullptr) {
+  std::string chunk_json(size_t index, const std::string& delta, const nlohmann::json& finish, const nlohmann::json& logprobs = nullptr) {
     nlohmann::json j = base_json(chat_ ? "chat.completion.chunk" : "text_completion");
-    nlohmann::json choice{{"index", 0}, {"finish_reason", finish}, {"logprobs", logprobs}};
+    nlohmann::json choice{{"index", index}, {"finish_reason", finish}, {"logprobs", logprobs}};
+    const bool first = !role_sent_[index];
     if (chat_) {
       choice["delta"] = nlohmann::json::object();
-      if (first_chunk_) choice["delta"]["role"] = "assistant";
-      if (!delta.empty() || first_chunk_) choice["delta"]["content"] = delta;
+      if (first) choice["delta"]["role"] = "assistant";
+      if (!delta.empty() || first) choice["delta"]["content"] = delta;
     } else {
       choice["text"] = delta;
     }
-    first_chunk_ = false;
+    role_sent_[index] = true;
     j["choices"] = {choice};
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
@@ -337,7 +342,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_write_error() {
     // The client went away: stop the generation, free its cache.
     broken_ = true;
-    if (!done_) g_->client.cancel(gen_id_);
+    if (!done_) cancel_all();
     done_ = true;
     release_slot();
     close();
@@ -362,14 +367,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void after_response() {
     if (!keep_alive_) return close();
     done_ = false;
-    stopped_ = false;
     timed_out_ = false;
-    first_chunk_ = true;
-    full_.clear();
-    text_.reset();
-    logprobs_.reset();
-    completion_tokens_ = 0;
-    cached_tokens_ = 0;
+    choices_.clear();
+    gen_ids_.clear();
     read();
   }
   void close() {
@@ -394,20 +394,21 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::string_body>> parser_;
   Request req_;
-  bool keep_alive_ = true, chat_ = true, first_chunk_ = true, done_ = false, stopped_ = false, writing_ = false, broken_ = false;
+  bool keep_alive_ = true, chat_ = true, done_ = false, writing_ = false, broken_ = false;
   bool holding_slot_ = false, linger_ = false;
   std::string route_ = "other", key_;
   net::steady_timer timer_{stream_.get_executor()};
   bool timed_out_ = false;
-  std::chrono::steady_clock::time_point start_time_, first_time_;
+  std::chrono::steady_clock::time_point start_time_;
   std::array<char, 16384> scratch_;
   size_t drained_ = 0;
   ApiRequest api_;
-  std::string id_, full_;
-  int64_t created_ = 0, completion_tokens_ = 0, cached_tokens_ = 0;
-  uint64_t gen_id_ = 0, next_gen_ = 0;
-  std::optional<TextStream> text_;
-  std::optional<LogprobsJson> logprobs_;  // with logprobs asked for
+  std::string id_;
+  int64_t created_ = 0;
+  uint64_t next_gen_ = 0;            // this connection's requests, counted: late updates of an earlier one are dropped
+  std::vector<ChoiceStream> choices_;  // one per choice (n)
+  std::vector<uint64_t> gen_ids_;      // their generations
+  std::vector<bool> role_sent_;        // streaming: the choice's first chunk (with the role) went out
   std::deque<std::pair<std::string, bool>> out_;
   size_t queued_bytes_ = 0;
 };

@@ -1,5 +1,7 @@
 #include "openai_api.h"
 
+#include <random>
+
 namespace moemesh {
 
 std::string error_body(const ApiError& e) {
@@ -49,18 +51,18 @@ const FieldRule kFields[] = {
     {"store", Field::NoEffect, true, false},
     {"service_tier", Field::NoEffect, true, false},
     {"parallel_tool_calls", Field::NoEffect, true, false},
-    // Not served yet: accepted only with the value that asks for nothing.
-    {"n", Field::OnlyDefault, true, true, "one choice per request"},
-    {"best_of", Field::OnlyDefault, false, true, "one choice per request"},
+    {"n", Field::Works, true, true},
+    // Not served: accepted only with the value that asks for nothing.
+    {"best_of", Field::OnlyDefault, false, true, "candidates are not ranked by likelihood; use n"},
     {"logprobs", Field::Works, true, true},
     {"top_logprobs", Field::Works, true, false},
     {"echo", Field::OnlyDefault, false, true, "the prompt is not echoed"},
     {"suffix", Field::OnlyDefault, false, true, "no insertion after a suffix"},
-    {"presence_penalty", Field::OnlyDefault, true, true, "penalties are not applied yet"},
-    {"frequency_penalty", Field::OnlyDefault, true, true, "penalties are not applied yet"},
-    {"repetition_penalty", Field::OnlyDefault, true, true, "penalties are not applied yet"},
-    {"logit_bias", Field::OnlyDefault, true, true, "logit bias is not applied yet"},
-    {"min_p", Field::OnlyDefault, true, true, "min_p filtering is not applied yet"},
+    {"presence_penalty", Field::Works, true, true},
+    {"frequency_penalty", Field::Works, true, true},
+    {"repetition_penalty", Field::Works, true, true},
+    {"logit_bias", Field::Works, true, true},
+    {"min_p", Field::Works, true, true},
     {"min_tokens", Field::Works, true, true},
     {"ignore_eos", Field::Works, true, true},
     {"response_format", Field::OnlyDefault, true, false, "structured output is not supported yet"},
@@ -71,11 +73,8 @@ const FieldRule kFields[] = {
 // The value of an OnlyDefault field that asks for nothing.
 bool is_default(const std::string& name, const nlohmann::json& v) {
   if (v.is_null()) return true;
-  if (name == "n" || name == "best_of") return v.is_number_integer() && v.get<int64_t>() == 1;
+  if (name == "best_of") return v.is_number_integer() && v.get<int64_t>() == 1;
   if (name == "echo") return v.is_boolean() && !v.get<bool>();
-  if (name == "presence_penalty" || name == "frequency_penalty" || name == "min_p") return v.is_number() && v.get<double>() == 0.0;
-  if (name == "repetition_penalty") return v.is_number() && v.get<double>() == 1.0;
-  if (name == "logit_bias") return v.is_object() && v.empty();
   if (name == "response_format") return v.is_object() && v.size() == 1 && v.value("type", "") == "text";
   if (name == "tools") return v.is_array() && v.empty();
   if (name == "tool_choice") return v == "none";
@@ -96,7 +95,7 @@ void check_fields(const nlohmann::json& j, bool chat) {
   }
 }
 
-void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits) {
+void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits, size_t vocab) {
   if (j.contains("model")) {
     if (!j["model"].is_string()) throw bad("model", "model must be a string");
     r.model = j["model"];
@@ -120,9 +119,43 @@ void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits) {
   number("temperature", 0.0, 2.0, r.gen.sampling.temperature);
   number("top_p", 1e-6, 1.0, r.gen.sampling.top_p);
   number("top_k", 0.0, 1e6, r.gen.sampling.top_k);
+  number("min_p", 0.0, 1.0, r.gen.sampling.min_p);
+  number("presence_penalty", -2.0, 2.0, r.gen.adjust.presence_penalty);
+  number("frequency_penalty", -2.0, 2.0, r.gen.adjust.frequency_penalty);
+  if (j.contains("repetition_penalty") && !j["repetition_penalty"].is_null()) {
+    number("repetition_penalty", 1e-6, 10.0, r.gen.adjust.repetition_penalty);
+  }
+  if (j.contains("logit_bias") && !j["logit_bias"].is_null()) {
+    const auto& b = j["logit_bias"];
+    if (!b.is_object()) throw bad("logit_bias", "logit_bias must be an object of token id (as a string) to bias");
+    if (b.size() > kMaxLogitBias) throw bad("logit_bias", "logit_bias takes at most " + std::to_string(kMaxLogitBias) + " tokens");
+    for (const auto& [key, v] : b.items()) {
+      size_t used = 0;
+      long long id = -1;
+      try {
+        id = std::stoll(key, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != key.size() || key.empty() || id < 0 || static_cast<unsigned long long>(id) >= vocab)
+        throw bad("logit_bias", "logit_bias key '" + key + "' is not a token id of this model (0.." + std::to_string(vocab - 1) + ")");
+      if (!v.is_number() || !(v.get<double>() >= -100.0 && v.get<double>() <= 100.0))
+        throw bad("logit_bias", "logit_bias values must be numbers between -100 and 100");
+      r.gen.adjust.logit_bias.emplace_back(static_cast<int32_t>(id), v.get<float>());
+    }
+  }
+  if (j.contains("n") && !j["n"].is_null()) {
+    if (!j["n"].is_number_integer() || j["n"].get<int64_t>() < 1 || j["n"].get<int64_t>() > limits.max_n)
+      throw bad("n", "n must be an integer between 1 and " + std::to_string(limits.max_n));
+    r.n = j["n"].get<int>();
+  }
   if (j.contains("seed") && !j["seed"].is_null()) {
     if (!j["seed"].is_number_integer()) throw bad("seed", "seed must be an integer");
     r.gen.sampling.seed = static_cast<uint64_t>(j["seed"].get<int64_t>());
+  } else {
+    // No seed: a fresh one, so that sampled answers differ from request to request.
+    static thread_local std::mt19937_64 fresh{std::random_device{}()};
+    r.gen.sampling.seed = fresh();
   }
   // Log-probabilities: chat takes logprobs (bool) and top_logprobs; completions
   // logprobs as the number of alternatives.
@@ -200,25 +233,64 @@ std::vector<int32_t> chat_prompt(const nlohmann::json& j, const tok::Tokenizer& 
     const auto& m = j["messages"][i];
     const std::string where = "messages[" + std::to_string(i) + "]";
     if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) throw bad(where + ".role", where + " needs a string role");
-    for (const auto& [k, _] : m.items())
-      if (k != "role" && k != "content")
-        throw bad(where + "." + k, "unknown message field '" + k + "' in " + where + " (role and content are taken)");
     const std::string role = m["role"];
-    if (role != "system" && role != "user" && role != "assistant" && role != "developer")
-      throw bad(where + ".role", "unknown role '" + role + "' (system, developer, user, assistant)");
+    if (role != "system" && role != "user" && role != "assistant" && role != "developer" && role != "tool")
+      throw bad(where + ".role", "unknown role '" + role + "' (system, developer, user, assistant, tool)");
+    for (const auto& [k, _] : m.items()) {
+      const bool taken = k == "role" || k == "content" || (role == "assistant" && k == "tool_calls") || (role == "tool" && k == "tool_call_id");
+      if (!taken) throw bad(where + "." + k, "unknown message field '" + k + "' in " + where + " (docs/API.md lists the message fields)");
+    }
+    const bool calls = role == "assistant" && m.contains("tool_calls") && !m["tool_calls"].is_null();
     std::string content;
-    if (m.contains("content") && m["content"].is_string()) {
+    const bool no_content = !m.contains("content") || m["content"].is_null();
+    if (no_content && !calls) {
+      throw bad(where + ".content", where + " needs content");
+    } else if (no_content) {
+    } else if (m["content"].is_string()) {
       content = m["content"];
-    } else if (m.contains("content") && m["content"].is_array()) {
+    } else if (m["content"].is_array()) {
       for (const auto& part : m["content"]) {
         if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") || !part["text"].is_string())
           throw bad(where + ".content", "only text content parts are supported");
         content += part["text"].get<std::string>();
       }
     } else {
-      throw bad(where + ".content", where + " needs string content");
+      throw bad(where + ".content", where + ".content must be a string or an array of text parts");
     }
-    msgs.push_back({{"role", role == "developer" ? "system" : role}, {"content", content}});
+    if (role == "tool" && m.contains("tool_call_id") && !m["tool_call_id"].is_null() && !m["tool_call_id"].is_string())
+      throw bad(where + ".tool_call_id", where + ".tool_call_id must be a string");
+    if (!calls) {
+      msgs.push_back({{"role", role == "developer" ? "system" : role}, {"content", content}});
+      continue;
+    }
+    // DeepSeek-V3's template renders an assistant turn either as its text or,
+    // when the content is null, as its tool calls: calls next to text would be
+    // dropped without a word, so that is refused; empty text counts as none.
+    if (!content.empty())
+      throw bad(where + ".tool_calls", where + " has both text content and tool_calls; the model's chat template renders one of "
+                                       "them (send content null with tool_calls)");
+    const auto& tc = m["tool_calls"];
+    if (!tc.is_array() || tc.empty()) throw bad(where + ".tool_calls", where + ".tool_calls must be a non-empty array");
+    nlohmann::json out = nlohmann::json::array();
+    for (size_t c = 0; c < tc.size(); ++c) {
+      const auto& t = tc[c];
+      const std::string at = where + ".tool_calls[" + std::to_string(c) + "]";
+      if (!t.is_object()) throw bad(at, at + " must be an object");
+      for (const auto& [k, _] : t.items())
+        if (k != "id" && k != "type" && k != "function") throw bad(at + "." + k, "unknown field '" + k + "' in " + at);
+      if (t.contains("type") && t["type"] != "function") throw bad(at + ".type", at + ".type must be \"function\"");
+      if (t.contains("id") && !t["id"].is_string()) throw bad(at + ".id", at + ".id must be a string");
+      if (!t.contains("function") || !t["function"].is_object()) throw bad(at + ".function", at + " needs a function object");
+      const auto& f = t["function"];
+      for (const auto& [k, _] : f.items())
+        if (k != "name" && k != "arguments") throw bad(at + ".function." + k, "unknown field '" + k + "' in " + at + ".function");
+      if (!f.contains("name") || !f["name"].is_string() || f["name"].get<std::string>().empty())
+        throw bad(at + ".function.name", at + ".function needs a name");
+      if (!f.contains("arguments") || !f["arguments"].is_string())
+        throw bad(at + ".function.arguments", at + ".function.arguments must be a string (JSON text)");
+      out.push_back({{"type", "function"}, {"function", {{"name", f["name"]}, {"arguments", f["arguments"]}}}});
+    }
+    msgs.push_back({{"role", "assistant"}, {"content", nullptr}, {"tool_calls", std::move(out)}});
   }
   return tk.encode(tpl.render(msgs, add_generation_prompt), false);
 }
@@ -228,7 +300,7 @@ ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk,
   if (!j.is_object()) throw bad("", "the request body must be a JSON object");
   check_fields(j, true);
   ApiRequest r;
-  common(j, r, limits);
+  common(j, r, limits, tk.vocab_size());
   r.gen.prompt = chat_prompt(j, tk, tpl, limits, true);
   return r;
 }
@@ -238,7 +310,7 @@ ApiRequest parse_completion_request(const nlohmann::json& j, const tok::Tokenize
   check_fields(j, false);
   ApiRequest r;
   r.chat = false;
-  common(j, r, limits);
+  common(j, r, limits, tk.vocab_size());
   if (!j.contains("prompt") || !j["prompt"].is_string()) throw bad("prompt", "prompt must be a string");
   r.gen.prompt = tk.encode(j["prompt"].get<std::string>(), true);
   if (r.gen.prompt.empty()) throw bad("prompt", "prompt must not be empty");

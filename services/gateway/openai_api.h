@@ -53,6 +53,9 @@ struct ApiRequest {
   bool ignore_eos = false;        // generate max_tokens whatever the model says (benchmarks)
   bool logprobs = false;          // log-probabilities of the generated tokens (gen.top_logprobs alternatives)
   int top_logprobs = 0;
+  // Choices of the one prompt: each its own generation, choice i seeded with
+  // gen.sampling.seed + i (the prompt is prefilled once: Scheduler::submit).
+  int n = 1;
 };
 
 // The token ids of j["messages"] rendered by the chat template (the field checks

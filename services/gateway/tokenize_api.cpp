@@ -15,9 +15,11 @@ nlohmann::json object_body(std::string_view body) {
 }
 
 void only(const nlohmann::json& j, std::initializer_list<const char*> fields) {
-  for (const auto& [k, _] : j.items())
+  for (const auto& item : j.items()) {
+    const std::string& k = item.key();
     if (std::find_if(fields.begin(), fields.end(), [&](const char* f) { return k == f; }) == fields.end())
       throw ApiError(400, "unknown parameter '" + k + "'", k);
+  }
 }
 
 bool flag(const nlohmann::json& j, const char* f, bool fallback) {

@@ -1,13 +1,13 @@
 // The WebSocket chat protocol (docs/API.md): chat requests with ids, several at
 // once on one socket, streamed deltas, a final message with usage and timings,
 // cancel by id, ping/pong. Closing the socket cancels what is still running.
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
 
 #include "gateway_state.h"
-#include "logprobs_json.h"
-#include "text_stream.h"
+#include "choice_stream.h"
 #include "websocket_message.h"
 
 namespace moemesh {
@@ -36,14 +36,14 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
 
  private:
   struct Active {
-    uint64_t gen = 0;
     ApiRequest api;
-    std::optional<TextStream> text;
-    std::optional<LogprobsJson> logprobs;
-    bool stopped = false;  // a stop string ended the text: the generation was cancelled
-    clock_type::time_point start, first;
-    int64_t tokens = 0;
-    bool got_first = false;
+    std::vector<uint64_t> gens;          // one generation per choice (n)
+    std::vector<ChoiceStream> choices;
+    clock_type::time_point start;
+    void cancel(GenerationClient& client) const {
+      for (size_t i = 0; i < gens.size(); ++i)
+        if (!choices[i].ended()) client.cancel(gens[i]);
+    }
   };
 
   void read() {
@@ -75,7 +75,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     if (const auto* c = std::get_if<WsCancel>(&msg)) {
       auto it = active_.find(c->id);
       if (it == active_.end()) return send_error(c->id, 404, "no running request with this id");
-      g_->client.cancel(it->second.gen);
+      it->second.cancel(g_->client);
       return;
     }
     auto& chat = std::get<WsChatRequest>(msg);
@@ -88,63 +88,72 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     Active a;
     a.api = std::move(chat.api);
     if (!a.api.ignore_eos) a.api.gen.stop_ids = g_->stop_ids;
-    a.text.emplace(g_->tk, a.api.stop);
-    if (a.api.logprobs) a.logprobs.emplace(g_->tk, true);
+    for (int i = 0; i < a.api.n; ++i) a.choices.emplace_back(g_->tk, a.api);
     a.start = clock_type::now();
     auto self = shared_from_this();
-    a.gen = g_->client.submit(a.api.gen, [self, key](const TokensUpdate& u) {
-      net::post(self->ws_.get_executor(), [self, key, u] { self->on_update(key, u); });
-    });
+    for (int i = 0; i < a.api.n; ++i) {
+      GenerationRequest r = a.api.gen;
+      r.sampling.seed += static_cast<uint64_t>(i);
+      a.gens.push_back(g_->client.submit(r, [self, key, i](const TokensUpdate& u) {
+        net::post(self->ws_.get_executor(), [self, key, u, i] { self->on_update(key, static_cast<size_t>(i), u); });
+      }));
+    }
     active_.emplace(key, std::move(a));
   }
 
-  void on_update(const std::string& key, const TokensUpdate& u) {
+  void on_update(const std::string& key, size_t i, const TokensUpdate& u) {
     auto it = active_.find(key);
-    if (it == active_.end()) return;
+    if (it == active_.end() || i >= it->second.choices.size()) return;
     Active& a = it->second;
-    if (!u.tokens.empty() && !a.got_first) {
-      a.got_first = true;
-      a.first = clock_type::now();
-    }
-    a.tokens += static_cast<int64_t>(u.tokens.size());
-    nlohmann::json lp;
-    if (a.logprobs && !a.stopped) lp = a.logprobs->add(u.tokens, u.logprobs);
-    std::string delta = a.text->push(u.tokens);
-    if (a.text->stopped() && !a.stopped) {
-      a.stopped = true;
-      g_->client.cancel(a.gen);
-    }
-    if (u.finished() && u.finish != FinishReason::Error) delta += a.text->finish();
-    const bool lp_new = lp.is_object() && !lp["content"].empty();
-    if (!delta.empty() || lp_new) {
-      nlohmann::json m{{"type", "delta"}, {"id", key}, {"content", delta}};
-      if (lp_new) m["logprobs"] = std::move(lp);
+    ChoiceStream& c = a.choices[i];
+    ChoiceStream::Piece piece = c.push(u);
+    if (piece.cancel) g_->client.cancel(a.gens[i]);
+    if (!piece.text.empty() || !piece.logprobs.is_null()) {
+      nlohmann::json m{{"type", "delta"}, {"id", key}, {"index", i}, {"content", piece.text}};
+      if (!piece.logprobs.is_null()) m["logprobs"] = std::move(piece.logprobs);
       send(dump(m));
     }
-    if (!u.finished()) return;
-    if (u.finish == FinishReason::Error) {
-      const int status = http_status_for(u.code);
-      send_error(key, status, "generation failed: " + u.error);
+    if (c.ended() && c.finish() == FinishReason::Error) {
+      // One choice failed: the request fails, the other choices stop.
+      a.cancel(g_->client);
+      const int status = http_status_for(c.code());
+      send_error(key, status, "generation failed: " + c.error());
       if (status >= 500) g_->metrics->request("ws_chat", status);
-    } else {
-      const auto end = clock_type::now();
-      const double total = std::chrono::duration<double>(end - a.start).count();
-      const double ttft = a.got_first ? std::chrono::duration<double>(a.first - a.start).count() : total;
-      const double decode = std::chrono::duration<double>(end - (a.got_first ? a.first : a.start)).count();
-      const int64_t p = static_cast<int64_t>(a.api.gen.prompt.size());
-      g_->metrics->request("ws_chat", 200);
-      g_->metrics->generation(p, a.tokens, ttft, total);
-      send(dump({{"type", "done"},
-                 {"id", key},
-                 {"finish_reason", finish_reason_name(a.stopped ? FinishReason::Stop : u.finish)},
-                 {"usage", {{"prompt_tokens", p},
-                            {"completion_tokens", a.tokens},
-                            {"total_tokens", p + a.tokens},
-                            {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}}},
-                 {"timings", {{"ttft_ms", ttft * 1e3},
-                              {"total_ms", total * 1e3},
-                              {"tokens_per_s", a.tokens > 1 && decode > 0 ? (a.tokens - 1) / decode : 0.0}}}}));
+      g_->give_slot(key_);
+      active_.erase(it);
+      return;
     }
+    if (!std::all_of(a.choices.begin(), a.choices.end(), [](const ChoiceStream& x) { return x.ended(); })) return;
+    const auto end = clock_type::now();
+    auto first = end;
+    int64_t tokens = 0;
+    nlohmann::json choices = nlohmann::json::array();
+    for (size_t k = 0; k < a.choices.size(); ++k) {
+      const ChoiceStream& x = a.choices[k];
+      tokens += x.tokens();
+      if (x.first_token()) first = std::min(first, *x.first_token());
+      choices.push_back({{"index", k}, {"finish_reason", finish_reason_name(x.finish())}});
+    }
+    const bool got_first = first != end;
+    const double total = std::chrono::duration<double>(end - a.start).count();
+    const double ttft = got_first ? std::chrono::duration<double>(first - a.start).count() : total;
+    const double decode = std::chrono::duration<double>(end - (got_first ? first : a.start)).count();
+    const int64_t p = static_cast<int64_t>(a.api.gen.prompt.size());
+    // Decode rate per choice: they run side by side.
+    const int64_t per_choice = tokens / static_cast<int64_t>(a.choices.size());
+    g_->metrics->request("ws_chat", 200);
+    g_->metrics->generation(p, tokens, ttft, total);
+    send(dump({{"type", "done"},
+               {"id", key},
+               {"finish_reason", finish_reason_name(a.choices[0].finish())},
+               {"choices", std::move(choices)},
+               {"usage", {{"prompt_tokens", p},
+                          {"completion_tokens", tokens},
+                          {"total_tokens", p + tokens},
+                          {"prompt_tokens_details", {{"cached_tokens", a.choices[0].cached_tokens()}}}}},
+               {"timings", {{"ttft_ms", ttft * 1e3},
+                            {"total_ms", total * 1e3},
+                            {"tokens_per_s", per_choice > 1 && decode > 0 ? (per_choice - 1) / decode : 0.0}}}}));
     g_->give_slot(key_);
     active_.erase(it);
   }
@@ -182,7 +191,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
   void shutdown() {
     closed_ = true;
     for (auto& [key, a] : active_) {
-      g_->client.cancel(a.gen);
+      a.cancel(g_->client);
       g_->give_slot(key_);
     }
     active_.clear();

@@ -53,7 +53,7 @@ class MtpDraftService {
 // ---- DraftRequest: attention → mtp-draft ----
 // header: F32 [rows, hidden], aux = k (at most kMaxDrafts). Payload 0 the hidden
 // states, payload 1 int32 tokens [rows], payload 2 JSON {seq, base, temperature,
-// top_k, top_p, seed, fed_logits}.
+// top_k, top_p, min_p, seed, fed_logits}.
 // DraftResponse: payload 0 int32 drafts [k]; payload 1 f32 draft logits
 // [k, vocab] (when sampling, else empty); payload 2 f32 logits of the fed rows
 // (when asked, else empty).

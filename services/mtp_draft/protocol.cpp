@@ -18,7 +18,7 @@ wire::Message encode_draft_request(uint64_t request_id, const DraftCall& c, int6
   m.add_payload(c.tokens);
   const std::string params = nlohmann::json{{"seq", c.seq}, {"base", c.base}, {"temperature", c.sampling.temperature},
                                             {"top_k", c.sampling.top_k}, {"top_p", c.sampling.top_p},
-                                            {"seed", c.sampling.seed}, {"fed_logits", c.want_fed_logits}}
+                                            {"min_p", c.sampling.min_p}, {"seed", c.sampling.seed}, {"fed_logits", c.want_fed_logits}}
                                  .dump();
   m.add_payload(params.data(), params.size());
   return m;
@@ -41,6 +41,8 @@ DraftCall decode_draft_request(const wire::Message& m, int64_t hidden) {
     c.sampling.temperature = p.value("temperature", 0.0f);
     c.sampling.top_k = p.value("top_k", int64_t{0});
     c.sampling.top_p = p.value("top_p", 1.0f);
+    c.sampling.min_p = p.value("min_p", 0.0f);
+    if (!(c.sampling.min_p >= 0.0f && c.sampling.min_p <= 1.0f)) throw std::invalid_argument("min_p must be between 0 and 1");
     c.sampling.seed = p.value("seed", uint64_t{0});
     c.want_fed_logits = p.value("fed_logits", false);
     c.k = static_cast<int>(h.aux);

@@ -59,6 +59,7 @@ TEST(GatewayClients, OpenAiNpmClientAndHostileHttp) {
   EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/openai_client.mjs " + m.url + " sk-test"), 0);
   EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/http_edges.mjs " + m.url + " sk-test"), 0);
   EXPECT_EQ(sh("cd " + kSource + " && timeout 120 node tests/e2e/websocket_client.mjs " + m.url + " sk-test"), 0);
+  EXPECT_EQ(sh("cd " + kSource + " && timeout 300 node tests/e2e/parameters.mjs " + m.url + " sk-test"), 0);
   // curl, as people try an API first.
   if (sh("curl --version > /dev/null 2>&1") == 0) {
     const std::string curl = "curl -s -m 60 -H 'Authorization: Bearer sk-test' ";

@@ -207,26 +207,37 @@ TEST(GenerationBody, UnknownParametersAreRefusedByName) {
   EXPECT_EQ(refusal(chat + R"("user": 5})").param(), "user");
 }
 
-TEST(GenerationBody, ParametersNotServedYetAreTakenOnlyWhenTheyAskForNothing) {
+TEST(GenerationBody, ParametersNotServedAreTakenOnlyWhenTheyAskForNothingAndRangesAreChecked) {
   const std::string chat = R"({"messages": [{"role": "user", "content": "x"}], )";
   for (const char* ok : {R"("n": 1)", R"("presence_penalty": 0)",
                          R"("frequency_penalty": 0.0)", R"("logit_bias": {})", R"("response_format": {"type": "text"})",
                          R"("tools": [])", R"("tool_choice": "none")", R"("min_p": 0)", R"("repetition_penalty": 1)",
-                         R"("min_tokens": 0)", R"("ignore_eos": false)", R"("ignore_eos": true)", R"("n": null)"})
+                         R"("min_tokens": 0)", R"("ignore_eos": false)", R"("ignore_eos": true)", R"("n": null)", R"("n": 16)",
+                         R"("presence_penalty": -2, "frequency_penalty": 2)", R"("repetition_penalty": 1.3, "min_p": 0.05)",
+                         R"("logit_bias": {"5": -100, "7": 100})"})
     EXPECT_EQ(refusal(chat + ok + "}").status(), 0) << ok;
   const std::pair<const char*, const char*> refused[] = {
-      {R"("n": 2)", "n"},
+      {R"("n": 0)", "n"},
+      {R"("n": 17)", "n"},
+      {R"("n": 1.5)", "n"},
       {R"("top_logprobs": 2)", "top_logprobs"},  // without logprobs: true
       {R"("logprobs": true, "top_logprobs": 21)", "top_logprobs"},
       {R"("logprobs": 1)", "logprobs"},
-      {R"("presence_penalty": 0.5)", "presence_penalty"},
-      {R"("frequency_penalty": -1)", "frequency_penalty"},
-      {R"("logit_bias": {"50256": -100})", "logit_bias"},
+      {R"("presence_penalty": 2.5)", "presence_penalty"},
+      {R"("frequency_penalty": -2.1)", "frequency_penalty"},
+      {R"("frequency_penalty": "high")", "frequency_penalty"},
+      {R"("logit_bias": {"abc": -100})", "logit_bias"},
+      {R"("logit_bias": {"-1": 1})", "logit_bias"},
+      {R"("logit_bias": {"5": 101})", "logit_bias"},
+      {R"("logit_bias": {"5": "up"})", "logit_bias"},
+      {R"("logit_bias": {"999999999": 1})", "logit_bias"},
+      {R"("logit_bias": [1, 2])", "logit_bias"},
       {R"("response_format": {"type": "json_object"})", "response_format"},
       {R"("tools": [{"type": "function", "function": {"name": "f"}}])", "tools"},
       {R"("tool_choice": "auto")", "tool_choice"},
-      {R"("min_p": 0.1)", "min_p"},
-      {R"("repetition_penalty": 1.2)", "repetition_penalty"},
+      {R"("min_p": 1.1)", "min_p"},
+      {R"("repetition_penalty": 0)", "repetition_penalty"},
+      {R"("repetition_penalty": 11)", "repetition_penalty"},
       {R"("min_tokens": -1)", "min_tokens"},
       {R"("max_tokens": 4, "min_tokens": 5)", "min_tokens"},
       {R"("ignore_eos": 1)", "ignore_eos"},
@@ -242,6 +253,59 @@ TEST(GenerationBody, ParametersNotServedYetAreTakenOnlyWhenTheyAskForNothing) {
   EXPECT_EQ(refusal(R"({"prompt": "x", "echo": true})", false).param(), "echo");
   EXPECT_EQ(refusal(R"({"prompt": "x", "best_of": 2})", false).param(), "best_of");
   EXPECT_EQ(refusal(R"({"prompt": "x", "suffix": "end"})", false).param(), "suffix");
+}
+
+TEST(GenerationBody, PenaltiesBiasMinPAndNReachTheGenerationRequest) {
+  const ApiRequest r = chat_body(R"({"messages": [{"role": "user", "content": "x"}], "n": 3, "presence_penalty": 0.5,
+      "frequency_penalty": -1, "repetition_penalty": 1.25, "min_p": 0.1, "logit_bias": {"42": -100, "7": 3.5}, "seed": 9})");
+  EXPECT_EQ(r.n, 3);
+  EXPECT_FLOAT_EQ(r.gen.adjust.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(r.gen.adjust.frequency_penalty, -1.0f);
+  EXPECT_FLOAT_EQ(r.gen.adjust.repetition_penalty, 1.25f);
+  EXPECT_FLOAT_EQ(r.gen.sampling.min_p, 0.1f);
+  auto bias = r.gen.adjust.logit_bias;
+  std::sort(bias.begin(), bias.end());
+  EXPECT_EQ(bias, (std::vector<std::pair<int32_t, float>>{{7, 3.5f}, {42, -100.0f}}));
+  EXPECT_EQ(r.gen.sampling.seed, 9u);
+  // Without a seed, each request draws its own.
+  const std::string plain = R"({"messages": [{"role": "user", "content": "x"}], "temperature": 1})";
+  EXPECT_NE(chat_body(plain).gen.sampling.seed, chat_body(plain).gen.sampling.seed);
+}
+
+TEST(GenerationBody, ToolTurnsAreRenderedAndMalformedOnesRefusedByName) {
+  const auto& m = model();
+  const std::string turn = R"({"messages": [{"role": "user", "content": "Weather?"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+      {"role": "tool", "tool_call_id": "c1", "content": "21 C"}]})";
+  const ApiRequest r = chat_body(turn);
+  const std::string text = m.tk->decode(r.gen.prompt);
+  const nlohmann::json msgs = nlohmann::json::parse(R"([{"role": "user", "content": "Weather?"},
+      {"role": "assistant", "content": null, "tool_calls": [{"type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+      {"role": "tool", "content": "21 C"}])");
+  EXPECT_EQ(r.gen.prompt, m.tk->encode(m.tpl.render(msgs, true), false)) << "rendered by the template";
+  EXPECT_NE(text.find("weather"), std::string::npos) << text;
+  EXPECT_NE(text.find("21 C"), std::string::npos) << text;
+  // Empty text with calls counts as none.
+  std::string empty = turn;
+  empty.replace(empty.find("\"content\": null"), 15, "\"content\": \"\"");
+  EXPECT_EQ(chat_body(empty).gen.prompt, r.gen.prompt);
+  const std::pair<const char*, const char*> refused[] = {
+      {R"([{"role": "assistant", "content": "text", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}])", "messages[0].tool_calls"},
+      {R"([{"role": "assistant", "content": null}])", "messages[0].content"},
+      {R"([{"role": "assistant", "content": null, "tool_calls": []}])", "messages[0].tool_calls"},
+      {R"([{"role": "assistant", "content": null, "tool_calls": [{"type": "code", "function": {"name": "f", "arguments": "{}"}}]}])", "messages[0].tool_calls[0].type"},
+      {R"([{"role": "assistant", "content": null, "tool_calls": [{"function": {"arguments": "{}"}}]}])", "messages[0].tool_calls[0].function.name"},
+      {R"([{"role": "assistant", "content": null, "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}])", "messages[0].tool_calls[0].function.arguments"},
+      {R"([{"role": "assistant", "content": null, "tool_calls": [{"function": {"name": "f", "arguments": "{}", "extra": 1}}]}])", "messages[0].tool_calls[0].function.extra"},
+      {R"([{"role": "tool", "content": "x", "tool_call_id": 5}])", "messages[0].tool_call_id"},
+      {R"([{"role": "user", "content": "x", "tool_calls": []}])", "messages[0].tool_calls"},
+      {R"([{"role": "tool", "content": 5}])", "messages[0].content"},
+  };
+  for (const auto& [msgs_json, param] : refused) {
+    const ApiError e = refusal(std::string(R"({"messages": )") + msgs_json + "}");
+    EXPECT_EQ(e.status(), 400) << msgs_json;
+    EXPECT_EQ(e.param(), param) << msgs_json << ": " << e.what();
+  }
 }
 
 TEST(GenerationBody, IgnoreEosAndMinTokensAreTaken) {
@@ -271,7 +335,8 @@ TEST(WebSocketMessage, TakesExactlyTheChatRoutesParameters) {
   EXPECT_EQ(unknown.status, 400);
   EXPECT_EQ(unknown.id, "c");
   EXPECT_NE(unknown.message.find("frobnicate"), std::string::npos) << unknown.message;
-  EXPECT_NE(ws_error(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "n": 2})")).message.find("'n'"),
+  EXPECT_EQ(std::get<WsChatRequest>(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "n": 2})")).api.n, 2);
+  EXPECT_NE(ws_error(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "n": 0})")).message.find("n must"),
             std::string::npos);
   EXPECT_EQ(ws_error(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "stream": false})")).status, 400);
   EXPECT_NE(ws_error(ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": false}})"))

@@ -1,0 +1,61 @@
+// One choice of a generation as its client sees it, read from the attention
+// role's token updates: the text decoded and cut at the first stop string, the
+// log-probabilities, the token count and the finish reason the API reports.
+// The HTTP routes and the WebSocket chat both read generations through it, so
+// the same parameters give the same results on either.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "logprobs_json.h"
+#include "openai_api.h"
+#include "services/attention/api.h"
+#include "text_stream.h"
+
+namespace moemesh {
+
+class ChoiceStream {
+ public:
+  using clock = std::chrono::steady_clock;
+  ChoiceStream(std::shared_ptr<const tok::Tokenizer> tk, const ApiRequest& api);
+
+  struct Piece {
+    std::string text;        // new text (may be empty)
+    nlohmann::json logprobs;  // the entries of this update's tokens, when asked for and any (else null)
+    bool ended = false;       // this update ended the choice: finish() says how
+    bool cancel = false;      // a stop string completed: the caller cancels the generation
+  };
+  // Nothing after the end: a late update (say the cancellation after a stop
+  // string) gives an empty piece.
+  Piece push(const TokensUpdate& u);
+
+  bool ended() const { return finish_ != FinishReason::None; }
+  // Stop (a stop id or string), Length, Cancelled (by the client or the server) or Error.
+  FinishReason finish() const { return finish_; }
+  const std::string& error() const { return error_; }
+  wire::ErrorCode code() const { return code_; }
+  const std::string& text() const { return text_all_; }
+  // Every token's entries so far (null without logprobs).
+  nlohmann::json logprobs() const { return logprobs_ ? logprobs_->all() : nlohmann::json(); }
+  int64_t tokens() const { return tokens_; }
+  int64_t cached_tokens() const { return cached_tokens_; }
+  std::optional<clock::time_point> first_token() const { return first_; }
+
+ private:
+  bool chat_;
+  TextStream text_;
+  std::optional<LogprobsJson> logprobs_;
+  std::string text_all_, error_;
+  FinishReason finish_ = FinishReason::None;
+  wire::ErrorCode code_ = wire::ErrorCode::None;
+  bool stopped_ = false;
+  int64_t tokens_ = 0, cached_tokens_ = 0;
+  std::optional<clock::time_point> first_;
+};
+
+}  // namespace moemesh
