@@ -39,6 +39,10 @@ void Scheduler::submit(GenerationRequest req) {
       throw RequestRefused("logit_bias names token " + std::to_string(id) + ", outside the vocabulary of " + std::to_string(engine_.config().vocab_size));
     if (!(bias >= -100.0f && bias <= 100.0f)) throw RequestRefused("logit_bias values must be between -100 and 100");
   }
+  if (!req.grammar.empty() && !req.constraint)
+    throw RequestRefused("structured output needs the model's tokenizer beside this attention role's checkpoint");
+  if (req.constraint && static_cast<int64_t>(req.constraint->vocab().size()) != engine_.config().vocab_size)
+    throw RequestRefused("the grammar's token table does not match the model's vocabulary");
   if (req.top_logprobs < -1 || req.top_logprobs > kMaxTopLogprobs)
     throw RequestRefused("top_logprobs must be between 0 and " + std::to_string(kMaxTopLogprobs));
   try {
@@ -113,6 +117,7 @@ void Scheduler::admit() {
       std::sort(a.history.prompt.begin(), a.history.prompt.end());
       a.history.prompt.erase(std::unique(a.history.prompt.begin(), a.history.prompt.end()), a.history.prompt.end());
     }
+    if (r.constraint) a.matcher.emplace(r.constraint->grammar());
     a.req = std::move(r);
     waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
     const uint64_t id = a.req.id;
@@ -120,12 +125,32 @@ void Scheduler::admit() {
   }
 }
 
-const float* Scheduler::sampling_logits(const Active& a, const float* logits, std::span<const int32_t> ahead) {
-  const bool mask = !a.req.stop_ids.empty() && static_cast<int64_t>(a.generated.size() + ahead.size()) < a.req.min_tokens;
-  if (!mask && !a.req.adjust.any()) return logits;
+const float* Scheduler::sampling_logits(const Active& a, const float* logits, std::span<const int32_t> ahead,
+                                        const grammar::Matcher* matcher) {
+  bool mask = !a.req.stop_ids.empty() && static_cast<int64_t>(a.generated.size() + ahead.size()) < a.req.min_tokens;
+  const grammar::Matcher* gm = a.req.constraint ? (matcher ? matcher : &*a.matcher) : nullptr;
+  if (!mask && !a.req.adjust.any() && !gm) return logits;
   const int64_t V = engine_.config().vocab_size;
   masked_.assign(logits, logits + V);
   cpu::adjust_logits(masked_.data(), V, a.req.adjust, a.history, ahead);
+  if (gm) {
+    a.req.constraint->allowed_tokens(*gm, allowed_);
+    bool any = false;
+    for (int64_t t = 0; t < V; ++t) {
+      if (grammar::allowed(allowed_, static_cast<int32_t>(t))) any = true;
+      else masked_[static_cast<size_t>(t)] = -INFINITY;
+    }
+    // Stop ids only where the text is a whole sentence (then even before
+    // min_tokens if nothing else may follow).
+    if (gm->accepting())
+      for (int32_t s : a.req.stop_ids)
+        if (s >= 0 && s < V) masked_[static_cast<size_t>(s)] = logits[s];
+    if (!any) {
+      mask = false;
+      // A vocabulary that cannot spell any way on (one without some byte).
+      if (!gm->accepting()) dead_end_ = true;
+    }
+  }
   if (mask)
     for (int32_t s : a.req.stop_ids)
       if (s >= 0 && s < V) masked_[static_cast<size_t>(s)] = -INFINITY;
@@ -166,6 +191,14 @@ void Scheduler::finish(std::map<uint64_t, Active>::iterator it, FinishReason why
   running_.erase(it);
 }
 
+bool Scheduler::dead_end(std::map<uint64_t, Active>::iterator it, std::vector<TokenEvent>& events) {
+  if (!dead_end_) return false;
+  dead_end_ = false;
+  finish(it, FinishReason::Error, events);
+  events.back().error = "the grammar cannot go on with any token of this vocabulary";
+  return true;
+}
+
 bool Scheduler::emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const float* logits, std::vector<TokenEvent>& events) {
   Active& a = it->second;
   a.generated.push_back(tok);
@@ -176,6 +209,17 @@ bool Scheduler::emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const
   if (std::find(a.req.stop_ids.begin(), a.req.stop_ids.end(), tok) != a.req.stop_ids.end()) {
     finish(it, FinishReason::Stop, events);
     return true;
+  }
+  if (a.matcher) {
+    if (!a.matcher->accept(a.req.constraint->vocab().bytes(tok))) {
+      finish(it, FinishReason::Error, events);
+      events.back().error = "token " + std::to_string(tok) + " leaves the grammar";
+      return true;
+    }
+    if (a.matcher->accepting() && !a.matcher->can_continue()) {
+      finish(it, FinishReason::Stop, events);  // the sentence is complete and nothing may follow
+      return true;
+    }
   }
   if (static_cast<int64_t>(a.generated.size()) >= a.req.max_new_tokens) {
     finish(it, FinishReason::Length, events);
@@ -289,6 +333,7 @@ std::vector<TokenEvent> Scheduler::step() {
       }
       if (a.prefilled < static_cast<int64_t>(a.req.prompt.size())) continue;  // more chunks to go
       const int32_t tok = a.sampler->sample(sampling_logits(a, logits), V);  // prefill chunks carry only the last row's logits
+      if (dead_end(it, events)) continue;
       if (a.speculate) a.pend_t.push_back(tok);
       emit(it, tok, logits, events);
       continue;
@@ -296,6 +341,7 @@ std::vector<TokenEvent> Scheduler::step() {
     auto d = drafts.find(ids[i]);
     if (d == drafts.end()) {
       const int32_t tok = a.sampler->sample(sampling_logits(a, logits), V);
+      if (dead_end(it, events)) continue;
       if (a.speculate) {
         a.pend_h.insert(a.pend_h.end(), hidden, hidden + H);
         a.pend_t.push_back(tok);
@@ -311,9 +357,14 @@ std::vector<TokenEvent> Scheduler::step() {
     int acc = 0;
     int32_t next = -1;
     ++spec_stats_.steps;
+    // With a grammar: where the text stands with the drafts accepted so far.
+    std::optional<grammar::Matcher> ahead;
+    if (a.matcher) ahead = a.matcher;
     for (int j = 0; j <= k; ++j) {
       // Verified against what plain decoding would sample from at this position.
-      const float* lj = sampling_logits(a, logits + j * V, std::span<const int32_t>(dr.tokens.data(), static_cast<size_t>(j)));
+      const float* lj = sampling_logits(a, logits + j * V, std::span<const int32_t>(dr.tokens.data(), static_cast<size_t>(j)),
+                                        ahead ? &*ahead : nullptr);
+      if (dead_end_) break;  // handled below: the accepted drafts go out, then the request fails
       if (j == k) {
         next = a.sampler->sample(lj, V);
         break;
@@ -333,6 +384,8 @@ std::vector<TokenEvent> Scheduler::step() {
       if (!ok) break;
       ++spec_stats_.accepted[j];
       ++acc;
+      // Accepted, so the grammar allowed it (masked tokens have no mass).
+      if (ahead) ahead->accept(a.req.constraint->vocab().bytes(dr.tokens[j]));
     }
     // The cache keeps the last token and the accepted drafts.
     engine_.truncate(ids[i], lengths[i] + acc + 1);
@@ -342,6 +395,11 @@ std::vector<TokenEvent> Scheduler::step() {
     bool done = false;
     // Each emitted token's logprobs come from the verifying row that chose it.
     for (int j = 0; j < acc && !done; ++j) done = emit(it, dr.tokens[j], logits + j * V, events);
+    if (dead_end_) {
+      if (!done) dead_end(it, events);
+      dead_end_ = false;
+      continue;
+    }
     if (!done) emit(it, next, logits + acc * V, events);
   }
   // Pages this step completed join the prefix cache now, not only at the end:

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/grammar/token_mask.h"
 #include "kernels/cpu/sampling.h"
 #include "model/drafter.h"
 #include "model/engine.h"
@@ -39,6 +40,12 @@ struct GenerationRequest {
   // Logit bias and penalties, applied before sampling at every position
   // (speculative drafts are verified against the same adjusted logits).
   cpu::LogitAdjustments adjust;
+  // Structured output: the grammar the text must follow (its text travels on
+  // the wire), and its token masks as the attention role resolved it. Every
+  // sampled token keeps the text a prefix of a sentence; stop ids are allowed
+  // only where it is a whole one, and a sentence that cannot go on ends it.
+  std::string grammar;
+  std::shared_ptr<grammar::TokenMasks> constraint;
 };
 constexpr size_t kMaxLogitBias = 1024;
 constexpr int kMaxTopLogprobs = 20;
@@ -112,6 +119,7 @@ class Scheduler {
     int64_t cached_pages = 0;  // full pages entered into the prefix cache so far
     std::vector<int32_t> generated;
     cpu::TokenHistory history;  // what the penalties look at (kept only when there are some)
+    std::optional<grammar::Matcher> matcher;  // with a grammar: where the text stands in it
     std::unique_ptr<cpu::Sampler> sampler;
     // Speculation: main-model hidden states the drafter has not seen, the token
     // after each, and the drafter's cache length.
@@ -124,12 +132,16 @@ class Scheduler {
   // it (and returns true) on a stop id or the length limit.
   bool emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const float* logits, std::vector<TokenEvent>& events);
   void admit();
+  // sampling_logits found no token the grammar allows: fails the request (true).
+  bool dead_end(std::map<uint64_t, Active>::iterator it, std::vector<TokenEvent>& events);
   // `r` shares full prompt pages with a running request that has yet to compute them.
   bool waits_for_prefill(const GenerationRequest& r) const;
   // The logits `a` samples from with `ahead` (drafts being verified) past what it
   // has emitted: its stop ids masked while it is short of min_tokens, its logit
   // bias and penalties applied (`logits` itself when there is nothing to do).
-  const float* sampling_logits(const Active& a, const float* logits, std::span<const int32_t> ahead = {});
+  // With a grammar, `matcher` (when given) stands for the text with `ahead` taken.
+  const float* sampling_logits(const Active& a, const float* logits, std::span<const int32_t> ahead = {},
+                               const grammar::Matcher* matcher = nullptr);
   void finish(std::map<uint64_t, Active>::iterator it, FinishReason why, std::vector<TokenEvent>& events);
   // Enters a request's full pages completed since the last call into the prefix cache.
   void cache_pages(Active& a);
@@ -143,6 +155,8 @@ class Scheduler {
   int spec_k_ = 0;
   SpeculationStats spec_stats_;
   std::vector<float> masked_;  // sampling_logits' copy
+  grammar::TokenSet allowed_;  // sampling_logits' grammar mask
+  bool dead_end_ = false;      // set by sampling_logits, taken by dead_end()
 };
 
 }  // namespace moemesh

@@ -59,7 +59,8 @@ class AttentionService {
 // ---- Generate: client → attention, payload 0 JSON ----
 // {"prompt": [ids], "max_tokens": n, "stop": [ids], "temperature": t, "top_k": k, "top_p": p, "seed": s,
 //  "top_logprobs": k (0..20; absent: no log-probabilities), "min_tokens": n, "min_p": p,
-//  "presence_penalty": x, "frequency_penalty": x, "repetition_penalty": x, "logit_bias": [[id, bias], ...]}
+//  "presence_penalty": x, "frequency_penalty": x, "repetition_penalty": x, "logit_bias": [[id, bias], ...],
+//  "grammar": text (structured output: core/grammar/grammar.h)}
 // (the ranges are checked by the scheduler: Scheduler::submit)
 nlohmann::json to_json(const GenerationRequest& r);
 // Throws std::invalid_argument naming the field.

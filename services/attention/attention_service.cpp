@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <deque>
+#include <filesystem>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -12,6 +14,8 @@
 #include "actors/mesh_actor.h"
 #include "actors/role_metrics.h"
 #include "actors/transport.h"
+#include "core/grammar/constraint_cache.h"
+#include "core/tokenizer/tokenizer.h"
 #include "services/attention/api.h"
 #include "services/expert_host/client.h"
 #include "services/mtp_draft/client.h"
@@ -67,6 +71,7 @@ class AttentionActor : public caf::event_based_actor {
       engine_ = std::make_unique<Engine>(opts_.model, eo);
       load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       scheduler_ = std::make_unique<Scheduler>(*engine_, opts_.scheduler);
+      load_token_bytes();
       if (!opts_.mtp.empty()) {
         drafter_ = std::make_unique<RemoteDrafter>(ctx_, opts_.mtp, engine_->config().vocab_size, engine_->config().hidden_size);
         if (opts_.speculative > 0) scheduler_->set_drafter(drafter_.get(), opts_.speculative);
@@ -188,6 +193,21 @@ class AttentionActor : public caf::event_based_actor {
     kick();
   }
 
+  // Structured output matches tokens by their bytes: the tokenizer beside the
+  // checkpoint gives them (special tokens and ids past it are never allowed).
+  void load_token_bytes() {
+    const std::filesystem::path dir(opts_.model);
+    if (!std::filesystem::exists(dir / "tokenizer.json")) {
+      spdlog::info("attention: no tokenizer.json beside the checkpoint; structured output is refused");
+      return;
+    }
+    const auto tk = tok::Tokenizer::load(dir);
+    std::vector<std::string> bytes(static_cast<size_t>(engine_->config().vocab_size));
+    for (size_t id = 0; id < bytes.size() && id < tk->vocab_size(); ++id)
+      if (!tk->is_special(static_cast<int32_t>(id))) bytes[id] = tk->token_bytes(static_cast<int32_t>(id));
+    constraints_.emplace(std::make_shared<const grammar::TokenBytes>(std::move(bytes)));
+  }
+
   void on_score(Inbound& in) {
     refuse_if_draining();
     ScoreRequest r = decode_score(*in.message);
@@ -254,6 +274,13 @@ class AttentionActor : public caf::event_based_actor {
     for (auto& r : queued_) {
       const uint64_t id = r.id;
       try {
+        if (!r.grammar.empty() && constraints_) {
+          try {
+            r.constraint = constraints_->get(r.grammar);
+          } catch (const grammar::GrammarError& e) {
+            throw RequestRefused(e.what());
+          }
+        }
         scheduler_->submit(std::move(r));
       } catch (const RequestRefused& e) {
         send_error(id, code_of(e.kind()), e.what());
@@ -453,6 +480,7 @@ class AttentionActor : public caf::event_based_actor {
   std::unique_ptr<ComputeQueue> compute_ = std::make_unique<ComputeQueue>();
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::optional<grammar::ConstraintCache> constraints_;  // with a tokenizer beside the checkpoint
   std::unique_ptr<RemoteDrafter> drafter_;
   std::vector<ExpertDispatcher*> dispatchers_;  // owned by the engine, one per lane
   std::unique_ptr<DispatcherMetrics> dispatch_metrics_;

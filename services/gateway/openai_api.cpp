@@ -2,6 +2,8 @@
 
 #include <random>
 
+#include "core/grammar/json_schema.h"
+
 namespace moemesh {
 
 std::string error_body(const ApiError& e) {
@@ -65,7 +67,7 @@ const FieldRule kFields[] = {
     {"min_p", Field::Works, true, true},
     {"min_tokens", Field::Works, true, true},
     {"ignore_eos", Field::Works, true, true},
-    {"response_format", Field::OnlyDefault, true, false, "structured output is not supported yet"},
+    {"response_format", Field::Works, true, true},
     {"tools", Field::OnlyDefault, true, false, "tool calls are not supported yet"},
     {"tool_choice", Field::OnlyDefault, true, false, "tool calls are not supported yet"},
 };
@@ -75,7 +77,6 @@ bool is_default(const std::string& name, const nlohmann::json& v) {
   if (v.is_null()) return true;
   if (name == "best_of") return v.is_number_integer() && v.get<int64_t>() == 1;
   if (name == "echo") return v.is_boolean() && !v.get<bool>();
-  if (name == "response_format") return v.is_object() && v.size() == 1 && v.value("type", "") == "text";
   if (name == "tools") return v.is_array() && v.empty();
   if (name == "tool_choice") return v == "none";
   return false;
@@ -95,7 +96,49 @@ void check_fields(const nlohmann::json& j, bool chat) {
   }
 }
 
-void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits, size_t vocab) {
+// response_format: text, json_object, or json_schema {name, schema, strict, description}
+// compiled to the grammar the attention role constrains decoding with.
+void response_format(const nlohmann::json& f, ApiRequest& r, const nlohmann::ordered_json& ordered) {
+  const std::string at = "response_format";
+  if (!f.is_object() || !f.contains("type") || !f["type"].is_string())
+    throw bad(at, "response_format must be an object with a type (text, json_object, json_schema)");
+  const std::string type = f["type"];
+  auto only = [&](const nlohmann::json& o, const std::string& where, std::initializer_list<const char*> keys) {
+    for (const auto& item : o.items()) {
+      bool ok = false;
+      for (const char* k : keys) ok = ok || item.key() == k;
+      if (!ok) throw bad(where + "." + item.key(), "unknown parameter '" + where + "." + item.key() + "'");
+    }
+  };
+  if (type == "text") {
+    only(f, at, {"type"});
+    return;
+  }
+  if (type == "json_object") {
+    only(f, at, {"type"});
+    r.gen.grammar = grammar::json_object_grammar();
+    return;
+  }
+  if (type != "json_schema") throw bad(at + ".type", "response_format.type must be text, json_object or json_schema");
+  only(f, at, {"type", "json_schema"});
+  if (!f.contains("json_schema") || !f["json_schema"].is_object())
+    throw bad(at + ".json_schema", "response_format.json_schema must be an object with the schema");
+  const auto& js = f["json_schema"];
+  only(js, at + ".json_schema", {"name", "schema", "strict", "description"});
+  if (!js.contains("name") || !js["name"].is_string()) throw bad(at + ".json_schema.name", "response_format.json_schema.name must be a string");
+  if (js.contains("strict") && !js["strict"].is_boolean() && !js["strict"].is_null())
+    throw bad(at + ".json_schema.strict", "response_format.json_schema.strict must be a boolean");
+  // strict or not, the output follows the schema exactly: never looser.
+  const nlohmann::json schema = js.contains("schema") ? js["schema"] : nlohmann::json::object();
+  try {
+    r.gen.grammar = ordered.is_null() ? grammar::json_schema_grammar(schema) : grammar::json_schema_grammar(ordered);
+  } catch (const grammar::SchemaError& e) {
+    const std::string where = at + ".json_schema.schema" + (e.where().empty() ? "" : "." + e.where());
+    throw bad(where, std::string(e.what()) + " (at " + where + ")");
+  }
+}
+
+void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits, size_t vocab, const nlohmann::ordered_json& ordered) {
   if (j.contains("model")) {
     if (!j["model"].is_string()) throw bad("model", "model must be a string");
     r.model = j["model"];
@@ -144,6 +187,7 @@ void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits, siz
       r.gen.adjust.logit_bias.emplace_back(static_cast<int32_t>(id), v.get<float>());
     }
   }
+  if (j.contains("response_format") && !j["response_format"].is_null()) response_format(j["response_format"], r, ordered);
   if (j.contains("n") && !j["n"].is_null()) {
     if (!j["n"].is_number_integer() || j["n"].get<int64_t>() < 1 || j["n"].get<int64_t>() > limits.max_n)
       throw bad("n", "n must be an integer between 1 and " + std::to_string(limits.max_n));
@@ -295,22 +339,40 @@ std::vector<int32_t> chat_prompt(const nlohmann::json& j, const tok::Tokenizer& 
   return tk.encode(tpl.render(msgs, add_generation_prompt), false);
 }
 
+nlohmann::ordered_json schema_in_order(std::string_view text) {
+  try {
+    const auto j = nlohmann::ordered_json::parse(text, [](int depth, nlohmann::ordered_json::parse_event_t event, const nlohmann::ordered_json&) {
+      const bool opens = event == nlohmann::ordered_json::parse_event_t::object_start || event == nlohmann::ordered_json::parse_event_t::array_start;
+      return !(opens && depth >= kMaxJsonDepth);
+    });
+    const auto f = j.find("response_format");
+    if (f == j.end() || !f->is_object()) return nullptr;
+    const auto js = f->find("json_schema");
+    if (js == f->end() || !js->is_object()) return nullptr;
+    const auto sc = js->find("schema");
+    return sc == js->end() ? nlohmann::ordered_json(nullptr) : *sc;
+  } catch (const nlohmann::ordered_json::exception&) {
+    return nullptr;  // the sorted parse reports what is wrong
+  }
+}
+
 ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
-                              const ApiLimits& limits) {
+                              const ApiLimits& limits, const nlohmann::ordered_json& ordered) {
   if (!j.is_object()) throw bad("", "the request body must be a JSON object");
   check_fields(j, true);
   ApiRequest r;
-  common(j, r, limits, tk.vocab_size());
+  common(j, r, limits, tk.vocab_size(), ordered);
   r.gen.prompt = chat_prompt(j, tk, tpl, limits, true);
   return r;
 }
 
-ApiRequest parse_completion_request(const nlohmann::json& j, const tok::Tokenizer& tk, const ApiLimits& limits) {
+ApiRequest parse_completion_request(const nlohmann::json& j, const tok::Tokenizer& tk, const ApiLimits& limits,
+                                    const nlohmann::ordered_json& ordered) {
   if (!j.is_object()) throw bad("", "the request body must be a JSON object");
   check_fields(j, false);
   ApiRequest r;
   r.chat = false;
-  common(j, r, limits, tk.vocab_size());
+  common(j, r, limits, tk.vocab_size(), ordered);
   if (!j.contains("prompt") || !j["prompt"].is_string()) throw bad("prompt", "prompt must be a string");
   r.gen.prompt = tk.encode(j["prompt"].get<std::string>(), true);
   if (r.gen.prompt.empty()) throw bad("prompt", "prompt must not be empty");

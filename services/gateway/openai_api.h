@@ -63,9 +63,16 @@ struct ApiRequest {
 std::vector<int32_t> chat_prompt(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
                                  const ApiLimits& limits, bool add_generation_prompt);
 
-// Throws ApiError(400, ...) naming the field.
+// response_format.json_schema.schema of request JSON `text` with its keys in
+// the order written (nlohmann::json sorts them; a schema's property order is
+// the order the model is asked to write them in); null when there is none.
+nlohmann::ordered_json schema_in_order(std::string_view text);
+
+// Throws ApiError(400, ...) naming the field. `ordered_schema`: schema_in_order
+// of the same JSON (null: properties in alphabetical order).
 ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
-                              const ApiLimits& limits);
-ApiRequest parse_completion_request(const nlohmann::json& j, const tok::Tokenizer& tk, const ApiLimits& limits);
+                              const ApiLimits& limits, const nlohmann::ordered_json& ordered_schema = nullptr);
+ApiRequest parse_completion_request(const nlohmann::json& j, const tok::Tokenizer& tk, const ApiLimits& limits,
+                                    const nlohmann::ordered_json& ordered_schema = nullptr);
 
 }  // namespace moemesh

@@ -1,0 +1,67 @@
+// A context-free grammar over bytes, in a GBNF-like text form (docs/STRUCTURED_OUTPUT.md):
+//
+//   root   ::= "{" ws pair ("," ws pair)* "}"     # literals, rule names, groups
+//   pair   ::= [a-z]+ ws ":" ws value              # byte classes, [^...] negated
+//   ws     ::= [ \t\n]{0,20}                        # * + ? {m} {m,} {m,n}
+//
+// Repetitions are expanded into right-recursive rules when parsed, so the
+// grammar that matchers walk has three kinds of element only: a byte class,
+// a rule reference, the end of an alternative. Left recursion is refused (a
+// matcher walking it would never stop), as is anything malformed, with the
+// line and column.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace moemesh::grammar {
+
+class GrammarError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class Op : uint8_t { Bytes, Rule, End };
+struct Elem {
+  Op op;
+  uint32_t arg;  // Bytes: a byte class; Rule: a rule
+};
+
+class Grammar {
+ public:
+  // The start rule is "root". Throws GrammarError.
+  static Grammar parse(std::string_view text);
+
+  uint32_t root() const { return root_; }
+  // Elements by position; every alternative ends with an End.
+  const Elem& at(uint32_t pos) const { return flat_[pos]; }
+  // The positions where a rule's alternatives begin.
+  std::span<const uint32_t> alternatives(uint32_t rule) const { return alts_[rule]; }
+  bool has(uint32_t byte_class, uint8_t b) const { return (classes_[byte_class][b >> 6] >> (b & 63)) & 1; }
+  size_t rules() const { return alts_.size(); }
+  size_t positions() const { return flat_.size(); }
+  const std::string& rule_name(uint32_t rule) const { return names_[rule]; }
+
+  // Limits on what a grammar may be (the text comes from clients, through the gateway).
+  static constexpr size_t kMaxText = 1 << 20;
+  static constexpr size_t kMaxPositions = 1 << 20;
+  static constexpr uint32_t kMaxRepeat = 10000;
+
+ private:
+  friend class GrammarBuilder;
+  std::vector<Elem> flat_;
+  std::vector<std::vector<uint32_t>> alts_;
+  std::vector<std::array<uint64_t, 4>> classes_;
+  std::vector<std::string> names_;
+  uint32_t root_ = 0;
+};
+
+// A grammar literal for `text` (quotes and escapes added), for grammar writers.
+std::string literal(std::string_view text);
+
+}  // namespace moemesh::grammar
