@@ -9,9 +9,11 @@ namespace moemesh::grammar {
 
 namespace {
 
-// The shared rules: whitespace (bounded: a sampled answer cannot run away in
-// it), strings, numbers (at most 16 digits per part), any JSON value.
-const char* kCommon = R"(ws ::= [ \t\n]{0,20}
+// The shared rules: whitespace (one optional space between tokens: compact
+// JSON with ", " and ": " allowed, as xgrammar's default separators; a sampled
+// answer cannot run away in whitespace, and few parse states mean few masks to
+// compute), strings, numbers (at most 16 digits per part), any JSON value.
+const char* kCommon = R"(ws ::= " "?
 json-char ::= [^"\\\x00-\x1f\x80-\xff] | [\xc2-\xdf] [\x80-\xbf] | [\xe0-\xef] [\x80-\xbf] [\x80-\xbf] | [\xf0-\xf4] [\x80-\xbf] [\x80-\xbf] [\x80-\xbf] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
 json-string ::= "\"" json-char* "\""
 json-int ::= "-"? ( "0" | [1-9] [0-9]{0,15} )

@@ -2,7 +2,7 @@
 // the text of every sentence of the grammar is JSON that validates against
 // the schema. A keyword outside the supported set is refused (SchemaError
 // names it), never silently dropped, so a constraint can only be exact or
-// narrower (e.g. no whitespace beyond 20 characters, properties in the schema's
+// narrower (e.g. at most one space between tokens, properties in the schema's
 // order, numbers of at most 16 digits).
 #pragma once
 

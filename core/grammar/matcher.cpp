@@ -14,7 +14,9 @@ void dedupe(std::vector<Stack>& v) {
 }  // namespace
 
 void Matcher::expand(const Grammar& g, Stack s, std::vector<Stack>& out, bool* bottom) {
-  std::vector<Stack> work;
+  // Reused across calls: masks call this for every byte of every token.
+  thread_local std::vector<Stack> work;
+  work.clear();
   work.push_back(std::move(s));
   size_t steps = 0;
   while (!work.empty()) {

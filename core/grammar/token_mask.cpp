@@ -26,13 +26,13 @@ size_t TokenMasks::positions_computed() const {
   return cache_.size();
 }
 
-TokenMasks::PositionMask TokenMasks::compute(uint32_t pos) const {
+TokenMasks::PositionMask TokenMasks::compute(const Stack& top) const {
   const TokenBytes& v = *vocab_;
   PositionMask m;
   m.accepted.assign((v.size() + 63) / 64, 0);
   // levels[d]: the stacks after the first d bytes of the current token, walked
   // from this position alone; bottom[d]: some parse ran past the rule by then.
-  std::vector<std::vector<Stack>> levels{{Stack{pos}}};
+  std::vector<std::vector<Stack>> levels{{top}};
   std::vector<char> bottom{0};
   size_t valid = 1;  // levels[0..valid) hold the previous token's prefixes
   for (size_t i = 0; i < v.sorted_.size(); ++i) {
@@ -57,26 +57,27 @@ TokenMasks::PositionMask TokenMasks::compute(uint32_t pos) const {
   return m;
 }
 
-const TokenMasks::PositionMask& TokenMasks::position(uint32_t pos) {
+const TokenMasks::PositionMask& TokenMasks::position(const Stack& top) {
   {
     std::lock_guard lock(mu_);
-    auto it = cache_.find(pos);
+    auto it = cache_.find(top);
     if (it != cache_.end()) return *it->second;
   }
-  auto m = std::make_unique<PositionMask>(compute(pos));
+  auto m = std::make_unique<PositionMask>(compute(top));
   std::lock_guard lock(mu_);
-  auto [it, _] = cache_.emplace(pos, std::move(m));
+  auto [it, _] = cache_.emplace(top, std::move(m));
   return *it->second;
 }
 
 void TokenMasks::allowed_tokens(const Matcher& m, TokenSet& out) {
   out.assign((vocab_->size() + 63) / 64, 0);
-  std::vector<uint32_t> seen;
+  std::vector<const PositionMask*> seen;
   for (const Stack& s : m.stacks()) {
     if (s.empty()) continue;
-    const PositionMask& pm = position(s.back());
-    if (std::find(seen.begin(), seen.end(), s.back()) == seen.end()) {
-      seen.push_back(s.back());
+    const Stack top(s.end() - static_cast<std::ptrdiff_t>(std::min(kTopFrames, s.size())), s.end());
+    const PositionMask& pm = position(top);
+    if (std::find(seen.begin(), seen.end(), &pm) == seen.end()) {
+      seen.push_back(&pm);
       for (size_t w = 0; w < out.size(); ++w) out[w] |= pm.accepted[w];
     }
     // The tokens that leave the position's rule: against this whole stack.

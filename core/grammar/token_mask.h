@@ -1,17 +1,20 @@
 // Which tokens of a vocabulary a grammar allows next. Tokens are matched by
-// their bytes; most of the work depends only on the position a parse stack
-// waits at, not on the frames below it, so it is done once per position and
-// kept (xgrammar's split): for each position, the tokens the position's own
-// rule accepts whole (allowed under any stack), and the few that run past the
-// rule's end (checked against the whole stack each time). The vocabulary is
-// walked in sorted order, sharing the work of common prefixes.
+// their bytes; most of the work depends only on a parse stack's top few
+// frames, not on those below, so it is done once per such top and kept
+// (xgrammar's split of context-independent and context-dependent tokens): for
+// each top, the tokens it accepts whole (allowed under any stack below), and
+// the few that run past it (checked against the whole stack each time). Four
+// frames hold a string's characters, its closing quote and the rule that loops
+// over them, so inside strings only tokens that close the string are checked
+// per step. The vocabulary is walked in sorted order, sharing the work of
+// common prefixes.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
+#include <map>
 #include <vector>
 
 #include "core/grammar/matcher.h"
@@ -47,19 +50,20 @@ class TokenMasks {
   const std::shared_ptr<const Grammar>& grammar() const { return g_; }
   const TokenBytes& vocab() const { return *vocab_; }
   size_t positions_computed() const;
+  static constexpr size_t kTopFrames = 4;
 
  private:
   struct PositionMask {
     TokenSet accepted;               // whole tokens the position's rule takes
     std::vector<int32_t> dependent;  // tokens that run past it
   };
-  const PositionMask& position(uint32_t pos);
-  PositionMask compute(uint32_t pos) const;
+  const PositionMask& position(const Stack& top);
+  PositionMask compute(const Stack& top) const;
 
   std::shared_ptr<const Grammar> g_;
   std::shared_ptr<const TokenBytes> vocab_;
   mutable std::mutex mu_;
-  std::unordered_map<uint32_t, std::unique_ptr<PositionMask>> cache_;
+  std::map<Stack, std::unique_ptr<PositionMask>> cache_;  // by a stack's top frames
 };
 
 }  // namespace moemesh::grammar

@@ -43,6 +43,24 @@ void sampling_distribution(const float* logits, int64_t n, const SamplingParams&
     probs[argmax(logits, n)] = 1.0f;
     return;
   }
+  const float inv_t = 1.0f / p.temperature;
+  if (!(p.top_k > 0 && p.top_k < n) && p.top_p >= 1.0f) {
+    // Nothing that needs the tokens in order (most requests): a softmax over the
+    // whole vocabulary, min-p as a threshold on it; no sort of 129k logits.
+    float mx = logits[0];
+    for (int64_t i = 1; i < n; ++i) mx = std::max(mx, logits[i]);
+    const double floor = p.min_p > 0.0f ? static_cast<double>(p.min_p) : 0.0;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double e = std::exp(static_cast<double>(logits[i] * inv_t - mx * inv_t));
+      if (e >= floor) {
+        probs[i] = static_cast<float>(e);
+        sum += e;
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) probs[i] = static_cast<float>(probs[i] / sum);
+    return;
+  }
   std::vector<int32_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   int64_t keep = n;
@@ -54,7 +72,6 @@ void sampling_distribution(const float* logits, int64_t n, const SamplingParams&
     std::sort(order.begin(), order.end(),
               [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
   }
-  const float inv_t = 1.0f / p.temperature;
   const float mx = logits[order[0]] * inv_t;
   double sum = 0.0;
   std::vector<double> e(keep);
