@@ -214,7 +214,8 @@ TEST(GenerationBody, ParametersNotServedAreTakenOnlyWhenTheyAskForNothingAndRang
                          R"("tools": [])", R"("tool_choice": "none")", R"("min_p": 0)", R"("repetition_penalty": 1)",
                          R"("min_tokens": 0)", R"("ignore_eos": false)", R"("ignore_eos": true)", R"("n": null)", R"("n": 16)",
                          R"("presence_penalty": -2, "frequency_penalty": 2)", R"("repetition_penalty": 1.3, "min_p": 0.05)",
-                         R"("logit_bias": {"5": -100, "7": 100})"})
+                         R"("logit_bias": {"5": -100, "7": 100})", R"("response_format": {"type": "json_object"})",
+                         R"("response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer"}, "strict": true}})"})
     EXPECT_EQ(refusal(chat + ok + "}").status(), 0) << ok;
   const std::pair<const char*, const char*> refused[] = {
       {R"("n": 0)", "n"},
@@ -232,7 +233,11 @@ TEST(GenerationBody, ParametersNotServedAreTakenOnlyWhenTheyAskForNothingAndRang
       {R"("logit_bias": {"5": "up"})", "logit_bias"},
       {R"("logit_bias": {"999999999": 1})", "logit_bias"},
       {R"("logit_bias": [1, 2])", "logit_bias"},
-      {R"("response_format": {"type": "json_object"})", "response_format"},
+      {R"("response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "a"}}})",
+       "response_format.json_schema.schema.pattern"},
+      {R"("response_format": {"type": "xml"})", "response_format.type"},
+      {R"("response_format": {"type": "json_schema"})", "response_format.json_schema"},
+      {R"("response_format": {"type": "json_object", "schema": {}})", "response_format.schema"},
       {R"("tools": [{"type": "function", "function": {"name": "f"}}])", "tools"},
       {R"("tool_choice": "auto")", "tool_choice"},
       {R"("min_p": 1.1)", "min_p"},
@@ -369,4 +374,20 @@ TEST(TokenizeApi, TokenizesPromptsAndChatsAndDetokenizes) {
   EXPECT_EQ(refused([&] { detokenize_body(R"({"tokens": [-1]})", *m.tk); }), 400);
   EXPECT_EQ(refused([&] { detokenize_body(R"({"tokens": [999999999]})", *m.tk); }), 400);
   EXPECT_EQ(refused([&] { detokenize_body("not json", *m.tk); }), 400);
+}
+
+TEST(GenerationBody, ResponseFormatCompilesTheSchemaWithPropertiesInTheOrderWritten) {
+  const ApiRequest r = chat_body(R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema",
+      "json_schema": {"name": "p", "schema": {"type": "object", "properties": {"zeta": {"type": "integer"}, "alpha": {"type": "string"}},
+      "required": ["zeta", "alpha"]}}}})");
+  const auto z = r.gen.grammar.find("zeta"), a = r.gen.grammar.find("alpha");
+  ASSERT_NE(z, std::string::npos);
+  ASSERT_NE(a, std::string::npos);
+  EXPECT_LT(z, a) << r.gen.grammar;
+  EXPECT_TRUE(chat_body(R"({"messages": [{"role": "user", "content": "x"}]})").gen.grammar.empty());
+  EXPECT_FALSE(chat_body(R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}})").gen.grammar.empty());
+  const WsMessage w = ws(R"({"type": "chat", "id": "c", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema",
+      "json_schema": {"name": "p", "schema": {"type": "object", "properties": {"zeta": {}, "alpha": {}}}}}})");
+  const std::string& g = std::get<WsChatRequest>(w).api.gen.grammar;
+  EXPECT_LT(g.find("zeta"), g.find("alpha")) << "the WebSocket chat keeps the order too";
 }
