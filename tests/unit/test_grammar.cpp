@@ -182,6 +182,33 @@ TEST(JsonSchemaGrammar, AcceptsValidDocumentsAndRejectsInvalidOnes) {
   EXPECT_FALSE(whole(obj, R"([1])"));
 }
 
+TEST(JsonSchemaGrammar, MatcherAgreesWithTheReferenceOnSchemaGrammars) {
+  // Prefixes of valid documents and of mutated ones, on schema grammars.
+  const std::pair<const char*, std::vector<std::string>> cases[] = {
+      {R"({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "array", "items": {"type": "boolean"}, "maxItems": 2}}, "required": ["a"]})",
+       {R"({"a": -10, "b": [true, false]})", R"({"a":0})"}},
+      {R"({"anyOf": [{"type": "string", "maxLength": 3}, {"enum": [1, "two", null]}]})", {R"("two")", "null", R"("ab")", "1"}},
+      {R"({"$defs": {"t": {"type": "object", "properties": {"k": {"type": "array", "items": {"$ref": "#/$defs/t"}, "maxItems": 2}}}}, "$ref": "#/$defs/t"})",
+       {R"({"k": [{"k": []}, {}]})", "{}"}},
+      {R"({"type": "number"})", {"-0.5e+12", "3", "12.25"}},
+  };
+  std::mt19937 rng(3);
+  for (const auto& [schema, docs] : cases) {
+    const auto g = schema_grammar(schema);
+    for (const std::string& doc : docs) {
+      for (int variant = 0; variant < 30; ++variant) {
+        std::string s = doc;
+        if (variant > 0) s[rng() % s.size()] = "{}[],:\" 0a-e1"[rng() % 13];  // one byte changed
+        for (size_t n = 0; n <= s.size(); ++n) {
+          const std::string p = s.substr(0, n);
+          ASSERT_EQ(matched(g, p), reference(*g, p)) << schema << " on " << p;
+        }
+      }
+      EXPECT_TRUE(whole(g, doc)) << doc;
+    }
+  }
+}
+
 TEST(JsonSchemaGrammar, RefusesWhatItDoesNotSupportByName) {
   const std::pair<const char*, const char*> refused[] = {
       {R"({"type": "string", "pattern": "a+"})", "pattern"},
