@@ -134,6 +134,9 @@ const float* Scheduler::sampling_logits(const Active& a, const float* logits, st
   masked_.assign(logits, logits + V);
   cpu::adjust_logits(masked_.data(), V, a.req.adjust, a.history, ahead);
   if (gm) {
+    // The stop ids' adjusted logits, to put back where the document is whole.
+    stop_logits_.clear();
+    for (int32_t s : a.req.stop_ids) stop_logits_.push_back(s >= 0 && s < V ? masked_[static_cast<size_t>(s)] : 0.0f);
     a.req.constraint->allowed_tokens(*gm, allowed_);
     bool any = false;
     for (int64_t t = 0; t < V; ++t) {
@@ -143,8 +146,10 @@ const float* Scheduler::sampling_logits(const Active& a, const float* logits, st
     // Stop ids only where the text is a whole sentence (then even before
     // min_tokens if nothing else may follow).
     if (gm->accepting())
-      for (int32_t s : a.req.stop_ids)
-        if (s >= 0 && s < V) masked_[static_cast<size_t>(s)] = logits[s];
+      for (size_t k = 0; k < a.req.stop_ids.size(); ++k) {
+        const int32_t s = a.req.stop_ids[k];
+        if (s >= 0 && s < V) masked_[static_cast<size_t>(s)] = stop_logits_[k];
+      }
     if (!any) {
       mask = false;
       // A vocabulary that cannot spell any way on (one without some byte).
@@ -202,7 +207,7 @@ bool Scheduler::dead_end(std::map<uint64_t, Active>::iterator it, std::vector<To
 bool Scheduler::emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const float* logits, std::vector<TokenEvent>& events) {
   Active& a = it->second;
   a.generated.push_back(tok);
-  if (a.req.adjust.any()) a.history.add(tok);
+  if (a.req.adjust.counts_history()) a.history.add(tok);
   events.push_back({it->first, tok, FinishReason::None, {}});
   if (a.req.top_logprobs >= 0)
     events.back().logprobs = cpu::token_logprobs(logits, engine_.config().vocab_size, tok, a.req.top_logprobs);

@@ -156,6 +156,7 @@ class Scheduler {
   SpeculationStats spec_stats_;
   std::vector<float> masked_;  // sampling_logits' copy
   grammar::TokenSet allowed_;  // sampling_logits' grammar mask
+  std::vector<float> stop_logits_;  // sampling_logits' stop ids, adjusted
   bool dead_end_ = false;      // set by sampling_logits, taken by dead_end()
 };
 

@@ -36,9 +36,9 @@ struct LogitAdjustments {
   float presence_penalty = 0.0f;   // 0: off
   float frequency_penalty = 0.0f;  // 0: off
   float repetition_penalty = 1.0f; // 1: off
-  bool any() const {
-    return !logit_bias.empty() || presence_penalty != 0.0f || frequency_penalty != 0.0f || repetition_penalty != 1.0f;
-  }
+  bool any() const { return !logit_bias.empty() || counts_history(); }
+  // The penalties need the generated tokens counted (the bias alone does not).
+  bool counts_history() const { return presence_penalty != 0.0f || frequency_penalty != 0.0f || repetition_penalty != 1.0f; }
 };
 
 // What the penalties look at: how often each token was generated, and the
