@@ -406,4 +406,52 @@ std::string literal(std::string_view text) {
   return out + "\"";
 }
 
+std::string prefix_rules(std::string_view t, std::string_view prefix) {
+  auto name_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; };
+  std::string out;
+  out.reserve(t.size() * 5 / 4);
+  size_t i = 0;
+  // Copies up to and including `close`, escapes kept as written.
+  auto span_to = [&](char close) {
+    out += t[i++];
+    while (i < t.size() && t[i] != close) {
+      if (t[i] == '\\' && i + 1 < t.size()) out += t[i++];
+      out += t[i++];
+    }
+    if (i < t.size()) out += t[i++];
+  };
+  while (i < t.size()) {
+    const char c = t[i];
+    if (c == '"') span_to('"');
+    else if (c == '[') span_to(']');
+    else if (c == '{') span_to('}');
+    else if (c == '#') {
+      while (i < t.size() && t[i] != '\n') out += t[i++];
+    } else if (name_char(c)) {
+      out += prefix;
+      while (i < t.size() && name_char(t[i])) out += t[i++];
+    } else {
+      out += t[i++];
+    }
+  }
+  return out;
+}
+
+std::string after_reasoning(std::string_view answer, bool opened) {
+  // Any text that does not contain "</think>", then "</think>": the states of
+  // matching the marker, each falling back to the start on a byte that breaks
+  // it ('<' only ever begins the marker again).
+  const std::string m = "</think>";
+  std::string g = std::string("root ::= ") + (opened ? "think-0" : "( \"<think>\" think-0 )?") + " think-ws answer.root\n";
+  g += "think-ws ::= [ \\n]*\n";
+  g += "think-0 ::= [^<] think-0 | \"<\" think-1\n";
+  for (size_t k = 1; k < m.size(); ++k) {
+    const std::string next = k + 1 == m.size() ? "" : " think-" + std::to_string(k + 1);
+    const char want = m[k];
+    g += "think-" + std::to_string(k) + " ::= \"<\" think-1 | " + literal(std::string(1, want)) + next + " | [^<" +
+         (want == '/' ? std::string("/") : std::string(1, want)) + "] think-0\n";
+  }
+  return g + prefix_rules(answer, "answer.");
+}
+
 }  // namespace moemesh::grammar

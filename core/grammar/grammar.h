@@ -64,4 +64,15 @@ class Grammar {
 // A grammar literal for `text` (quotes and escapes added), for grammar writers.
 std::string literal(std::string_view text);
 
+// `text` with every rule name, defined or referred to, starting with `prefix`
+// (literals, byte classes, repetition counts and comments untouched): one
+// grammar embedded in another, its start rule then `<prefix>root`.
+std::string prefix_rules(std::string_view text, std::string_view prefix);
+
+// A grammar whose sentences are reasoning, "</think>", optional space, then a
+// sentence of `answer` (a grammar text): the answer's constraint applies after
+// the think block of an R1-style model. `opened`: the prompt opened the block;
+// else the answer may also come at once or after a "<think>" of its own.
+std::string after_reasoning(std::string_view answer, bool opened);
+
 }  // namespace moemesh::grammar

@@ -1,5 +1,6 @@
 #include "core/grammar/json_schema.h"
 
+#include <cctype>
 #include <map>
 #include <set>
 
@@ -28,11 +29,12 @@ json-array ::= "[" ws ( json-value ws ( "," ws json-value ws )* )? "]"
 template <class Json>
 class Compiler {
  public:
-  explicit Compiler(const Json& root) : root_(root) {}
+  Compiler(const Json& root, std::string prefix) : root_(root), prefix_(std::move(prefix)) {}
 
-  std::string run() {
+  // `common`: with the shared rules (a grammar of its own), else only the schema's.
+  std::string run(bool common) {
     const std::string top = rule_for(root_, "");
-    std::string out = "root ::= " + top + "\n" + kCommon;
+    std::string out = prefix_ + "root ::= " + top + "\n" + (common ? kCommon : "");
     for (const auto& [name, body] : rules_) out += name + " ::= " + body + "\n";
     return out;
   }
@@ -51,7 +53,7 @@ class Compiler {
     }
     if (!s.is_object()) refuse(where, "a schema must be an object or a boolean");
     if (s.contains("$ref")) return ref(s, where);
-    const std::string name = "s" + std::to_string(rules_.size() + pending_++);
+    const std::string name = prefix_ + "s" + std::to_string(rules_.size() + pending_++);
     std::string body = body_for(s, where);
     rules_.emplace_back(name, std::move(body));
     return name;
@@ -71,7 +73,7 @@ class Compiler {
     auto it = refs_.find(key);
     if (it != refs_.end()) return it->second;
     // Named before it is compiled, so recursive references find it.
-    const std::string name = "ref" + std::to_string(refs_.size());
+    const std::string name = prefix_ + "ref" + std::to_string(refs_.size());
     refs_[key] = name;
     const Json* target = &root_;
     if (key != "#") {
@@ -213,7 +215,7 @@ class Compiler {
         kv.push_back(literal("\"" + escape_json(k) + "\"") + " ws \":\" ws " + rule_for(v, join(where, "properties." + k)) + " ws");
       }
       const size_t n = kv.size();
-      const std::string id = "o" + std::to_string(objects_++);
+      const std::string id = prefix_ + "o" + std::to_string(objects_++);
       for (size_t i = n + 1; i-- > 0;) {
         const std::string rest = id + "-rest" + std::to_string(i), first = id + "-first" + std::to_string(i);
         const std::string next_rest = id + "-rest" + std::to_string(i + 1), next_first = id + "-first" + std::to_string(i + 1);
@@ -241,6 +243,7 @@ class Compiler {
   }
 
   const Json& root_;
+  const std::string prefix_;
   std::vector<std::pair<std::string, std::string>> rules_;
   std::map<std::string, std::string> refs_;
   int depth_ = 0, objects_ = 0;
@@ -248,9 +251,9 @@ class Compiler {
 };
 
 template <class Json>
-std::string compile(const Json& schema) {
+std::string compile(const Json& schema, const std::string& prefix = "", bool common = true) {
   try {
-    return Compiler<Json>(schema).run();
+    return Compiler<Json>(schema, prefix).run(common);
   } catch (const nlohmann::json::exception& e) {
     throw SchemaError("", std::string("the schema cannot be used: ") + e.what());
   }
@@ -260,6 +263,13 @@ std::string compile(const Json& schema) {
 
 std::string json_schema_grammar(const nlohmann::json& schema) { return compile(schema); }
 std::string json_schema_grammar(const nlohmann::ordered_json& schema) { return compile(schema); }
+
+std::string json_schema_rules(const nlohmann::ordered_json& schema, const std::string& prefix) {
+  for (char c : prefix)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-')) throw SchemaError("", "rule prefix '" + prefix + "' is not a rule name");
+  return compile(schema, prefix, false);
+}
+std::string json_common_rules() { return kCommon; }
 
 std::string json_object_grammar() { return std::string("root ::= json-object\n") + kCommon; }
 

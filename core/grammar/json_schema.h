@@ -29,6 +29,11 @@ class SchemaError : public std::runtime_error {
 // order the client wrote.
 std::string json_schema_grammar(const nlohmann::json& schema);
 std::string json_schema_grammar(const nlohmann::ordered_json& schema);
+// For grammars embedding several schemas (tool calls): the rules of `schema`
+// alone, each name starting with `prefix` (letters, digits, '-'), the top one
+// `<prefix>root`; they use the shared rules of json_common_rules(), written once.
+std::string json_schema_rules(const nlohmann::ordered_json& schema, const std::string& prefix);
+std::string json_common_rules();
 // Any JSON object (response_format json_object).
 std::string json_object_grammar();
 

@@ -17,6 +17,22 @@ const std::string kDeepSeekV3Template = R"TPL({% if not add_generation_prompt is
 ' + '```' + '<｜tool▁call▁end｜>'}}{{'<｜tool▁calls▁end｜><｜end▁of▁sentence｜>'}}{%- endif %}{%- endfor %}{%- endif %}{%- if message['role'] == 'assistant' and message['content'] is not none %}{%- if ns.is_tool %}{{'<｜tool▁outputs▁end｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}{%- set ns.is_tool = false -%}{%- else %}{{'<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}{%- endif %}{%- endif %}{%- if message['role'] == 'tool' %}{%- set ns.is_tool = true -%}{%- if ns.is_output_first %}{{'<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}{%- set ns.is_output_first = false %}{%- else %}{{'
 <｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}{%- endif %}{%- endif %}{%- endfor -%}{% if ns.is_tool %}{{'<｜tool▁outputs▁end｜>'}}{% endif %}{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜>'}}{% endif %})TPL";
 
+// R1's template is V3's with two changes: an assistant turn's text keeps only
+// what follows its last "</think>", and the generation prompt opens "<think>\n".
+std::string r1_source() {
+  std::string s = kDeepSeekV3Template;
+  auto swap = [&](const std::string& from, const std::string& to) {
+    const size_t at = s.find(from);
+    if (at == std::string::npos) throw TokenizerError("chat template source: '" + from + "' not found");
+    s.replace(at, from.size(), to);
+  };
+  swap("{%- else %}{{'<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}",
+       "{%- else %}{% set content = message['content'] %}{% if '</think>' in content %}{% set content = "
+       "content.split('</think>')[-1] %}{% endif %}{{'<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'}}");
+  swap("{{'<｜Assistant｜>'}}{% endif %}", "{{'<｜Assistant｜><think>\n'}}{% endif %}");
+  return s;
+}
+
 const std::string& text_field(const nlohmann::json& m, size_t i, const char* key) {
   if (!m.contains(key) || !m[key].is_string())
     throw TokenizerError("messages[" + std::to_string(i) + "]." + key + " must be a string");
@@ -26,14 +42,27 @@ const std::string& text_field(const nlohmann::json& m, size_t i, const char* key
 }  // namespace
 
 const std::string& ChatTemplate::deepseek_v3_source() { return kDeepSeekV3Template; }
+const std::string& ChatTemplate::deepseek_r1_source() {
+  static const std::string s = r1_source();
+  return s;
+}
 
-ChatTemplate ChatTemplate::deepseek_v3(std::string bos_token) { return ChatTemplate(std::move(bos_token)); }
+ChatTemplate ChatTemplate::deepseek_v3(std::string bos_token) { return ChatTemplate(std::move(bos_token), false); }
+ChatTemplate ChatTemplate::deepseek_r1(std::string bos_token) { return ChatTemplate(std::move(bos_token), true); }
 
 ChatTemplate ChatTemplate::for_tokenizer(const Tokenizer& tok) {
-  if (tok.chat_template() != kDeepSeekV3Template)
-    throw TokenizerError(tok.chat_template().empty() ? "the tokenizer has no chat template"
-                                                     : "the tokenizer's chat template is not DeepSeek-V3's, the one rendered here");
-  return ChatTemplate(tok.bos_token());
+  // Published copies write a newline in a Jinja string either as itself or as
+  // the escape \n: the same template to Jinja, so both are recognized.
+  auto plain = [](std::string t) {
+    for (size_t at = 0; (at = t.find("\\n", at)) != std::string::npos;) t.replace(at, 2, "\n");
+    return t;
+  };
+  const std::string mine = plain(tok.chat_template());
+  if (mine == plain(kDeepSeekV3Template)) return deepseek_v3(tok.bos_token());
+  if (mine == plain(deepseek_r1_source())) return deepseek_r1(tok.bos_token());
+  throw TokenizerError(tok.chat_template().empty() ? "the tokenizer has no chat template"
+                                                   : "the tokenizer's chat template is neither DeepSeek-V3's nor DeepSeek-R1's, "
+                                                     "the ones rendered here");
 }
 
 std::string ChatTemplate::render(const nlohmann::json& messages, bool add_generation_prompt) const {
@@ -96,7 +125,9 @@ std::string ChatTemplate::render(const nlohmann::json& messages, bool add_genera
         out += "<｜tool▁outputs▁end｜>" + m["content"].get<std::string>() + "<｜end▁of▁sentence｜>";
         is_tool = false;
       } else {
-        out += "<｜Assistant｜>" + m["content"].get<std::string>() + "<｜end▁of▁sentence｜>";
+        std::string content = m["content"].get<std::string>();
+        if (const size_t end = content.rfind("</think>"); r1_ && end != std::string::npos) content = content.substr(end + 8);
+        out += "<｜Assistant｜>" + content + "<｜end▁of▁sentence｜>";
       }
     }
     if (role == "tool") {
@@ -110,7 +141,7 @@ std::string ChatTemplate::render(const nlohmann::json& messages, bool add_genera
     }
   }
   if (is_tool) out += "<｜tool▁outputs▁end｜>";
-  if (add_generation_prompt && !is_tool) out += "<｜Assistant｜>";
+  if (add_generation_prompt && !is_tool) out += r1_ ? "<｜Assistant｜><think>\n" : "<｜Assistant｜>";
   return out;
 }
 

@@ -15,13 +15,19 @@
 
 namespace moemesh {
 
-// What the API accepts.
+// How the model writes tool calls (docs/API.md has both formats).
+enum class ToolFormat { DeepSeekV3, DeepSeekV31 };
+
+// What the API accepts, and how it reads the model's answers.
 struct ApiLimits {
   int64_t default_max_tokens = 256;
   int64_t max_tokens = 4096;
   size_t max_messages = 256;
   size_t max_stop = 4;
   int64_t max_n = 16;  // choices per request
+  // Resolved from gateway.tool_parser and gateway.reasoning against the checkpoint.
+  ToolFormat tool_format = ToolFormat::DeepSeekV3;
+  bool reasoning = false;  // <think>…</think> is returned as reasoning_content
 };
 
 struct GatewayOptions {
@@ -36,6 +42,8 @@ struct GatewayOptions {
   int threads = 2;
   std::string model_name;                 // in the API; empty: the checkpoint directory's name
   int64_t max_model_len = 0;              // the model's context in tokens; 0: from its config.json
+  std::string tool_parser = "auto";       // deepseek_v3, deepseek_v31; auto: the checkpoint's format
+  std::string reasoning = "auto";         // on, off; auto: on when the chat template opens a think block (R1)
   ApiLimits limits;
 };
 

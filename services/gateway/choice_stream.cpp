@@ -4,6 +4,65 @@ namespace moemesh {
 
 ChoiceStream::ChoiceStream(std::shared_ptr<const tok::Tokenizer> tk, const ApiRequest& api) : chat_(api.chat), text_(tk, api.stop) {
   if (api.logprobs) logprobs_.emplace(std::move(tk), api.chat);
+  if (api.chat && api.reasoning) reasoning_.emplace(api.think_opened);
+  if (api.chat && api.tools.parses()) {
+    std::vector<std::string> names;
+    for (const auto& t : api.tools.tools) names.push_back(t.name);
+    tools_.emplace(api.tool_format, std::move(names));
+  }
+}
+
+void ChoiceStream::feed(Piece& p, std::string text) {
+  if (reasoning_) {
+    auto o = reasoning_->push(text);
+    p.reasoning += o.reasoning;
+    text = std::move(o.content);
+  }
+  feed_content(p, std::move(text));
+}
+
+void ChoiceStream::feed_content(Piece& p, std::string text) {
+  if (!tools_) {
+    p.text += text;
+    return;
+  }
+  auto o = tools_->push(text);
+  p.text += o.content;
+  for (const auto& d : o.calls) {
+    nlohmann::json e{{"index", d.index}, {"function", {{"arguments", d.arguments}}}};
+    if (!d.id.empty()) {
+      e["id"] = d.id;
+      e["type"] = "function";
+      e["function"]["name"] = d.name;
+    }
+    if (p.tool_calls.is_null()) p.tool_calls = nlohmann::json::array();
+    p.tool_calls.push_back(std::move(e));
+  }
+}
+
+void ChoiceStream::flush(Piece& p) {
+  feed(p, text_.finish());
+  if (reasoning_) {
+    auto o = reasoning_->finish();
+    p.reasoning += o.reasoning;
+    feed_content(p, std::move(o.content));
+  }
+  if (tools_) {
+    auto o = tools_->finish();
+    p.text += o.content;
+    for (const auto& d : o.calls) {
+      if (p.tool_calls.is_null()) p.tool_calls = nlohmann::json::array();
+      p.tool_calls.push_back({{"index", d.index}, {"function", {{"arguments", d.arguments}}}});
+    }
+  }
+}
+
+nlohmann::json ChoiceStream::tool_calls() const {
+  if (!called()) return nullptr;
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& c : tools_->calls())
+    out.push_back({{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  return out;
 }
 
 ChoiceStream::Piece ChoiceStream::push(const TokensUpdate& u) {
@@ -16,7 +75,19 @@ ChoiceStream::Piece ChoiceStream::push(const TokensUpdate& u) {
     nlohmann::json lp = logprobs_->add(u.tokens, u.logprobs);
     if (lp.is_object() && !(chat_ ? lp["content"] : lp["tokens"]).empty()) p.logprobs = std::move(lp);
   }
-  if (!stopped_) p.text = text_.push(u.tokens);
+  if (!stopped_) {
+    if (reasoning_) {
+      // Token by token: a token that enters, stays in or leaves the think block is a reasoning token.
+      for (const int32_t t : u.tokens) {
+        const bool was = reasoning_->in_think();
+        feed(p, text_.push({t}));
+        if (was || reasoning_->in_think()) ++reasoning_tokens_;
+        if (text_.stopped()) break;
+      }
+    } else {
+      feed(p, text_.push(u.tokens));
+    }
+  }
   if (text_.stopped() && !stopped_) {
     stopped_ = true;
     p.cancel = true;
@@ -30,11 +101,12 @@ ChoiceStream::Piece ChoiceStream::push(const TokensUpdate& u) {
     } else {
       // A stop string ends it with "stop" although the generation was cancelled for it.
       finish_ = stopped_ ? FinishReason::Stop : u.finish;
-      p.text += text_.finish();
+      flush(p);
     }
     p.ended = true;
   }
   text_all_ += p.text;
+  reasoning_all_ += p.reasoning;
   return p;
 }
 

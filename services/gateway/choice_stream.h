@@ -1,6 +1,7 @@
 // One choice of a generation as its client sees it, read from the attention
-// role's token updates: the text decoded and cut at the first stop string, the
-// log-probabilities, the token count and the finish reason the API reports.
+// role's token updates: the text decoded and cut at the first stop string,
+// split into reasoning, content and tool calls (when the request asks for
+// them), the log-probabilities, the token counts and the finish reason.
 // The HTTP routes and the WebSocket chat both read generations through it, so
 // the same parameters give the same results on either.
 #pragma once
@@ -15,7 +16,9 @@
 #include "logprobs_json.h"
 #include "openai_api.h"
 #include "services/attention/api.h"
+#include "reasoning_parser.h"
 #include "text_stream.h"
+#include "tool_call_parser.h"
 
 namespace moemesh {
 
@@ -25,7 +28,9 @@ class ChoiceStream {
   ChoiceStream(std::shared_ptr<const tok::Tokenizer> tk, const ApiRequest& api);
 
   struct Piece {
-    std::string text;        // new text (may be empty)
+    std::string text;        // new content (may be empty)
+    std::string reasoning;   // new reasoning_content
+    nlohmann::json tool_calls;  // delta.tool_calls entries (null: none)
     nlohmann::json logprobs;  // the entries of this update's tokens, when asked for and any (else null)
     bool ended = false;       // this update ended the choice: finish() says how
     bool cancel = false;      // a stop string completed: the caller cancels the generation
@@ -40,6 +45,13 @@ class ChoiceStream {
   const std::string& error() const { return error_; }
   wire::ErrorCode code() const { return code_; }
   const std::string& text() const { return text_all_; }
+  const std::string& reasoning() const { return reasoning_all_; }
+  // message.tool_calls (null: no call)
+  nlohmann::json tool_calls() const;
+  // The answer is calls: an OpenAI finish reason "tool_calls" where it would be "stop".
+  bool called() const { return tools_ && !tools_->calls().empty(); }
+  int64_t reasoning_tokens() const { return reasoning_tokens_; }
+  bool any(const Piece& p) const { return !p.text.empty() || !p.reasoning.empty() || !p.tool_calls.is_null() || !p.logprobs.is_null(); }
   // Every token's entries so far (null without logprobs).
   nlohmann::json logprobs() const { return logprobs_ ? logprobs_->all() : nlohmann::json(); }
   int64_t tokens() const { return tokens_; }
@@ -47,8 +59,15 @@ class ChoiceStream {
   std::optional<clock::time_point> first_token() const { return first_; }
 
  private:
+  void feed(Piece& p, std::string text);          // decoded text through the parsers
+  void feed_content(Piece& p, std::string text);  // what is not reasoning, through the tool call parser
+  void flush(Piece& p);                    // the end: what the parsers held
   bool chat_;
   TextStream text_;
+  std::optional<ReasoningParser> reasoning_;
+  std::optional<ToolCallParser> tools_;
+  std::string reasoning_all_;
+  int64_t reasoning_tokens_ = 0;
   std::optional<LogprobsJson> logprobs_;
   std::string text_all_, error_;
   FinishReason finish_ = FinishReason::None;

@@ -212,8 +212,8 @@ class Session : public std::enable_shared_from_this<Session> {
       return reply_error(ApiError(status, "generation failed: " + c.error(), "", status < 500 ? "invalid_request_error" : "server_error"));
     }
     if (api_.stream) {
-      if (!piece.text.empty() || !piece.logprobs.is_null()) push_event(chunk_json(i, piece.text, nullptr, piece.logprobs));
-      if (piece.ended) push_event(chunk_json(i, "", http_finish(c)));
+      if (c.any(piece)) push_event(chunk_json(i, piece, nullptr));
+      if (piece.ended) push_event(chunk_json(i, {}, http_finish(c)));
     }
     if (!std::all_of(choices_.begin(), choices_.end(), [](const ChoiceStream& x) { return x.ended(); })) return;
     if (api_.stream) {
@@ -231,7 +231,7 @@ class Session : public std::enable_shared_from_this<Session> {
       for (size_t k = 0; k < choices_.size(); ++k) {
         const ChoiceStream& x = choices_[k];
         nlohmann::json choice{{"index", k}, {"finish_reason", http_finish(x)}, {"logprobs", x.logprobs()}};
-        if (chat_) choice["message"] = {{"role", "assistant"}, {"content", x.text()}};
+        if (chat_) choice["message"] = message_json(x);
         else choice["text"] = x.text();
         j["choices"].push_back(std::move(choice));
       }
@@ -250,9 +250,18 @@ class Session : public std::enable_shared_from_this<Session> {
     if (api_.stream) g_->metrics->request(route_, 200);
   }
 
-  // OpenAI has no "cancelled": an answer the server cut short (drain) reads "stop".
+  // OpenAI has no "cancelled": an answer the server cut short (drain) reads "stop";
+  // an answer that is calls reads "tool_calls".
   static const char* http_finish(const ChoiceStream& c) {
-    return finish_reason_name(c.finish() == FinishReason::Cancelled ? FinishReason::Stop : c.finish());
+    const FinishReason f = c.finish() == FinishReason::Cancelled ? FinishReason::Stop : c.finish();
+    return f == FinishReason::Stop && c.called() ? "tool_calls" : finish_reason_name(f);
+  }
+
+  nlohmann::json message_json(const ChoiceStream& x) const {
+    nlohmann::json m{{"role", "assistant"}, {"content", x.called() && x.text().empty() ? nlohmann::json() : nlohmann::json(x.text())}};
+    if (api_.reasoning) m["reasoning_content"] = x.reasoning();
+    if (x.called()) m["tool_calls"] = x.tool_calls();
+    return m;
   }
 
   int64_t completion_tokens() const {
@@ -264,26 +273,32 @@ class Session : public std::enable_shared_from_this<Session> {
   // The prompt counts once however many choices; cached_tokens is the first choice's.
   nlohmann::json usage() const {
     const int64_t p = static_cast<int64_t>(api_.gen.prompt.size()), n = completion_tokens();
-    return {{"prompt_tokens", p},
-            {"completion_tokens", n},
-            {"total_tokens", p + n},
-            {"prompt_tokens_details", {{"cached_tokens", choices_.empty() ? 0 : choices_[0].cached_tokens()}}}};
+    int64_t reasoning = 0;
+    for (const auto& c : choices_) reasoning += c.reasoning_tokens();
+    nlohmann::json u{{"prompt_tokens", p},
+                     {"completion_tokens", n},
+                     {"total_tokens", p + n},
+                     {"prompt_tokens_details", {{"cached_tokens", choices_.empty() ? 0 : choices_[0].cached_tokens()}}}};
+    if (chat_) u["completion_tokens_details"] = {{"reasoning_tokens", reasoning}};
+    return u;
   }
 
   nlohmann::json base_json(const char* object) const {
     return {{"id", id_}, {"object", object}, {"created", created_}, {"model", api_.model.empty() ? g_->opts.model_name : api_.model}};
   }
 
-  std::string chunk_json(size_t index, const std::string& delta, const nlohmann::json& finish, const nlohmann::json& logprobs = nullptr) {
+  std::string chunk_json(size_t index, const ChoiceStream::Piece& piece, const nlohmann::json& finish) {
     nlohmann::json j = base_json(chat_ ? "chat.completion.chunk" : "text_completion");
-    nlohmann::json choice{{"index", index}, {"finish_reason", finish}, {"logprobs", logprobs}};
+    nlohmann::json choice{{"index", index}, {"finish_reason", finish}, {"logprobs", piece.logprobs}};
     const bool first = !role_sent_[index];
     if (chat_) {
-      choice["delta"] = nlohmann::json::object();
-      if (first) choice["delta"]["role"] = "assistant";
-      if (!delta.empty() || first) choice["delta"]["content"] = delta;
+      auto& d = choice["delta"] = nlohmann::json::object();
+      if (first) d["role"] = "assistant";
+      if (!piece.text.empty() || first) d["content"] = piece.text;
+      if (!piece.reasoning.empty()) d["reasoning_content"] = piece.reasoning;
+      if (!piece.tool_calls.is_null()) d["tool_calls"] = piece.tool_calls;
     } else {
-      choice["text"] = delta;
+      choice["text"] = piece.text;
     }
     role_sent_[index] = true;
     j["choices"] = {choice};

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/tokenizer/chat_template.h"
+#include "tool_calls.h"
 #include "gateway.h"
 #include "gateway_metrics.h"
 
@@ -46,6 +47,17 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
     } catch (const std::exception& e) {
       spdlog::warn("gateway: no chat template ({}); chat is off", e.what());
     }
+    // How answers are read: both templates rendered here call tools in V3's format.
+    if (opts.tool_parser != "auto") {
+      const auto f = tool_format_named(opts.tool_parser);
+      if (!f) throw std::invalid_argument("gateway.tool_parser must be auto, deepseek_v3 or deepseek_v31, not '" + opts.tool_parser + "'");
+      opts.limits.tool_format = *f;
+    }
+    if (opts.reasoning != "auto" && opts.reasoning != "on" && opts.reasoning != "off")
+      throw std::invalid_argument("gateway.reasoning must be auto, on or off, not '" + opts.reasoning + "'");
+    opts.limits.reasoning = opts.reasoning == "on" || (opts.reasoning == "auto" && tpl && tpl->opens_think());
+    spdlog::info("gateway: tool calls read as {}, reasoning {}", tool_format_name(opts.limits.tool_format),
+                 opts.limits.reasoning ? "split into reasoning_content" : "off");
   }
   void accept();
 

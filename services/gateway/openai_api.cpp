@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include "core/grammar/grammar.h"
 #include "core/grammar/json_schema.h"
 
 namespace moemesh {
@@ -52,7 +53,6 @@ const FieldRule kFields[] = {
     {"metadata", Field::NoEffect, true, false},
     {"store", Field::NoEffect, true, false},
     {"service_tier", Field::NoEffect, true, false},
-    {"parallel_tool_calls", Field::NoEffect, true, false},
     {"n", Field::Works, true, true},
     // Not served: accepted only with the value that asks for nothing.
     {"best_of", Field::OnlyDefault, false, true, "candidates are not ranked by likelihood; use n"},
@@ -68,8 +68,11 @@ const FieldRule kFields[] = {
     {"min_tokens", Field::Works, true, true},
     {"ignore_eos", Field::Works, true, true},
     {"response_format", Field::Works, true, true},
-    {"tools", Field::OnlyDefault, true, false, "tool calls are not supported yet"},
-    {"tool_choice", Field::OnlyDefault, true, false, "tool calls are not supported yet"},
+    {"tools", Field::Works, true, false},
+    {"tool_choice", Field::Works, true, false},
+    {"parallel_tool_calls", Field::Works, true, false},
+    // An extension: decoding follows a grammar (docs/STRUCTURED_OUTPUT.md).
+    {"grammar", Field::Works, true, true},
 };
 
 // The value of an OnlyDefault field that asks for nothing.
@@ -77,8 +80,6 @@ bool is_default(const std::string& name, const nlohmann::json& v) {
   if (v.is_null()) return true;
   if (name == "best_of") return v.is_number_integer() && v.get<int64_t>() == 1;
   if (name == "echo") return v.is_boolean() && !v.get<bool>();
-  if (name == "tools") return v.is_array() && v.empty();
-  if (name == "tool_choice") return v == "none";
   return false;
 }
 
@@ -98,7 +99,13 @@ void check_fields(const nlohmann::json& j, bool chat) {
 
 // response_format: text, json_object, or json_schema {name, schema, strict, description}
 // compiled to the grammar the attention role constrains decoding with.
-void response_format(const nlohmann::json& f, ApiRequest& r, const nlohmann::ordered_json& ordered) {
+void response_format(const nlohmann::json& f, ApiRequest& r, const nlohmann::ordered_json& request) {
+  // The schema as written, when the request came in order.
+  nlohmann::ordered_json ordered;
+  if (request.is_object() && request.contains("response_format") && request["response_format"].is_object()) {
+    const auto& of = request["response_format"];
+    if (of.contains("json_schema") && of["json_schema"].is_object() && of["json_schema"].contains("schema")) ordered = of["json_schema"]["schema"];
+  }
   const std::string at = "response_format";
   if (!f.is_object() || !f.contains("type") || !f["type"].is_string())
     throw bad(at, "response_format must be an object with a type (text, json_object, json_schema)");
@@ -188,6 +195,16 @@ void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits, siz
     }
   }
   if (j.contains("response_format") && !j["response_format"].is_null()) response_format(j["response_format"], r, ordered);
+  if (j.contains("grammar") && !j["grammar"].is_null()) {
+    if (!j["grammar"].is_string()) throw bad("grammar", "grammar must be a string (the grammar's text, docs/STRUCTURED_OUTPUT.md)");
+    if (!r.gen.grammar.empty()) throw bad("grammar", "grammar and response_format both constrain the answer: give one of them");
+    try {
+      grammar::Grammar::parse(j["grammar"].get<std::string>());
+    } catch (const grammar::GrammarError& e) {
+      throw bad("grammar", e.what());
+    }
+    r.gen.grammar = j["grammar"];
+  }
   if (j.contains("n") && !j["n"].is_null()) {
     if (!j["n"].is_number_integer() || j["n"].get<int64_t>() < 1 || j["n"].get<int64_t>() > limits.max_n)
       throw bad("n", "n must be an integer between 1 and " + std::to_string(limits.max_n));
@@ -267,7 +284,7 @@ void common(const nlohmann::json& j, ApiRequest& r, const ApiLimits& limits, siz
 }  // namespace
 
 std::vector<int32_t> chat_prompt(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
-                                 const ApiLimits& limits, bool add_generation_prompt) {
+                                 const ApiLimits& limits, bool add_generation_prompt, const std::string& tools_prompt) {
   if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
     throw bad("messages", "messages must be a non-empty array");
   if (j["messages"].size() > limits.max_messages)
@@ -281,7 +298,10 @@ std::vector<int32_t> chat_prompt(const nlohmann::json& j, const tok::Tokenizer& 
     if (role != "system" && role != "user" && role != "assistant" && role != "developer" && role != "tool")
       throw bad(where + ".role", "unknown role '" + role + "' (system, developer, user, assistant, tool)");
     for (const auto& [k, _] : m.items()) {
-      const bool taken = k == "role" || k == "content" || (role == "assistant" && k == "tool_calls") || (role == "tool" && k == "tool_call_id");
+      // reasoning_content of an earlier answer: taken and left out of the
+      // prompt, as DeepSeek-R1's template leaves out earlier reasoning.
+      const bool taken = k == "role" || k == "content" || (role == "assistant" && (k == "tool_calls" || k == "reasoning_content")) ||
+                         (role == "tool" && k == "tool_call_id");
       if (!taken) throw bad(where + "." + k, "unknown message field '" + k + "' in " + where + " (docs/API.md lists the message fields)");
     }
     const bool calls = role == "assistant" && m.contains("tool_calls") && !m["tool_calls"].is_null();
@@ -301,6 +321,8 @@ std::vector<int32_t> chat_prompt(const nlohmann::json& j, const tok::Tokenizer& 
     } else {
       throw bad(where + ".content", where + ".content must be a string or an array of text parts");
     }
+    if (m.contains("reasoning_content") && !m["reasoning_content"].is_null() && !m["reasoning_content"].is_string())
+      throw bad(where + ".reasoning_content", where + ".reasoning_content must be a string");
     if (role == "tool" && m.contains("tool_call_id") && !m["tool_call_id"].is_null() && !m["tool_call_id"].is_string())
       throw bad(where + ".tool_call_id", where + ".tool_call_id must be a string");
     if (!calls) {
@@ -336,21 +358,19 @@ std::vector<int32_t> chat_prompt(const nlohmann::json& j, const tok::Tokenizer& 
     }
     msgs.push_back({{"role", "assistant"}, {"content", nullptr}, {"tool_calls", std::move(out)}});
   }
+  // The template joins every system message, in order, into one system prompt.
+  if (!tools_prompt.empty()) msgs.push_back({{"role", "system"}, {"content", tools_prompt}});
   return tk.encode(tpl.render(msgs, add_generation_prompt), false);
 }
 
-nlohmann::ordered_json schema_in_order(std::string_view text) {
+nlohmann::ordered_json request_in_order(std::string_view text) {
   try {
-    const auto j = nlohmann::ordered_json::parse(text, [](int depth, nlohmann::ordered_json::parse_event_t event, const nlohmann::ordered_json&) {
+    auto j = nlohmann::ordered_json::parse(text, [](int depth, nlohmann::ordered_json::parse_event_t event, const nlohmann::ordered_json&) {
       const bool opens = event == nlohmann::ordered_json::parse_event_t::object_start || event == nlohmann::ordered_json::parse_event_t::array_start;
       return !(opens && depth >= kMaxJsonDepth);
     });
-    const auto f = j.find("response_format");
-    if (f == j.end() || !f->is_object()) return nullptr;
-    const auto js = f->find("json_schema");
-    if (js == f->end() || !js->is_object()) return nullptr;
-    const auto sc = js->find("schema");
-    return sc == js->end() ? nlohmann::ordered_json(nullptr) : *sc;
+    if (!j.is_object() || (!j.contains("response_format") && !j.contains("tools"))) return nullptr;
+    return j;
   } catch (const nlohmann::ordered_json::exception&) {
     return nullptr;  // the sorted parse reports what is wrong
   }
@@ -362,7 +382,36 @@ ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk,
   check_fields(j, true);
   ApiRequest r;
   common(j, r, limits, tk.vocab_size(), ordered);
-  r.gen.prompt = chat_prompt(j, tk, tpl, limits, true);
+  r.tool_format = limits.tool_format;
+  r.reasoning = limits.reasoning;
+  r.think_opened = tpl.opens_think();
+  try {
+    r.tools = parse_tool_request(j, ordered);
+    if (r.tools.forced()) {
+      if (!r.gen.grammar.empty())
+        throw ToolError("tool_choice", "tool_choice " + std::string(r.tools.choice == ToolRequest::Choice::Named ? "naming a function" : "required") +
+                                           " and " + (j.contains("grammar") ? "grammar" : "response_format") + " both constrain the answer: give one of them");
+      r.gen.grammar = tool_call_grammar(r.tools, r.tool_format);
+    }
+  } catch (const ToolError& e) {
+    throw bad(e.param(), e.what());
+  }
+  if (r.tools.choice == ToolRequest::Choice::None) {
+    // No call, and none of the call markers in the text either.
+    for (const char* marker : {"<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"}) {
+      const auto id = tk.token_id(marker);
+      if (!id) continue;
+      bool given = false;
+      for (auto& [t, b] : r.gen.adjust.logit_bias)
+        if (t == *id) given = true, b = -100.0f;
+      if (!given) r.gen.adjust.logit_bias.emplace_back(*id, -100.0f);
+    }
+    if (r.gen.adjust.logit_bias.size() > kMaxLogitBias)
+      throw bad("logit_bias", "logit_bias takes at most " + std::to_string(kMaxLogitBias - 5) + " tokens with tool_choice none");
+  }
+  // A constrained answer of a reasoning model comes after its reasoning.
+  if (r.reasoning && !r.gen.grammar.empty()) r.gen.grammar = grammar::after_reasoning(r.gen.grammar, r.think_opened);
+  r.gen.prompt = chat_prompt(j, tk, tpl, limits, true, r.tools.parses() ? tools_system_prompt(r.tools, r.tool_format) : "");
   return r;
 }
 

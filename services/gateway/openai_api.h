@@ -15,6 +15,7 @@
 #include "core/tokenizer/tokenizer.h"
 #include "model/scheduler.h"
 #include "services/gateway/api.h"
+#include "tool_calls.h"
 
 namespace moemesh {
 
@@ -56,23 +57,28 @@ struct ApiRequest {
   // Choices of the one prompt: each its own generation, choice i seeded with
   // gen.sampling.seed + i (the prompt is prefilled once: Scheduler::submit).
   int n = 1;
+  ToolRequest tools;          // chat: the functions offered and what is asked of them
+  ToolFormat tool_format = ToolFormat::DeepSeekV3;
+  bool reasoning = false;     // <think>…</think> goes to reasoning_content
+  bool think_opened = false;  // the prompt ends inside a think block (R1's template)
 };
 
 // The token ids of j["messages"] rendered by the chat template (the field checks
 // of the chat route). Throws ApiError(400, ...) naming the field.
+// `tools_prompt`: a system prompt section added after the request's own (tool definitions).
 std::vector<int32_t> chat_prompt(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
-                                 const ApiLimits& limits, bool add_generation_prompt);
+                                 const ApiLimits& limits, bool add_generation_prompt, const std::string& tools_prompt = "");
 
-// response_format.json_schema.schema of request JSON `text` with its keys in
-// the order written (nlohmann::json sorts them; a schema's property order is
-// the order the model is asked to write them in); null when there is none.
-nlohmann::ordered_json schema_in_order(std::string_view text);
+// Request JSON `text` with its keys in the order written (nlohmann::json sorts
+// them; a schema's property order is the order the model is asked to write
+// them in), when it holds a schema (response_format, tools); else null.
+nlohmann::ordered_json request_in_order(std::string_view text);
 
-// Throws ApiError(400, ...) naming the field. `ordered_schema`: schema_in_order
-// of the same JSON (null: properties in alphabetical order).
+// Throws ApiError(400, ...) naming the field. `ordered`: request_in_order of
+// the same JSON (null: schema properties in alphabetical order).
 ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk, const tok::ChatTemplate& tpl,
-                              const ApiLimits& limits, const nlohmann::ordered_json& ordered_schema = nullptr);
+                              const ApiLimits& limits, const nlohmann::ordered_json& ordered = nullptr);
 ApiRequest parse_completion_request(const nlohmann::json& j, const tok::Tokenizer& tk, const ApiLimits& limits,
-                                    const nlohmann::ordered_json& ordered_schema = nullptr);
+                                    const nlohmann::ordered_json& ordered = nullptr);
 
 }  // namespace moemesh

@@ -37,9 +37,17 @@ std::string tokenize_body(std::string_view body, const tok::Tokenizer& tk, const
   const nlohmann::json j = object_body(body);
   std::vector<int32_t> ids;
   if (j.contains("messages")) {
-    only(j, {"model", "messages", "add_generation_prompt", "return_token_strs"});
+    only(j, {"model", "messages", "add_generation_prompt", "return_token_strs", "tools", "tool_choice", "parallel_tool_calls"});
     if (!tpl) throw ApiError(400, "this model has no chat template: send a prompt", "messages");
-    ids = chat_prompt(j, tk, *tpl, limits, flag(j, "add_generation_prompt", true));
+    // The prompt a chat request with the same tools gets.
+    std::string tools_prompt;
+    try {
+      const ToolRequest tools = parse_tool_request(j, j.contains("tools") ? request_in_order(body) : nullptr);
+      if (tools.parses()) tools_prompt = tools_system_prompt(tools, limits.tool_format);
+    } catch (const ToolError& e) {
+      throw ApiError(400, e.what(), e.param());
+    }
+    ids = chat_prompt(j, tk, *tpl, limits, flag(j, "add_generation_prompt", true), tools_prompt);
   } else {
     only(j, {"model", "prompt", "add_special_tokens", "return_token_strs"});
     if (!j.contains("prompt") || !j["prompt"].is_string()) throw ApiError(400, "prompt (a string) or messages is required", "prompt");

@@ -108,8 +108,10 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     ChoiceStream& c = a.choices[i];
     ChoiceStream::Piece piece = c.push(u);
     if (piece.cancel) g_->client.cancel(a.gens[i]);
-    if (!piece.text.empty() || !piece.logprobs.is_null()) {
+    if (c.any(piece)) {
       nlohmann::json m{{"type", "delta"}, {"id", key}, {"index", i}, {"content", piece.text}};
+      if (!piece.reasoning.empty()) m["reasoning_content"] = std::move(piece.reasoning);
+      if (!piece.tool_calls.is_null()) m["tool_calls"] = std::move(piece.tool_calls);
       if (!piece.logprobs.is_null()) m["logprobs"] = std::move(piece.logprobs);
       send(dump(m));
     }
@@ -126,13 +128,17 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     if (!std::all_of(a.choices.begin(), a.choices.end(), [](const ChoiceStream& x) { return x.ended(); })) return;
     const auto end = clock_type::now();
     auto first = end;
-    int64_t tokens = 0;
+    int64_t tokens = 0, reasoning = 0;
     nlohmann::json choices = nlohmann::json::array();
     for (size_t k = 0; k < a.choices.size(); ++k) {
       const ChoiceStream& x = a.choices[k];
       tokens += x.tokens();
+      reasoning += x.reasoning_tokens();
       if (x.first_token()) first = std::min(first, *x.first_token());
-      choices.push_back({{"index", k}, {"finish_reason", finish_reason_name(x.finish())}});
+      nlohmann::json choice{{"index", k}, {"finish_reason", ws_finish(x)}};
+      // The whole answer's calls, as the deltas built them.
+      if (x.called()) choice["tool_calls"] = x.tool_calls();
+      choices.push_back(std::move(choice));
     }
     const bool got_first = first != end;
     const double total = std::chrono::duration<double>(end - a.start).count();
@@ -145,17 +151,22 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     g_->metrics->generation(p, tokens, ttft, total);
     send(dump({{"type", "done"},
                {"id", key},
-               {"finish_reason", finish_reason_name(a.choices[0].finish())},
+               {"finish_reason", ws_finish(a.choices[0])},
                {"choices", std::move(choices)},
                {"usage", {{"prompt_tokens", p},
                           {"completion_tokens", tokens},
                           {"total_tokens", p + tokens},
-                          {"prompt_tokens_details", {{"cached_tokens", a.choices[0].cached_tokens()}}}}},
+                          {"prompt_tokens_details", {{"cached_tokens", a.choices[0].cached_tokens()}}},
+                          {"completion_tokens_details", {{"reasoning_tokens", reasoning}}}}},
                {"timings", {{"ttft_ms", ttft * 1e3},
                             {"total_ms", total * 1e3},
                             {"tokens_per_s", per_choice > 1 && decode > 0 ? (per_choice - 1) / decode : 0.0}}}}));
     g_->give_slot(key_);
     active_.erase(it);
+  }
+
+  static const char* ws_finish(const ChoiceStream& x) {
+    return x.finish() == FinishReason::Stop && x.called() ? "tool_calls" : finish_reason_name(x.finish());
   }
 
   void send_error(const nlohmann::json& id, int status, const std::string& message) {

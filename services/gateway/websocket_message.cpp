@@ -32,7 +32,7 @@ WsMessage decode_ws_message(std::string_view text, const tok::Tokenizer& tk, con
   if (body.contains("stream_options"))
     return WsError{std::move(id), 400, "'stream_options': the WebSocket chat always sends usage in its done message; leave it out"};
   try {
-    const nlohmann::ordered_json ordered = body.contains("response_format") ? schema_in_order(text) : nullptr;
+    const nlohmann::ordered_json ordered = body.contains("response_format") || body.contains("tools") ? request_in_order(text) : nullptr;
     return WsChatRequest{std::move(key), parse_chat_request(body, tk, *tpl, limits, ordered)};
   } catch (const ApiError& e) {
     return WsError{std::move(id), e.status(), e.what()};

