@@ -294,7 +294,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (chat_) {
       auto& d = choice["delta"] = nlohmann::json::object();
       if (first) d["role"] = "assistant";
-      if (!piece.text.empty() || first) d["content"] = piece.text;
+      // A first chunk that opens a call has no content yet: null, as OpenAI sends it.
+      if (!piece.text.empty() || first) d["content"] = piece.text.empty() && !piece.tool_calls.is_null() ? nlohmann::json() : nlohmann::json(piece.text);
       if (!piece.reasoning.empty()) d["reasoning_content"] = piece.reasoning;
       if (!piece.tool_calls.is_null()) d["tool_calls"] = piece.tool_calls;
     } else {

@@ -71,8 +71,10 @@ const FieldRule kFields[] = {
     {"tools", Field::Works, true, false},
     {"tool_choice", Field::Works, true, false},
     {"parallel_tool_calls", Field::Works, true, false},
-    // An extension: decoding follows a grammar (docs/STRUCTURED_OUTPUT.md).
+    // Extensions: decoding follows a grammar (docs/STRUCTURED_OUTPUT.md); the
+    // think block split off as reasoning_content or not (SGLang's name).
     {"grammar", Field::Works, true, true},
+    {"separate_reasoning", Field::Works, true, false},
 };
 
 // The value of an OnlyDefault field that asks for nothing.
@@ -384,6 +386,10 @@ ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk,
   common(j, r, limits, tk.vocab_size(), ordered);
   r.tool_format = limits.tool_format;
   r.reasoning = limits.reasoning;
+  if (j.contains("separate_reasoning") && !j["separate_reasoning"].is_null()) {
+    if (!j["separate_reasoning"].is_boolean()) throw bad("separate_reasoning", "separate_reasoning must be a boolean");
+    r.reasoning = j["separate_reasoning"];
+  }
   r.think_opened = tpl.opens_think();
   try {
     r.tools = parse_tool_request(j, ordered);
@@ -392,6 +398,11 @@ ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk,
         throw ToolError("tool_choice", "tool_choice " + std::string(r.tools.choice == ToolRequest::Choice::Named ? "naming a function" : "required") +
                                            " and " + (j.contains("grammar") ? "grammar" : "response_format") + " both constrain the answer: give one of them");
       r.gen.grammar = tool_call_grammar(r.tools, r.tool_format);
+      try {
+        grammar::Grammar::parse(r.gen.grammar);  // refused here, not when decoding starts (say, too many positions)
+      } catch (const grammar::GrammarError& e) {
+        throw ToolError("tools", std::string("the tools' schemas make a grammar that cannot be used: ") + e.what());
+      }
     }
   } catch (const ToolError& e) {
     throw bad(e.param(), e.what());
@@ -409,8 +420,10 @@ ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk,
     if (r.gen.adjust.logit_bias.size() > kMaxLogitBias)
       throw bad("logit_bias", "logit_bias takes at most " + std::to_string(kMaxLogitBias - 5) + " tokens with tool_choice none");
   }
-  // A constrained answer of a reasoning model comes after its reasoning.
-  if (r.reasoning && !r.gen.grammar.empty()) r.gen.grammar = grammar::after_reasoning(r.gen.grammar, r.think_opened);
+  // A constrained answer of a reasoning model comes after its reasoning (a
+  // grammar of the client's own covers the whole text, think block included).
+  const bool own_grammar = j.contains("grammar") && !j["grammar"].is_null();
+  if (r.reasoning && !r.gen.grammar.empty() && !own_grammar) r.gen.grammar = grammar::after_reasoning(r.gen.grammar, r.think_opened);
   r.gen.prompt = chat_prompt(j, tk, tpl, limits, true, r.tools.parses() ? tools_system_prompt(r.tools, r.tool_format) : "");
   return r;
 }

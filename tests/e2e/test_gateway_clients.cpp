@@ -76,10 +76,11 @@ TEST(GatewayClients, OpenAiNpmClientAndHostileHttp) {
   EXPECT_EQ(m.up->stop(SIGTERM), 0) << "a clean exit on SIGTERM";
 }
 
-TEST(GatewayClients, StructuredOutputAlwaysParsesAndValidates) {
+TEST(GatewayClients, StructuredOutputAndToolCallsAlwaysParseAndValidate) {
   if (!have_node() || sh("test -d " + kSource + "/node_modules/ajv") != 0) GTEST_SKIP() << "node, openai and ajv (scripts/setup.sh installs them)";
   Up m;
   EXPECT_EQ(sh("cd " + kSource + " && timeout 600 node tests/e2e/structured_output.mjs " + m.url + " sk-test"), 0);
+  EXPECT_EQ(sh("cd " + kSource + " && timeout 300 node tests/e2e/tools.mjs " + m.url + " sk-test"), 0);
   EXPECT_TRUE(m.up->running());
 }
 

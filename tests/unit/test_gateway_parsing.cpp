@@ -240,8 +240,11 @@ TEST(GenerationBody, ParametersNotServedAreTakenOnlyWhenTheyAskForNothingAndRang
       {R"("response_format": {"type": "xml"})", "response_format.type"},
       {R"("response_format": {"type": "json_schema"})", "response_format.json_schema"},
       {R"("response_format": {"type": "json_object", "schema": {}})", "response_format.schema"},
-      {R"("tools": [{"type": "function", "function": {"name": "f"}}])", "tools"},
-      {R"("tool_choice": "auto")", "tool_choice"},
+      {R"("tools": {"name": "f"})", "tools"},
+      {R"("tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "maybe")", "tool_choice"},
+      {R"("tools": [], "tool_choice": "required")", "tool_choice"},
+      {R"("tools": [{"type": "function"}])", "tools[0].function"},
+      {R"("completion": "x")", "completion"},
       {R"("min_p": 1.1)", "min_p"},
       {R"("repetition_penalty": 0)", "repetition_penalty"},
       {R"("repetition_penalty": 11)", "repetition_penalty"},
@@ -260,6 +263,7 @@ TEST(GenerationBody, ParametersNotServedAreTakenOnlyWhenTheyAskForNothingAndRang
   EXPECT_EQ(refusal(R"({"prompt": "x", "echo": true})", false).param(), "echo");
   EXPECT_EQ(refusal(R"({"prompt": "x", "best_of": 2})", false).param(), "best_of");
   EXPECT_EQ(refusal(R"({"prompt": "x", "suffix": "end"})", false).param(), "suffix");
+  EXPECT_EQ(refusal(R"({"prompt": "x", "tools": []})", false).param(), "tools") << "tools are for chats";
 }
 
 TEST(GenerationBody, PenaltiesBiasMinPAndNReachTheGenerationRequest) {
