@@ -192,7 +192,7 @@ const refusals = [
   [{ logit_bias: { 5: 500 } }, 'logit_bias'],
   [{ logit_bias: { 99999999: 1 } }, 'logit_bias'],
   [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a' } } } }, 'response_format.json_schema.schema.pattern'],
-  [{ tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }, 'tools'],
+  [{ tools: [{ type: 'function', function: { name: 'no spaces allowed', parameters: {} } }] }, 'tools[0].function.name'],
   [{ messages: [{ role: 'user', content: 'x', name: 'me' }] }, 'messages[0].name'],
   [{ messages: [{ role: 'assistant', content: 'text', tool_calls: [{ type: 'function', function: { name: 'f', arguments: '{}' } }] }] }, 'messages[0].tool_calls'],
   [{ messages: [{ role: 'assistant', content: null, tool_calls: [{ type: 'function', function: { name: 'f', arguments: {} } }] }] }, 'messages[0].tool_calls[0].function.arguments'],
