@@ -6,6 +6,7 @@ find_package(CLI11 CONFIG REQUIRED)
 find_package(cppzmq 4.9 CONFIG REQUIRED)
 find_package(boost_headers 1.81 CONFIG REQUIRED)  # Boost.Beast and Asio (header-only)
 find_package(prometheus-cpp CONFIG REQUIRED)  # no version: the package reports "unknown"
+find_package(OpenSSL 3 REQUIRED)  # the gateway: TLS (Beast over Asio SSL) and API key digests
 
 if(MOEMESH_TESTS)
   find_package(GTest REQUIRED)

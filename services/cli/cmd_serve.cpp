@@ -150,7 +150,7 @@ void add_serve_command(CLI::App& app) {
     ClusterConfig c = load(*gw);
     GatewayService g(c.gateway, c.model, c.attention_connect, *ctx);
     const uint16_t port = g.start();
-    announce("http://" + c.gateway.host + ":" + std::to_string(port));
+    announce((c.gateway.tls_cert.empty() ? "http://" : "https://") + c.gateway.host + ":" + std::to_string(port));
     wait_for_signal();
     drain(g, "gateway", c.drain_timeout);  // 503 for new generations meanwhile
     g.stop();

@@ -129,8 +129,9 @@ void add_up_command(CLI::App& app) {
     GatewayService gateway(config.gateway, model, ep.attention, ctx);
     const uint16_t port = gateway.start();
     // The first line on stdout is the URL, for whoever started us.
-    std::cout << "http://" << config.gateway.host << ":" << port << std::endl;
-    spdlog::info("up: serving http://{}:{} (OpenAI API under /v1, chat page at /)", config.gateway.host, port);
+    const std::string scheme = config.gateway.tls_cert.empty() ? "http://" : "https://";
+    std::cout << scheme << config.gateway.host << ":" << port << std::endl;
+    spdlog::info("up: serving {}{}:{} (OpenAI API under /v1, chat page at /)", scheme, config.gateway.host, port);
     wait_for_signal();
     spdlog::info("up: stopping; finishing the generations in flight first");
     gateway.drain(config.drain_timeout);

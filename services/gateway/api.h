@@ -33,7 +33,10 @@ struct ApiLimits {
 struct GatewayOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8000;                  // 0: any free port
-  std::vector<std::string> api_keys;     // empty: no authentication
+  std::vector<std::string> api_keys;     // in clear; with api_key_digests empty: no authentication
+  std::vector<std::string> api_key_digests;  // "sha256:" and 64 hex digits each
+  std::string tls_cert, tls_key;         // PEM files: HTTPS and WSS (reloaded on SIGHUP); empty: plain HTTP
+  bool hsts = false;                     // with TLS: Strict-Transport-Security on every answer
   size_t max_body_bytes = 1 << 20;
   size_t max_inflight = 256;             // generations at once; more get 429
   size_t per_key_concurrency = 64;       // generations at once per API key (0: no limit)

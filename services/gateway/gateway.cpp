@@ -6,6 +6,8 @@
 
 #include <sys/socket.h>
 
+#include <type_traits>
+
 #include <cerrno>
 
 #include "gateway_state.h"
@@ -22,19 +24,41 @@ std::string now_id(const char* prefix) {
   return std::string(prefix) + std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) + "-" + std::to_string(n++);
 }
 
-class Session : public std::enable_shared_from_this<Session> {
+// One client connection, plain (beast::tcp_stream) or TLS (TlsStream).
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
  public:
-  Session(tcp::socket s, std::shared_ptr<Gateway::Impl> g) : stream_(std::move(s)), g_(std::move(g)) {}
-  void start() { read(); }
+  Session(tcp::socket s, std::shared_ptr<Gateway::Impl> g, std::shared_ptr<net::ssl::context> tls)
+      : tls_(std::move(tls)), stream_(make_stream(std::move(s), tls_)), g_(std::move(g)) {}
+  void start() {
+    if constexpr (kTls) {
+      // The handshake is bounded like any read: a client that never finishes it is dropped.
+      lowest().expires_after(std::chrono::seconds(g_->opts.idle_timeout_s));
+      stream_.async_handshake(net::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+        if (ec) return self->lowest().close();
+        self->read();
+      });
+    } else {
+      read();
+    }
+  }
 
  private:
+  static Stream make_stream(tcp::socket s, const std::shared_ptr<net::ssl::context>& tls) {
+    if constexpr (kTls) return Stream(beast::tcp_stream(std::move(s)), *tls);
+    else return Stream(std::move(s));
+  }
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
   using Request = http::request<http::string_body>;
 
   void read() {
     parser_.emplace();
     parser_->body_limit(g_->opts.max_body_bytes);
-    stream_.expires_after(std::chrono::seconds(g_->opts.idle_timeout_s));
-    http::async_read(stream_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+    lowest().expires_after(std::chrono::seconds(g_->opts.idle_timeout_s));
+    http::async_read(stream_, buf_, *parser_, [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
@@ -69,7 +93,7 @@ class Session : public std::enable_shared_from_this<Session> {
            : path == "/healthz" ? "healthz" : path == "/readyz" ? "readyz" : path == "/metrics" ? "metrics" : path == "/" ? "page" : "other";
     if (path == "/healthz") return reply(200, "text/plain", "ok\n");
     if (path == "/metrics") {
-      auto self = shared_from_this();
+      auto self = this->shared_from_this();
       g_->client.stats([self](const nlohmann::json& j) {
         net::post(self->stream_.get_executor(), [self, j] {
           self->g_->metrics->attention_stats(j);
@@ -86,7 +110,8 @@ class Session : public std::enable_shared_from_this<Session> {
       if (req_.method() != http::verb::get) throw ApiError(405, "use GET");
       return reply(200, "text/html; charset=utf-8", kChatPage);
     }
-    if (path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize") authenticate();
+    if (path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize")
+      authenticate(path == "/v1/chat/ws" && beast::websocket::is_upgrade(req_));
     if (path == "/tokenize" || path == "/detokenize") {
       if (req_.method() != http::verb::post) throw ApiError(405, "use POST");
       return reply(200, "application/json",
@@ -96,7 +121,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (path == "/v1/chat/ws") {
       if (!beast::websocket::is_upgrade(req_)) throw ApiError(400, "/v1/chat/ws takes WebSocket upgrades only");
       if (!g_->ready) throw ApiError(503, g_->not_ready_reason(), "", "unavailable");
-      return start_websocket(stream_.release_socket(), std::move(req_), g_, key_);
+      return start_websocket(std::move(stream_), std::move(req_), g_, key_);
     }
     if (path == "/v1/models") {
       if (req_.method() != http::verb::get) throw ApiError(405, "use GET");
@@ -116,20 +141,42 @@ class Session : public std::enable_shared_from_this<Session> {
     throw ApiError(404, "no route for " + path, "", "not_found_error");
   }
 
-  void authenticate() {
-    if (g_->opts.api_keys.empty()) return;
+  // Sets key_ to the key's label (never the key). A key in the query string is
+  // taken only on the WebSocket upgrade, which browsers cannot give headers:
+  // anywhere else it would end up in proxies' logs.
+  void authenticate(bool upgrade) {
+    if (g_->keys.empty()) return;
     const std::string auth(req_[http::field::authorization]);
     const std::string prefix = "Bearer ";
-    if (auth.rfind(prefix, 0) == 0 && g_->key_ok(auth.substr(prefix.size()))) {
-      key_ = auth.substr(prefix.size());
-      return;
+    if (auth.rfind(prefix, 0) == 0) {
+      if (auto label = g_->key_label(std::string_view(auth).substr(prefix.size()))) {
+        key_ = *label;
+        return;
+      }
     }
-    // Browsers cannot set headers on a WebSocket: the key may come as ?api_key=.
     const std::string target(req_.target());
-    const size_t q = target.find("api_key=");
-    if (q != std::string::npos && g_->key_ok(target.substr(q + 8, target.find('&', q) - q - 8))) {
-      key_ = target.substr(q + 8, target.find('&', q) - q - 8);
-      return;
+    const size_t query = target.find('?');
+    const size_t q = query == std::string::npos ? query : target.find("api_key=", query);
+    if (q != std::string::npos) {
+      if (!upgrade)
+        throw ApiError(401, "an API key in the query string is taken only on the WebSocket upgrade (/v1/chat/ws); send Authorization: Bearer KEY",
+                       "", "authentication_error");
+      // Percent-decoded, as browsers encode it.
+      const std::string raw = target.substr(q + 8, target.find('&', q) - q - 8);
+      std::string presented;
+      for (size_t i = 0; i < raw.size(); ++i) {
+        if (raw[i] == '%' && i + 2 < raw.size() && std::isxdigit(static_cast<unsigned char>(raw[i + 1])) &&
+            std::isxdigit(static_cast<unsigned char>(raw[i + 2]))) {
+          presented += static_cast<char>(std::stoi(raw.substr(i + 1, 2), nullptr, 16));
+          i += 2;
+        } else {
+          presented += raw[i];
+        }
+      }
+      if (auto label = g_->key_label(presented)) {
+        key_ = *label;
+        return;
+      }
     }
     throw ApiError(401, "a valid API key is required (Authorization: Bearer KEY)", "", "authentication_error");
   }
@@ -147,7 +194,7 @@ class Session : public std::enable_shared_from_this<Session> {
     for (int i = 0; i < api_.n; ++i) choices_.emplace_back(g_->tk, api_);
     start_time_ = std::chrono::steady_clock::now();
     if (api_.stream) start_stream();
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     const uint64_t gen = ++next_gen_;
     for (int i = 0; i < api_.n; ++i) {
       GenerationRequest r = api_.gen;
@@ -177,10 +224,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // A whole-response request writes nothing until the end: notice a client that
   // hangs up meanwhile (readable with nothing to read) and stop its generation.
   void watch_disconnect() {
-    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+    lowest().socket().async_wait(tcp::socket::wait_read, [self = this->shared_from_this()](beast::error_code ec) {
       if (ec || self->done_) return;
       char c;
-      const ssize_t n = ::recv(self->stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      const ssize_t n = ::recv(self->lowest().socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
       if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;  // a pipelined request: not a hang-up
       self->on_write_error();
     });
@@ -310,13 +357,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void start_stream() {
     auto res = std::make_shared<http::response<http::empty_body>>(http::status::ok, req_.version());
     res->set(http::field::content_type, "text/event-stream");
+    if (kTls && g_->opts.hsts) res->set(http::field::strict_transport_security, "max-age=31536000");
     res->set(http::field::cache_control, "no-cache");
     res->keep_alive(keep_alive_);
     res->chunked(true);
     auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
     writing_ = true;
-    stream_.expires_never();
-    http::async_write_header(stream_, *sr, [self = shared_from_this(), res, sr](beast::error_code ec, size_t) {
+    lowest().expires_never();
+    http::async_write_header(stream_, *sr, [self = this->shared_from_this(), res, sr](beast::error_code ec, size_t) {
       self->writing_ = false;
       if (ec) return self->on_write_error();
       self->flush();
@@ -339,7 +387,7 @@ class Session : public std::enable_shared_from_this<Session> {
     writing_ = true;
     auto item = std::make_shared<std::pair<std::string, bool>>(std::move(out_.front()));
     out_.pop_front();
-    auto done = [self = shared_from_this(), item](beast::error_code ec, size_t) {
+    auto done = [self = this->shared_from_this(), item](beast::error_code ec, size_t) {
       self->writing_ = false;
       self->queued_bytes_ -= item->first.size();
       if (ec) return self->on_write_error();
@@ -370,10 +418,11 @@ class Session : public std::enable_shared_from_this<Session> {
     auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), req_.version());
     res->set(http::field::content_type, type);
     res->set(http::field::server, "moemesh");
+    if (kTls && g_->opts.hsts) res->set(http::field::strict_transport_security, "max-age=31536000");
     res->keep_alive(keep_alive_);
     res->body() = std::move(body);
     res->prepare_payload();
-    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+    http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
       if (ec) return self->close();
       self->after_response();
     });
@@ -390,22 +439,23 @@ class Session : public std::enable_shared_from_this<Session> {
   }
   void close() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
     if (linger_) return drain();
-    stream_.close();
+    lowest().close();
   }
   // A lingering close: discard what the client still sends (bounded in bytes and
   // time) so it reads our answer instead of a reset connection.
   void drain() {
-    stream_.expires_after(std::chrono::seconds(5));
-    stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+    lowest().expires_after(std::chrono::seconds(5));
+    stream_.async_read_some(net::buffer(scratch_), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
       self->drained_ += n;
-      if (ec || self->drained_ > (64u << 20)) return self->stream_.close();
+      if (ec || self->drained_ > (64u << 20)) return self->lowest().close();
       self->drain();
     });
   }
 
-  beast::tcp_stream stream_;
+  std::shared_ptr<net::ssl::context> tls_;  // outlives stream_, which holds a reference
+  Stream stream_;
   std::shared_ptr<Gateway::Impl> g_;
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -432,10 +482,31 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 void Gateway::Impl::accept() {
-  acceptor->async_accept(net::make_strand(ioc), [self = shared_from_this()](beast::error_code ec, tcp::socket s) {
-    if (!ec) std::make_shared<Session>(std::move(s), self)->start();
+  acceptor->async_accept(net::make_strand(ioc), [self = this->shared_from_this()](beast::error_code ec, tcp::socket s) {
+    if (!ec) {
+      if (auto tls = self->tls()) std::make_shared<Session<TlsStream>>(std::move(s), self, std::move(tls))->start();
+      else std::make_shared<Session<beast::tcp_stream>>(std::move(s), self, nullptr)->start();
+    }
     if (self->acceptor->is_open()) self->accept();
   });
+}
+
+void Gateway::Impl::load_tls() {
+  auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);
+  ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 | net::ssl::context::no_sslv3 |
+                   net::ssl::context::no_tlsv1 | net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use);
+  try {
+    ctx->use_certificate_chain_file(opts.tls_cert);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("gateway: cannot load the TLS certificate " + opts.tls_cert + ": " + e.what());
+  }
+  try {
+    ctx->use_private_key_file(opts.tls_key, net::ssl::context::pem);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("gateway: cannot load the TLS key " + opts.tls_key + ": " + e.what());
+  }
+  std::lock_guard<std::mutex> lock(tls_mu);
+  tls_ctx = std::move(ctx);
 }
 
 Gateway::Gateway(GatewayOptions opts, std::shared_ptr<const tok::Tokenizer> tokenizer, GenerationClient& client,
@@ -454,6 +525,24 @@ uint16_t Gateway::start() {
   g.acceptor->listen();
   g.metrics = std::make_unique<GatewayMetrics>(g.opts.host + ":" + std::to_string(g.acceptor->local_endpoint().port()));
   g.accept();
+  if (g.tls()) {
+    // SIGHUP loads the certificate and key again (renewed files); connections
+    // made from then on use them, those open keep theirs. A bad file keeps the old ones.
+    g.sighup.emplace(g.ioc, SIGHUP);
+    g.rearm_sighup = [&g] {
+      g.sighup->async_wait([&g](beast::error_code ec, int) {
+        if (ec) return;
+        try {
+          g.load_tls();
+          spdlog::info("gateway: TLS certificate {} loaded again", g.opts.tls_cert);
+        } catch (const std::exception& e) {
+          spdlog::error("{}; keeping the one loaded before", e.what());
+        }
+        g.rearm_sighup();
+      });
+    };
+    g.rearm_sighup();
+  }
   for (int i = 0; i < std::max(1, g.opts.threads); ++i) g.threads.emplace_back([&g] { g.ioc.run(); });
   return g.acceptor->local_endpoint().port();
 }
@@ -464,6 +553,7 @@ void Gateway::stop() {
   net::post(g.ioc, [&g] {
     beast::error_code ec;
     g.acceptor->close(ec);
+    if (g.sighup) g.sighup->cancel(ec);
   });
   g.ioc.stop();
   for (auto& t : g.threads) t.join();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -10,10 +11,13 @@
 #include <vector>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast.hpp>
+#include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
 #include "core/tokenizer/chat_template.h"
+#include "api_keys.h"
 #include "tool_calls.h"
 #include "gateway.h"
 #include "gateway_metrics.h"
@@ -24,6 +28,7 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
   GatewayOptions opts;
@@ -40,8 +45,26 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
   std::atomic<size_t> inflight{0};
   std::unique_ptr<GatewayMetrics> metrics;  // made when the port is known
 
+  ApiKeys keys;
+  // TLS: the certificate and key as last loaded (SIGHUP loads them again); null: plain HTTP.
+  std::shared_ptr<net::ssl::context> tls() const {
+    std::lock_guard<std::mutex> lock(tls_mu);
+    return tls_ctx;
+  }
+  // Loads opts.tls_cert and opts.tls_key; throws std::runtime_error naming the file.
+  void load_tls();
+  mutable std::mutex tls_mu;
+  std::shared_ptr<net::ssl::context> tls_ctx;
+  std::optional<net::signal_set> sighup;
+  std::function<void()> rearm_sighup;
+
   Impl(GatewayOptions o, std::shared_ptr<const tok::Tokenizer> t, GenerationClient& c, std::vector<int32_t> s)
-      : opts(std::move(o)), tk(std::move(t)), client(c), stop_ids(std::move(s)) {
+      : opts(std::move(o)), tk(std::move(t)), client(c), stop_ids(std::move(s)), keys(opts.api_keys, opts.api_key_digests) {
+    // Only the digests stay: no key in clear is kept once they are made.
+    for (auto& k : opts.api_keys) std::fill(k.begin(), k.end(), '\0');
+    opts.api_keys.clear();
+    if (opts.tls_cert.empty() != opts.tls_key.empty()) throw std::invalid_argument("gateway: tls_cert and tls_key go together");
+    if (!opts.tls_cert.empty()) load_tls();
     try {
       tpl.emplace(tok::ChatTemplate::for_tokenizer(*tk));
     } catch (const std::exception& e) {
@@ -78,16 +101,14 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
   }
   std::mutex slots_mu;
   std::map<std::string, size_t> per_key;
-  bool key_ok(std::string_view key) const {
-    if (opts.api_keys.empty()) return true;
-    for (const auto& k : opts.api_keys)
-      if (k == key) return true;
-    return false;
-  }
+  // The key's label (ApiKeys::match) when it is accepted.
+  std::optional<std::string> key_label(std::string_view key) const { return keys.match(key); }
 };
 
 // Takes over an upgraded connection: the WebSocket chat protocol (docs/API.md).
-void start_websocket(tcp::socket socket, http::request<http::string_body> upgrade, std::shared_ptr<Gateway::Impl> g,
+void start_websocket(beast::tcp_stream stream, http::request<http::string_body> upgrade, std::shared_ptr<Gateway::Impl> g,
+                     std::string api_key);
+void start_websocket(TlsStream stream, http::request<http::string_body> upgrade, std::shared_ptr<Gateway::Impl> g,
                      std::string api_key);
 
 // The web chat page served at "/".

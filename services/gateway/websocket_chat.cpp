@@ -21,14 +21,16 @@ constexpr size_t kMaxQueuedBytes = 8u << 20;
 
 std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
-class WsChat : public std::enable_shared_from_this<WsChat> {
+// Over a plain (beast::tcp_stream) or TLS (TlsStream) connection.
+template <class Next>
+class WsChat : public std::enable_shared_from_this<WsChat<Next>> {
  public:
-  WsChat(tcp::socket s, std::shared_ptr<Gateway::Impl> g, std::string key) : ws_(std::move(s)), g_(std::move(g)), key_(std::move(key)) {}
+  WsChat(Next s, std::shared_ptr<Gateway::Impl> g, std::string key) : ws_(std::move(s)), g_(std::move(g)), key_(std::move(key)) {}
 
   void start(http::request<http::string_body> upgrade) {
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
     ws_.read_message_max(g_->opts.max_body_bytes);
-    ws_.async_accept(upgrade, [self = shared_from_this()](beast::error_code ec) {
+    ws_.async_accept(upgrade, [self = this->shared_from_this()](beast::error_code ec) {
       if (ec) return;
       self->read();
     });
@@ -47,7 +49,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
   };
 
   void read() {
-    ws_.async_read(in_, [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+    ws_.async_read(in_, [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
@@ -90,7 +92,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     if (!a.api.ignore_eos) a.api.gen.stop_ids = g_->stop_ids;
     for (int i = 0; i < a.api.n; ++i) a.choices.emplace_back(g_->tk, a.api);
     a.start = clock_type::now();
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     for (int i = 0; i < a.api.n; ++i) {
       GenerationRequest r = a.api.gen;
       r.sampling.seed += static_cast<uint64_t>(i);
@@ -180,7 +182,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     if (queued_ + s.size() > kMaxQueuedBytes) {
       closed_ = true;
       ws_.async_close(websocket::close_reason(websocket::close_code::policy_error, "reader too slow"),
-                      [self = shared_from_this()](beast::error_code) { self->shutdown(); });
+                      [self = this->shared_from_this()](beast::error_code) { self->shutdown(); });
       return;
     }
     queued_ += s.size();
@@ -190,7 +192,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
 
   void write() {
     ws_.text(true);
-    ws_.async_write(net::buffer(out_.front()), [self = shared_from_this()](beast::error_code ec, size_t) {
+    ws_.async_write(net::buffer(out_.front()), [self = this->shared_from_this()](beast::error_code ec, size_t) {
       self->queued_ -= self->out_.front().size();
       self->out_.pop_front();
       if (ec) return self->shutdown();
@@ -208,7 +210,7 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
     active_.clear();
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<Next> ws_;
   std::shared_ptr<Gateway::Impl> g_;
   std::string key_;
   beast::flat_buffer in_;
@@ -220,9 +222,14 @@ class WsChat : public std::enable_shared_from_this<WsChat> {
 
 }  // namespace
 
-void start_websocket(tcp::socket socket, http::request<http::string_body> upgrade, std::shared_ptr<Gateway::Impl> g,
+void start_websocket(beast::tcp_stream stream, http::request<http::string_body> upgrade, std::shared_ptr<Gateway::Impl> g,
                      std::string api_key) {
-  std::make_shared<WsChat>(std::move(socket), std::move(g), std::move(api_key))->start(std::move(upgrade));
+  std::make_shared<WsChat<beast::tcp_stream>>(std::move(stream), std::move(g), std::move(api_key))->start(std::move(upgrade));
+}
+
+void start_websocket(TlsStream stream, http::request<http::string_body> upgrade, std::shared_ptr<Gateway::Impl> g,
+                     std::string api_key) {
+  std::make_shared<WsChat<TlsStream>>(std::move(stream), std::move(g), std::move(api_key))->start(std::move(upgrade));
 }
 
 }  // namespace moemesh

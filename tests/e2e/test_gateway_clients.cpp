@@ -8,9 +8,11 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "services/gateway/api_keys.h"
 #include "services/mesh/child_process.h"
 #include "tests/support/test_models.h"
 
@@ -82,6 +84,67 @@ TEST(GatewayClients, StructuredOutputAndToolCallsAlwaysParseAndValidate) {
   EXPECT_EQ(sh("cd " + kSource + " && timeout 600 node tests/e2e/structured_output.mjs " + m.url + " sk-test"), 0);
   EXPECT_EQ(sh("cd " + kSource + " && timeout 300 node tests/e2e/tools.mjs " + m.url + " sk-test"), 0);
   EXPECT_TRUE(m.up->running());
+}
+
+namespace {
+// `openssl` with `args`, in `dir`.
+int ssl(const std::filesystem::path& dir, const std::string& args) { return sh("cd " + dir.string() + " && openssl " + args + " > /dev/null 2>&1"); }
+
+// A test CA and a certificate for 127.0.0.1 signed by it, named `name`.pem / .key.
+void issue(const std::filesystem::path& dir, const std::string& name, const std::string& cn) {
+  std::ofstream(dir / "san.ext") << "subjectAltName=IP:127.0.0.1\n";
+  EXPECT_EQ(ssl(dir, "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + name + ".key -out " + name + ".csr -subj /CN=" + cn), 0);
+  EXPECT_EQ(ssl(dir, "x509 -req -in " + name + ".csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile san.ext -out " + name + ".pem"), 0);
+}
+}  // namespace
+
+TEST(GatewayClients, TlsWithTheOpenAiClientWrongKeysRefusedKeysNeverLogged) {
+  if (!have_node() || sh("openssl version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node, openai and openssl (scripts/setup.sh installs them)";
+  const auto dir = moemesh::testing::temp_dir("tls");
+  ASSERT_EQ(ssl(dir, "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=moemesh-test-ca"), 0);
+  issue(dir, "server", "first");
+  const std::string key = "sk-tls-test-7f3a9c", digested = "sk-kept-elsewhere-41d2";
+  const std::string digest = "sha256:" + ApiKeys::digest_hex(digested);
+  const auto model = moemesh::testing::temp_dir("tls-model");
+  ASSERT_EQ(sh(bin() + " make-model --preset tiny --vocab 129280 --seed 3 --tokenizer " + kTok + " --out " + model.string() + " 2>/dev/null"), 0);
+  const auto log = dir / "up.log";
+  // Through sh, so that the log (stderr) can be read for keys afterwards.
+  ChildProcess up({"/bin/sh", "-c",
+                   "exec " + bin() + " up --model " + model.string() + " --port 0 --api-key " + key +
+                       " --set 'expert_hosts=[{\"name\": \"experts-0\", \"experts\": \"all\"}]' --set gateway.tls_cert=" +
+                       (dir / "server.pem").string() + " --set gateway.tls_key=" + (dir / "server.key").string() +
+                       " --set gateway.hsts=true --set 'gateway.api_key_digests=[\"" + digest + "\"]' 2> " + log.string()});
+  const std::string url = up.read_line(std::chrono::seconds(60));
+  ASSERT_EQ(url.rfind("https://127.0.0.1:", 0), 0u) << url;
+  const std::string port = url.substr(url.rfind(':') + 1);
+  EXPECT_EQ(sh("cd " + kSource + " && NODE_EXTRA_CA_CERTS=" + (dir / "ca.pem").string() + " timeout 120 node tests/e2e/tls_gateway.mjs " + url + " " +
+               key + " " + digested),
+            0);
+  if (sh("curl --version > /dev/null 2>&1") == 0)
+    EXPECT_EQ(sh("curl -s -D - -o /dev/null --cacert " + (dir / "ca.pem").string() + " " + url + "/healthz | grep -qi '^strict-transport-security: max-age='"), 0)
+        << "HSTS when asked";
+  // SIGHUP loads renewed files: new connections see the new certificate.
+  issue(dir, "renewed", "second");
+  std::filesystem::copy_file(dir / "renewed.pem", dir / "server.pem", std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(dir / "renewed.key", dir / "server.key", std::filesystem::copy_options::overwrite_existing);
+  const std::string subject = "openssl s_client -connect 127.0.0.1:" + port + " -CAfile " + (dir / "ca.pem").string() +
+                              " < /dev/null 2>/dev/null | openssl x509 -noout -subject | grep -q ";
+  EXPECT_EQ(sh(subject + "first"), 0);
+  up.signal(SIGHUP);
+  bool renewed = false;
+  for (int i = 0; i < 50 && !renewed; ++i) {
+    renewed = sh(subject + "second") == 0;
+    if (!renewed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(renewed) << "the renewed certificate after SIGHUP";
+  EXPECT_TRUE(up.running()) << "SIGHUP does not stop it";
+  EXPECT_EQ(up.stop(SIGTERM), 0);
+  std::ifstream in(log);
+  const std::string logged((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(logged.find("gateway"), std::string::npos) << "the log was read";
+  EXPECT_EQ(logged.find(key), std::string::npos) << "no key in the log";
+  EXPECT_EQ(logged.find(digested), std::string::npos) << "no key in the log";
+  EXPECT_EQ(logged.find("sk-wrong"), std::string::npos) << "not even wrong ones";
 }
 
 TEST(GatewayClients, HeadlessChromiumChatsOnTheWebPage) {
