@@ -11,8 +11,8 @@ MeshError error_of(const wire::Message& m) {
 }
 
 nlohmann::json control_call(zmq::context_t& ctx, const std::string& endpoint, const nlohmann::json& command,
-                            std::chrono::milliseconds timeout) {
-  RequestChannel ch(ctx, endpoint);
+                            std::chrono::milliseconds timeout, const std::string& kind) {
+  RequestChannel ch(ctx, endpoint, kind);
   const uint64_t id = ch.next_id();
   auto r = ch.call(wire::json_message(wire::MsgType::Control, id, command), timeout);
   if (!r) throw MeshError(wire::ErrorCode::Timeout, endpoint + " did not answer within " + std::to_string(timeout.count()) + " ms");

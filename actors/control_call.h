@@ -27,7 +27,8 @@ MeshError error_of(const wire::Message& m);
 
 // Sends a Control command to any role and returns its JSON answer; throws
 // MeshError (Timeout when it does not answer in time).
+// `kind`: the role at `endpoint`, for CURVE (actors/curve.h).
 nlohmann::json control_call(zmq::context_t& ctx, const std::string& endpoint, const nlohmann::json& command,
-                            std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
+                            std::chrono::milliseconds timeout = std::chrono::milliseconds(10000), const std::string& kind = "");
 
 }  // namespace moemesh

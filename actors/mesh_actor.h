@@ -21,6 +21,7 @@ struct Inbound {
   std::vector<zmq::message_t> routing;   // ROUTER identity frames (socket 0)
   std::optional<wire::Message> message;  // empty for events
   std::optional<PeerEvent> event;        // set instead of a message
+  std::string peer;                      // socket 0 under CURVE: the client's "kind/name" (actors/curve.h)
 };
 using InboundPtr = std::shared_ptr<Inbound>;
 

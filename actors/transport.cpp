@@ -1,5 +1,7 @@
 #include "actors/transport.h"
 
+#include "actors/curve.h"
+
 #include <cerrno>
 #include <cstdio>
 
@@ -48,6 +50,7 @@ std::string Transport::start(const std::string& endpoint, caf::actor owner) {
     router_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
     router_->set(zmq::sockopt::linger, 0);
     router_->set(zmq::sockopt::router_mandatory, false);
+    curve::serve(ctx_, *router_, endpoint);
     router_->bind(endpoint);
     bound = router_->get(zmq::sockopt::last_endpoint);
   }
@@ -78,11 +81,13 @@ void Transport::push(Command c) {
   if (queue_.size() == 1) wake_tx_->send(zmq::message_t(), zmq::send_flags::dontwait);
 }
 
-int Transport::connect(const std::string& endpoint, bool monitor) {
+int Transport::connect(const std::string& endpoint, bool monitor, std::string kind, std::string name) {
   Command c;
   c.kind = Command::Connect;
   c.endpoint = endpoint;
   c.monitor = monitor;
+  c.kind_of_peer = std::move(kind);
+  c.name = std::move(name);
   {
     std::lock_guard<std::mutex> lock(mu_);
     c.socket = next_socket_++;
@@ -130,6 +135,7 @@ void Transport::drain_commands() {
         s.set(zmq::sockopt::linger, 0);
         auto& placed = peers_.emplace(c.socket, std::move(s)).first->second;
         if (c.monitor) monitors_[c.socket] = std::make_unique<SocketMonitor>(ctx_, placed);
+        curve::dial(placed, c.endpoint, c.kind_of_peer, c.name);
         placed.connect(c.endpoint);
       } else if (c.kind == Command::Disconnect) {
         monitors_.erase(c.socket);
@@ -150,6 +156,8 @@ void Transport::drain_commands() {
       }
     } catch (const zmq::error_t& e) {
       spdlog::warn("transport: {}", e.what());
+    } catch (const std::runtime_error& e) {
+      spdlog::error("transport: {}", e.what());  // a peer CURVE has no key for: never connected
     }
   }
 }
@@ -158,7 +166,7 @@ void Transport::deliver(int socket, zmq::socket_t& s) {
   auto in = std::make_shared<Inbound>();
   in->socket = socket;
   try {
-    auto m = wire::receive(s, socket == 0 ? &in->routing : nullptr);
+    auto m = wire::receive(s, socket == 0 ? &in->routing : nullptr, &in->peer);
     if (!m) return;
     in->message = std::move(m);
   } catch (const wire::WireError& e) {
@@ -243,13 +251,15 @@ void Transport::loop() {
   }
 }
 
-RequestChannel::RequestChannel(zmq::context_t& ctx, const std::string& endpoint) : ctx_(ctx), endpoint_(endpoint) {
+RequestChannel::RequestChannel(zmq::context_t& ctx, const std::string& endpoint, std::string kind)
+    : ctx_(ctx), endpoint_(endpoint), kind_(std::move(kind)) {
   reconnect();
 }
 
 void RequestChannel::reconnect() {
   sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
   sock_->set(zmq::sockopt::linger, 0);
+  curve::dial(*sock_, endpoint_, kind_);
   sock_->connect(endpoint_);
 }
 

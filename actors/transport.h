@@ -43,10 +43,11 @@ class Transport {
   using Shortcut = std::function<bool(const Inbound& in, wire::Message& reply)>;
   void set_shortcut(Shortcut s) { shortcut_ = std::move(s); }
 
-  // Thread-safe. Connects a DEALER socket to `endpoint`; returns its socket number.
-  // With `monitor`, the owner also hears the connection drop and come back
-  // (an Inbound with `event` set and no message).
-  int connect(const std::string& endpoint, bool monitor = false);
+  // Thread-safe. Connects a DEALER socket to `endpoint`, a role of `kind`
+  // (and `name`: an expert host) whose key CURVE checks (actors/curve.h);
+  // returns its socket number. With `monitor`, the owner also hears the
+  // connection drop and come back (an Inbound with `event` set and no message).
+  int connect(const std::string& endpoint, bool monitor = false, std::string kind = "", std::string name = "");
   void disconnect(int socket);
   // Thread-safe. Sends on a peer's DEALER socket, or back to a client through its
   // ROUTER identity frames.
@@ -61,7 +62,7 @@ class Transport {
     enum Kind { Send, Connect, Disconnect } kind = Send;
     int socket = 0;
     bool monitor = false;
-    std::string endpoint;
+    std::string endpoint, kind_of_peer, name;  // the peer role, for CURVE
     std::vector<zmq::message_t> routing;
     wire::Message message;
   };
@@ -91,7 +92,8 @@ class Transport {
 // (the attention's compute thread asking the router or the drafter).
 class RequestChannel {
  public:
-  RequestChannel(zmq::context_t& ctx, const std::string& endpoint);
+  // `kind`: the role at `endpoint`, for CURVE (actors/curve.h).
+  RequestChannel(zmq::context_t& ctx, const std::string& endpoint, std::string kind = "");
   // Sends `m` and returns the reply with the same request id, skipping late
   // replies to earlier requests; nullopt after `timeout`.
   std::optional<wire::Message> call(wire::Message m, std::chrono::milliseconds timeout);
@@ -107,7 +109,7 @@ class RequestChannel {
 
  private:
   zmq::context_t& ctx_;
-  std::string endpoint_;
+  std::string endpoint_, kind_;
   std::unique_ptr<zmq::socket_t> sock_;
   uint64_t last_id_ = 0;
   uint64_t bytes_sent_ = 0, bytes_received_ = 0;

@@ -1,5 +1,7 @@
 #include "actors/wire_message.h"
 
+#include "actors/curve.h"
+
 #include <cstring>
 
 namespace moemesh::wire {
@@ -26,7 +28,7 @@ void send(zmq::socket_t& s, Message& m, const std::vector<zmq::message_t>* routi
     s.send(m.payloads[i], i + 1 == m.payloads.size() ? zmq::send_flags::none : zmq::send_flags::sndmore);
 }
 
-std::optional<Message> receive(zmq::socket_t& s, std::vector<zmq::message_t>* routing) {
+std::optional<Message> receive(zmq::socket_t& s, std::vector<zmq::message_t>* routing, std::string* peer) {
   std::vector<zmq::message_t> frames;
   zmq::message_t f;
   if (!s.recv(f)) return std::nullopt;
@@ -45,6 +47,9 @@ std::optional<Message> receive(zmq::socket_t& s, std::vector<zmq::message_t>* ro
     if (h < frames.size() && frames[h].size() == 0) routing->push_back(std::move(frames[h++]));
     if (h == frames.size()) throw WireError(ErrorCode::BadFrame, "bad frame: no header frame");
   }
+  // Frames that came over the wire carry their connection's metadata; the
+  // identity frame a ROUTER socket adds does not.
+  if (peer) *peer = curve::peer_of(frames[h]);
   std::vector<size_t> sizes;
   for (size_t i = h + 1; i < frames.size(); ++i) sizes.push_back(frames[i].size());
   Message m;

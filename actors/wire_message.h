@@ -36,7 +36,8 @@ void send(zmq::socket_t& s, Message& m, const std::vector<zmq::message_t>* routi
 // before the header are stored there. Returns nullopt on timeout (when the socket
 // has a receive timeout). A malformed message throws WireError after the whole
 // multipart message has been consumed, so the socket stays in step.
-std::optional<Message> receive(zmq::socket_t& s, std::vector<zmq::message_t>* routing = nullptr);
+// `peer`: set to the "kind/name" CURVE's ZAP handler gave the sender's connection (actors/curve.h).
+std::optional<Message> receive(zmq::socket_t& s, std::vector<zmq::message_t>* routing = nullptr, std::string* peer = nullptr);
 
 Message error_message(uint64_t request_id, ErrorCode code, const std::string& text);
 

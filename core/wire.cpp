@@ -47,6 +47,7 @@ const char* error_code_name(ErrorCode c) {
     case ErrorCode::NotHeld: return "not_held";
     case ErrorCode::TooLarge: return "too_large";
     case ErrorCode::NoReplica: return "no_replica";
+    case ErrorCode::Forbidden: return "forbidden";
   }
   return "?";
 }

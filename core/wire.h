@@ -57,8 +57,9 @@ enum class ErrorCode : uint32_t {
   NotHeld = 7,       // an expert host does not hold an expert it was sent: retry elsewhere, refresh the table
   TooLarge = 8,      // a request beyond a limit (prompt and new tokens beyond the KV cache, ...)
   NoReplica = 9,     // no live expert host holds an expert a token needs
+  Forbidden = 10,    // the sender's key does not allow this (docs/SECURITY.md)
 };
-constexpr uint32_t kMaxErrorCode = 9;
+constexpr uint32_t kMaxErrorCode = 10;
 const char* error_code_name(ErrorCode c);
 
 // Flags.

@@ -12,6 +12,7 @@ DEBIAN_PACKAGES=(
   libcaf-dev libzmq3-dev cppzmq-dev prometheus-cpp-dev libboost1.81-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libpcre2-dev
   libssl-dev openssl  # the gateway's TLS and API key digests; openssl makes the test CA
+  tcpdump  # the security test captures loopback traffic between roles
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium curl  # the gateway's browser and command-line client tests
   prometheus  # promtool, for the observability checks

@@ -3,7 +3,7 @@
 namespace moemesh {
 
 AttentionClient::AttentionClient(zmq::context_t& ctx, const std::string& endpoint, std::chrono::milliseconds timeout)
-    : channel_(ctx, endpoint), timeout_(timeout) {}
+    : channel_(ctx, endpoint, "attention"), timeout_(timeout) {}
 
 TokensUpdate AttentionClient::generate(const GenerationRequest& r, const std::function<void(const TokensUpdate&)>& on_update) {
   const uint64_t id = channel_.next_id();

@@ -200,6 +200,20 @@ void add_bench_mesh_command(CLI::App& app) {
                            std::max<double>(1.0, static_cast<double>(run.tokens) + 8.0 * static_cast<double>(a->prompt));
       std::printf("| %s | %.0f | %.1f |\n", d, bytes, run.tokens_per_s);
     }
+    // What CURVE costs (every hop authenticated and encrypted), like for like over tcp.
+    std::cout << "\n| CURVE (tcp, one host) | batch | off tok/s | on tok/s | on / off |\n|---|---:|---:|---:|---:|\n";
+    for (int b : {1, 8}) {
+      double tps[2] = {0, 0};
+      for (int on = 0; on < 2; ++on) {
+        std::vector<std::string> sets = same_cores;
+        sets.push_back(on ? "security.curve=on" : "security.curve=off");
+        ProcessMesh m(bin, config(sets, "tcp"), dir, ctx);
+        const auto ep = m.start();
+        tps[on] = run_clients_repeated(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size, a->repeat).tokens_per_s;
+      }
+      std::printf("| | %d | %.1f | %.1f | %.2f |\n", b, tps[0], tps[1], tps[0] > 0 ? tps[1] / tps[0] : 0.0);
+      std::fflush(stdout);
+    }
     if (mc.num_nextn_predict_layers > 0 && a->spec > 0) {
       std::cout << "\n| speculation (batch 1, tcp mesh) | tok/s | acceptance per draft position |\n|---|---:|---|\n";
       for (int k : {0, a->spec}) {

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/curve.h"
 #include "core/model_config.h"
 #include "commands.h"
 #include "services/mesh/cluster_config.h"
@@ -33,6 +34,17 @@ ClusterConfig load(const ServeArgs& a) {
 }
 
 void announce(const std::string& endpoint) { std::cout << endpoint << std::endl; }
+
+// CURVE on this process's mesh connections, as `kind`/`name` (docs/SECURITY.md).
+void secure(const ClusterConfig& c, const std::string& kind, const std::string& name) {
+  if (c.curve == "on" || (c.curve == "auto" && !c.curve_keys.empty())) {
+    if (c.curve_keys.empty()) throw std::invalid_argument("security.curve is on but security.keys names no keyring (moemesh keygen makes one)");
+    curve::enable(curve::Keyring::load(c.curve_keys, {{kind, name}}));
+    spdlog::info("{}: CURVE on (keys in {})", kind, c.curve_keys);
+  } else {
+    spdlog::warn("{}: mesh connections are neither authenticated nor encrypted (security.curve: {}); docs/SECURITY.md", kind, c.curve);
+  }
+}
 
 // After SIGTERM: the role finishes what it had accepted (up to the config's
 // drain_timeout_ms) before it is stopped; the process then exits 0.
@@ -85,6 +97,7 @@ void add_serve_command(CLI::App& app) {
   router->callback([r, ctx] {
     ClusterConfig c = load(*r);
     if (!r->bind.empty()) c.router.bind = r->bind;
+    secure(c, "router", "router");
     RouterService s(c.router, *ctx);
     announce(s.start());
     if (!s.metrics_url().empty()) spdlog::info("router: metrics at {}", s.metrics_url());
@@ -120,6 +133,7 @@ void add_serve_command(CLI::App& app) {
     if (e->config.empty() && e->sets.empty()) h.options.router.clear();  // standalone: dispatched to directly
     const ModelConfig mc = ModelConfig::load(c.model);
     h.options.experts = resolve_experts(h.experts, static_cast<int32_t>(mc.n_routed_experts));
+    secure(c, "expert-host", h.options.name);
     ExpertHostService s(h.options, *ctx);
     announce(s.start());
     if (!s.metrics_url().empty()) spdlog::info("expert host: metrics at {}", s.metrics_url());
@@ -136,6 +150,7 @@ void add_serve_command(CLI::App& app) {
     ClusterConfig c = load(*m);
     if (!m->bind.empty()) c.mtp.bind = m->bind;
     if (!m->zone.empty()) c.mtp.dispatch.zone = m->zone;
+    secure(c, "mtp-draft", "mtp-draft");
     MtpDraftService s(c.mtp, *ctx);
     announce(s.start());
     if (!s.metrics_url().empty()) spdlog::info("mtp-draft: metrics at {}", s.metrics_url());
@@ -148,6 +163,7 @@ void add_serve_command(CLI::App& app) {
   common_options(gateway, gw);
   gateway->callback([gw, ctx] {
     ClusterConfig c = load(*gw);
+    secure(c, "gateway", "gateway");
     GatewayService g(c.gateway, c.model, c.attention_connect, *ctx);
     const uint16_t port = g.start();
     announce((c.gateway.tls_cert.empty() ? "http://" : "https://") + c.gateway.host + ":" + std::to_string(port));
@@ -164,6 +180,7 @@ void add_serve_command(CLI::App& app) {
     ClusterConfig c = load(*a);
     if (!a->bind.empty()) c.attention.bind = a->bind;
     if (!a->zone.empty()) c.attention.dispatch.zone = a->zone;
+    secure(c, "attention", "attention");
     AttentionService s(c.attention, *ctx);
     announce(s.start());
     if (!s.metrics_url().empty()) spdlog::info("attention: metrics at {}", s.metrics_url());

@@ -111,6 +111,10 @@ void add_up_command(CLI::App& app) {
     } cleanup{&workdir};
     const auto t0 = std::chrono::steady_clock::now();
     if (a->processes) {
+      // CURVE between the processes unless turned off (docs/SECURITY.md).
+      if (j["security"].value("curve", std::string("auto")) == "auto") j["security"]["curve"] = "on";
+      if (j["security"]["curve"] == "off")
+        spdlog::warn("up: security.curve is off: the mesh's connections are neither authenticated nor encrypted");
       const std::string bin = self_binary();
       workdir = std::filesystem::temp_directory_path() / ("moemesh-up-" + std::to_string(getpid()));
       procs = std::make_unique<ProcessMesh>(bin, j, workdir, ctx);

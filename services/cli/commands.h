@@ -19,6 +19,7 @@ void add_bench_mesh_command(CLI::App& app);
 void add_bench_chat_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_config_command(CLI::App& app);
+void add_keygen_command(CLI::App& app);
 
 // Writes a random-weight checkpoint (the demo preset also gets DeepSeek-V3's tokenizer).
 void write_model(const MakeModelOptions& opts, const std::string& out, std::string tokenizer_dir = {});

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   moemesh::cli::add_bench_chat_command(app);
   moemesh::cli::add_chat_command(app);
   moemesh::cli::add_config_command(app);
+  moemesh::cli::add_keygen_command(app);
   app.parse_complete_callback([&] {
     spdlog::set_level(spdlog::level::from_str(log_level));
     spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL overrides

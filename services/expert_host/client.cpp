@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/curve.h"
 #include "actors/role_metrics.h"
 #include "actors/socket_monitor.h"
 #include "actors/transport.h"
@@ -158,6 +159,13 @@ struct ExpertDispatcher::Impl {
     l.sock->set(zmq::sockopt::immediate, 1);  // sending fails, rather than queues, while there is no connection
     enable_heartbeats(*l.sock, static_cast<int>(o.link_heartbeat.count()), static_cast<int>(o.link_timeout.count()));
     l.monitor = std::make_unique<SocketMonitor>(ctx, *l.sock);
+    try {
+      curve::dial(*l.sock, h.endpoint, "expert-host", h.name);
+    } catch (const std::runtime_error& e) {
+      // A host the keyring does not know: its handshake can only fail, so it
+      // never comes up and dispatch goes to the replicas that do.
+      spdlog::error("dispatcher: {}", e.what());
+    }
     l.sock->connect(h.endpoint);
     // inproc:// has no handshake to report (nor a link to lose): in one process
     // the host is there once its endpoint is bound.

@@ -48,7 +48,7 @@ class ExpertHostActor : public caf::event_based_actor {
       make_metrics(load_seconds);
       ready_.store(true, std::memory_order_release);
       if (!opts_.router.empty()) {
-        router_ = transport_.connect(opts_.router);
+        router_ = transport_.connect(opts_.router, false, "router");
         transport_.send(router_, json_message(wire::MsgType::Hello, kHelloRequest, to_json(report())));
       }
       bound_->set_value(endpoint_);

@@ -17,6 +17,7 @@ int http_status_for(wire::ErrorCode code) {
     case wire::ErrorCode::Overloaded: return 429;
     case wire::ErrorCode::ShuttingDown:
     case wire::ErrorCode::NoReplica: return 503;  // the mesh cannot serve it now; later may succeed
+    case wire::ErrorCode::Forbidden: return 500;  // the gateway's own key was refused: the operator's to fix
     case wire::ErrorCode::Timeout: return 504;
     default: return 500;
   }

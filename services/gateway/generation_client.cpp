@@ -44,7 +44,7 @@ class ClientActor : public caf::event_based_actor {
 
   caf::behavior make_behavior() override {
     transport_.start("", caf::actor_cast<caf::actor>(this));
-    socket_ = transport_.connect(attention_);
+    socket_ = transport_.connect(attention_, false, "attention");
     return {
         [this](submit_atom, const SubmissionPtr& s) {
           pending_[s->id] = s;

@@ -192,12 +192,24 @@ const Fields<ExpertHostConfig>& host_fields() {
   return f;
 }
 
+const Fields<C>& security_fields() {
+  static const Fields<C> f = {
+      config::text<C>("curve", [](C& c) -> auto& { return c.curve; },
+                      "CURVE on mesh connections: on, off, or auto (on in `up --processes` with keys made for the run)",
+                      [](const std::string& v) {
+                        if (v != "auto" && v != "on" && v != "off") throw std::invalid_argument("must be auto, on or off, not '" + v + "'");
+                      }),
+      config::text<C>("keys", [](C& c) -> auto& { return c.curve_keys; }, "the keyring folder (`moemesh keygen` makes one)"),
+  };
+  return f;
+}
+
 struct Section {
   const char* name;
   const Fields<C>& (*fields)();
 };
 const Section kSections[] = {{"router", router_fields},       {"dispatch", dispatch_fields}, {"attention", attention_fields},
-                             {"mtp_draft", mtp_fields},        {"gateway", gateway_fields}};
+                             {"mtp_draft", mtp_fields},        {"gateway", gateway_fields},   {"security", security_fields}};
 
 // Keys of older configs, and where their meaning went.
 const std::pair<const char*, const char*> kMoved[] = {

@@ -40,6 +40,11 @@ struct ClusterConfig {
   std::optional<KvCacheDtype> mtp_kv_dtype;  // unset: the attention role's
   std::vector<ExpertHostConfig> expert_hosts;
   GatewayOptions gateway;
+  // CURVE between roles (docs/SECURITY.md): "auto" (on in `moemesh up
+  // --processes`, with keys made for the run; off elsewhere, with a warning
+  // over tcp), "on" (keys from `security_keys`), "off".
+  std::string curve = "auto";
+  std::string curve_keys;  // the keyring folder (moemesh keygen)
 
   // Built-in defaults: every role on inproc:// ("inproc") or tcp loopback with
   // free ports ("tcp"), two expert hosts holding every expert.

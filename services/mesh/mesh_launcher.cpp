@@ -1,5 +1,7 @@
 #include "services/mesh/mesh_launcher.h"
 
+#include "actors/curve.h"
+
 #include <signal.h>
 
 #include <fstream>
@@ -80,8 +82,23 @@ ProcessMesh::ProcessMesh(std::string binary, nlohmann::json config, std::filesys
   tcp(config_["attention"]);
   tcp(config_["mtp_draft"]);
   for (auto& h : config_["expert_hosts"]) tcp(h);
-  ClusterConfig::from_json(config_);  // fail here, not in a child
   std::filesystem::create_directories(workdir);
+  // CURVE on: a keyring made for this run unless one is given, and this
+  // process (the gateway and the admin calls) joins it.
+  auto& sec = config_["security"];
+  if (!sec.is_object()) sec = nlohmann::json::object();
+  if (sec.value("curve", std::string("auto")) == "on") {
+    if (sec.value("keys", std::string()).empty()) {
+      const auto dir = workdir / "keys";
+      for (const std::string role : {"router", "attention", "mtp-draft", "gateway", "admin"}) curve::Keyring::write(dir, role, role, curve::generate());
+      for (const auto& h : config_["expert_hosts"]) curve::Keyring::write(dir, "expert-host", h.value("name", std::string()), curve::generate());
+      sec["keys"] = dir.string();
+    }
+    curve::enable(curve::Keyring::load(sec["keys"].get<std::string>(), {{"gateway", "gateway"}, {"admin", "admin"}}));
+  } else {
+    curve::enable(nullptr);  // this process speaks to the roles as they are set up
+  }
+  ClusterConfig::from_json(config_);  // fail here, not in a child
   file_ = workdir / "cluster.json";
   std::ofstream(file_) << config_.dump(2) << "\n";
 }

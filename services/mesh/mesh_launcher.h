@@ -66,6 +66,8 @@ class ProcessMesh {
   ChildProcess& attention() { return *attention_; }
   ChildProcess* mtp() { return mtp_.get(); }
   const MeshEndpoints& endpoints() const { return ep_; }
+  // The cluster config the roles read (its security.keys: the run's keyring under CURVE).
+  const std::filesystem::path& config_file() const { return file_; }
 
  private:
   std::unique_ptr<ChildProcess> spawn(const std::vector<std::string>& args, std::string* endpoint);

@@ -18,7 +18,7 @@ struct RemoteDrafter::Impl {
 
 RemoteDrafter::RemoteDrafter(zmq::context_t& ctx, const std::string& endpoint, int64_t vocab, int64_t hidden,
                              std::chrono::milliseconds timeout)
-    : impl_(new Impl{RequestChannel(ctx, endpoint), vocab, hidden, timeout, {}, std::chrono::milliseconds(1000)}) {}
+    : impl_(new Impl{RequestChannel(ctx, endpoint, "mtp-draft"), vocab, hidden, timeout, {}, std::chrono::milliseconds(1000)}) {}
 
 RemoteDrafter::~RemoteDrafter() = default;
 

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/curve.h"
 #include "actors/control_call.h"
 #include "actors/socket_monitor.h"
 #include "actors/wire_message.h"
@@ -12,7 +13,7 @@ namespace moemesh {
 
 nlohmann::json router_command(zmq::context_t& ctx, const std::string& router, const RouterCommand& c,
                               std::chrono::milliseconds timeout) {
-  return control_call(ctx, router, to_json(c), timeout);
+  return control_call(ctx, router, to_json(c), timeout, "router");
 }
 
 void wait_for_experts(zmq::context_t& ctx, const std::string& router, std::chrono::milliseconds timeout) {
@@ -44,6 +45,7 @@ struct TableSubscription::Impl {
       : ctx(c), router(std::move(r)), hello(std::move(h)), sock(c, zmq::socket_type::dealer) {
     sock.set(zmq::sockopt::linger, 0);
     monitor = std::make_unique<SocketMonitor>(ctx, sock);
+    curve::dial(sock, router, "router");
     sock.connect(router);
     subscribe();
   }

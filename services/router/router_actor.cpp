@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/curve.h"
 #include "actors/drain.h"
 #include "actors/mesh_actor.h"
 #include "actors/role_metrics.h"
@@ -90,6 +91,9 @@ class RouterActor : public caf::event_based_actor {
     m_moves_ = &metrics_->counter("moemesh_rebalance_moves_total", "Expert loads and unloads asked for by rebalancing, joins and drains").Add({});
     m_suspicions_ = &metrics_->counter("moemesh_suspicions_total", "Hosts dispatchers reported, by reason");
     m_wire_errors_ = &metrics_->counter("moemesh_wire_errors_total", "Malformed or refused frames").Add({});
+    m_refused_ = &metrics_->counter("moemesh_refused_hosts_total", "Host reports refused: a key that is not that host's (CURVE)").Add({});
+    m_curve_refused_ = &metrics_->counter("moemesh_refused_connections_total",
+                                          "Connections CURVE refused in this process: keys not in the keyring or not allowed to call").Add({});
     m_uncovered_ = &metrics_->gauge("moemesh_uncovered_experts", "Routed experts with no ready expert host").Add({});
     m_uncovered_->Set(static_cast<double>(n_experts_));
     m_zone_uncovered_ = &metrics_->gauge("moemesh_uncovered_experts_in_zone", "Routed experts with no live expert host in the zone");
@@ -140,6 +144,14 @@ class RouterActor : public caf::event_based_actor {
   void on_report(Inbound& in) {
     const wire::Message& m = *in.message;
     const HostReport r = decode<HostReport>(m, [&](const nlohmann::json& j) { return host_report_from_json(j, n_experts_); });
+    // Under CURVE a host reports only under its own key and name: another
+    // role's key, or a host's key with another name, is never admitted.
+    if (!in.peer.empty() && in.peer != "expert-host/" + r.name) {
+      m_refused_->Increment();
+      ++refused_hosts_;
+      throw wire::WireError(wire::ErrorCode::Forbidden, "router: refused a report as expert host '" + r.name + "' from " + in.peer +
+                                                            " (a host reports under its own key: docs/SECURITY.md)");
+    }
     for (const auto& [e, n] : r.expert_rows) m_routed_[e]->Increment(static_cast<double>(n));
     execute(members_->report(r, Clock::now()));
     if (m.header.type == wire::MsgType::Hello)
@@ -186,6 +198,8 @@ class RouterActor : public caf::event_based_actor {
           r["dispatchers"] = subscribers_.size();
           r["errors"] = errors_;
           r["bad_frames"] = transport_.bad_frames();
+          r["refused_connections"] = curve::refused();  // CURVE: keys not in the keyring or not allowed here
+          r["refused_hosts"] = refused_hosts_;         // reports under a key that is not that host's
           break;
         case RouterCommandKind::Rebalance: {
           nlohmann::json moves;
@@ -216,7 +230,7 @@ class RouterActor : public caf::event_based_actor {
     for (int id : a.connect) {
       HostEntry* h = members_->placement().host(id);
       if (!h) continue;
-      h->socket = transport_.connect(h->endpoint, /*monitor=*/true);
+      h->socket = transport_.connect(h->endpoint, /*monitor=*/true, "expert-host", h->name);
       host_of_socket_[h->socket] = id;
     }
     for (const auto& c : a.commands) {
@@ -265,6 +279,9 @@ class RouterActor : public caf::event_based_actor {
     const uint64_t wire_errors = errors_ + transport_.bad_frames();
     if (wire_errors > seen_wire_errors_) m_wire_errors_->Increment(static_cast<double>(wire_errors - seen_wire_errors_));
     seen_wire_errors_ = wire_errors;
+    const uint64_t curve_refused = curve::refused();
+    if (curve_refused > seen_curve_refused_) m_curve_refused_->Increment(static_cast<double>(curve_refused - seen_curve_refused_));
+    seen_curve_refused_ = curve_refused;
     const Placement& p = members_->placement();
     for (const auto& [id, h] : p.hosts())
       m_up_->Add({{"host", h.name}}).Set(h.state == HostState::Ready ? 1.0 : h.state == HostState::Draining ? 0.5 : 0.0);
@@ -290,7 +307,8 @@ class RouterActor : public caf::event_based_actor {
   uint64_t next_command_ = 1, errors_ = 0, seen_changes_ = 0, seen_moves_ = 0, seen_wire_errors_ = 0;
   Clock::time_point last_rebalance_, last_publish_;
   std::unique_ptr<RoleMetrics> metrics_;
-  prometheus::Counter *m_membership_ = nullptr, *m_moves_ = nullptr, *m_wire_errors_ = nullptr;
+  prometheus::Counter *m_membership_ = nullptr, *m_moves_ = nullptr, *m_wire_errors_ = nullptr, *m_refused_ = nullptr, *m_curve_refused_ = nullptr;
+  uint64_t seen_curve_refused_ = 0, refused_hosts_ = 0;
   prometheus::Family<prometheus::Counter>* m_suspicions_ = nullptr;
   std::vector<prometheus::Counter*> m_routed_;
   prometheus::Family<prometheus::Gauge>*m_up_ = nullptr, *m_zone_uncovered_ = nullptr;

@@ -50,7 +50,13 @@ TEST(MeshEquivalence, EvalOnTheMeshEqualsOneProcess) {
   ASSERT_EQ(run("eval --mesh" + io + (dir / "two.json").string() +
                 R"( --set 'expert_hosts=[{"name": "a", "experts": "0-7"}, {"name": "b", "experts": "8-15"}]')"),
             0);
+  // The same over CURVE (every hop encrypted and authenticated): the same bits.
+  ASSERT_EQ(run("eval --mesh" + io + (dir / "curve.json").string() + " --set '" + std::string(kOneHost) + "' --set security.curve=on"), 0);
   const auto local = read_json(dir / "local.json"), one = read_json(dir / "one.json"), two = read_json(dir / "two.json");
+  const auto sealed = read_json(dir / "curve.json");
+  EXPECT_EQ(max_logit_diff(local, sealed, "logits"), 0.0);
+  EXPECT_EQ(max_logit_diff(local, sealed, "mtp_logits"), 0.0);
+  EXPECT_EQ(sealed["greedy"], local["greedy"]);
   ASSERT_TRUE(local["sequences"][0].contains("mtp_logits"));
   EXPECT_EQ(max_logit_diff(local, one, "logits"), 0.0);
   EXPECT_EQ(max_logit_diff(local, one, "mtp_logits"), 0.0);
