@@ -62,7 +62,12 @@ run_asan() {
   export LSAN_OPTIONS="print_suppressions=0:suppressions=$supp/lsan.supp"
   echo "== asan: tests"
   local rc=0
-  time ctest --test-dir build-asan -L 'unit|integration' -j "$jobs" --output-on-failure --timeout 900 || rc=1
+  # Left out: tests that only time things for a fixed while (a minute of load,
+  # a link that drops silently for 20 s; they run alone, so their minutes add
+  # up) and the loopback capture, which looks at bytes on the wire, not memory.
+  # The release run has them all.
+  local skip='^(MeshFailover\.SixtySecondsOfLoadWithoutAFaultTimeNothingOut|MeshFailover\.ALinkThatSilentlyDropsIsCaughtAndNothingFails|MeshSecurity\.CapturedLoopbackTrafficHoldsNothingInClear)$'
+  time ctest --test-dir build-asan -L 'unit|integration' -E "$skip" -j "$jobs" --output-on-failure --timeout 900 || rc=1
   check_logs "$logs" || rc=1
   return "$rc"
 }

