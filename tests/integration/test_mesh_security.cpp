@@ -1,13 +1,16 @@
 // CURVE between roles, every role its own process (docs/SECURITY.md): a host
 // whose key is not in the keyring, or that reports under another host's name,
 // is refused and counted while generation goes on; a client without a key gets
-// nothing from an expert host; what crosses the loopback holds nothing in clear.
+// nothing from an expert host; what crosses the loopback (a request, the hosts'
+// reports, a known activation dispatched to a host) holds nothing in clear.
 #include <fstream>
 #include <iterator>
 #include <thread>
 
 #include "actors/curve.h"
 #include "actors/wire_message.h"
+#include "core/model_config.h"
+#include "services/expert_host/api.h"
 #include "services/mesh/child_process.h"
 #include "tests/integration/mesh_fixture.h"
 
@@ -91,6 +94,34 @@ TEST(MeshSecurity, UnknownKeysAndBorrowedNamesAreRefusedAndCountedWhileGeneratio
 }
 
 namespace {
+// A known activation: one row of distinct f32 values, dispatched to the first
+// expert host as attention would (under CURVE with the attention role's key).
+std::vector<float> known_row(int64_t hidden) {
+  std::vector<float> x(static_cast<size_t>(hidden));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.5f + static_cast<float>(i) / 1024.0f;
+  return x;
+}
+
+void dispatch_known_row(TestMesh& m, bool sealed) {
+  const ModelConfig mc = ModelConfig::load(test_model("tiny", true));
+  if (sealed)
+    curve::enable(curve::Keyring::load(keyring_of(m), {{"gateway", "gateway"}, {"admin", "admin"}, {"attention", "attention"}}));
+  zmq::socket_t s(m.ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  curve::dial(s, m.ep.expert_hosts.at(0), "expert-host", "experts-0");
+  s.connect(m.ep.expert_hosts.at(0));
+  const auto x = known_row(mc.hidden_size);
+  std::vector<int32_t> experts(static_cast<size_t>(mc.num_experts_per_tok), -1);
+  std::vector<float> weights(experts.size(), 0.0f);
+  experts[0] = 0;
+  weights[0] = 1.0f;
+  auto d = encode_dispatch(7, static_cast<int32_t>(mc.first_k_dense_replace), 0, x.data(), 1, mc.hidden_size, experts, weights,
+                           mc.num_experts_per_tok, WireActivations::F32);
+  wire::send(s, d);
+  zmq::pollitem_t item{static_cast<void*>(s), 0, ZMQ_POLLIN, 0};
+  EXPECT_EQ(zmq::poll(&item, 1, std::chrono::milliseconds(5000)), 1) << "the host answered the dispatch";
+}
+
 // The bytes tcpdump saw on the loopback while `work` ran.
 std::string captured(const std::string& tag, const std::function<void()>& work) {
   const auto pcap = temp_dir(tag) / "lo.pcap";
@@ -110,19 +141,24 @@ TEST(MeshSecurity, CapturedLoopbackTrafficHoldsNothingInClear) {
   // A string that crosses two hops in every Generate (gateway side to attention),
   // and host names in every report (host to router).
   const std::string canary = "CANARY-7Q4Z-in-the-grammar";
+  const auto row = known_row(ModelConfig::load(test_model("tiny", true)).hidden_size);
+  const std::string activation(reinterpret_cast<const char*>(row.data()), 64);  // its first 16 values, as sent in f32
   auto run = [&](const std::string& curve) {
     return captured("capture-" + curve, [&] {
       TestMesh m("capture-" + curve, {kOneHost, "security.curve=" + curve, "mtp_draft.enabled=false"});
       generate(m, 4, "root ::= \"" + canary + "\"");
       generate(m, 4);
+      dispatch_known_row(m, curve == "on");
     });
   };
   const std::string plain = run("off");
   ASSERT_GT(plain.size(), 1000u) << "something was captured";
   EXPECT_NE(plain.find(canary), std::string::npos) << "without CURVE the capture sees the request (the test can see)";
   EXPECT_NE(plain.find("experts-0"), std::string::npos);
+  EXPECT_NE(plain.find(activation), std::string::npos) << "and the activation's bytes";
   const std::string sealed = run("on");
   ASSERT_GT(sealed.size(), 1000u);
   EXPECT_EQ(sealed.find(canary), std::string::npos) << "with CURVE nothing of the request in clear";
   EXPECT_EQ(sealed.find("experts-0"), std::string::npos) << "nor of the hosts' reports";
+  EXPECT_EQ(sealed.find(activation), std::string::npos) << "nor the activation's bytes";
 }
