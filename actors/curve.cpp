@@ -1,6 +1,12 @@
 #include "actors/curve.h"
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <fstream>
 #include <mutex>
@@ -30,13 +36,23 @@ struct Zap {
 };
 std::map<const void*, std::shared_ptr<Zap>> g_zaps;
 
-void zap_loop(zmq::context_t* ctx, std::shared_ptr<Zap> zap, std::shared_ptr<zmq::socket_t> rep) {
+void zap_loop(std::shared_ptr<Zap> zap, std::shared_ptr<zmq::socket_t> rep) {
+  // Without a handler libzmq admits every key: this thread must not end while
+  // its context lives. Signals go to other threads; an interrupted call is retried.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   try {
     for (;;) {
       std::vector<zmq::message_t> req;
       for (;;) {
         zmq::message_t m;
-        if (!rep->recv(m)) continue;
+        try {
+          if (!rep->recv(m)) continue;
+        } catch (const zmq::error_t& e) {
+          if (e.num() == EINTR) continue;
+          throw;
+        }
         const bool more = m.more();
         req.push_back(std::move(m));
         if (!more) break;
@@ -62,19 +78,34 @@ void zap_loop(zmq::context_t* ctx, std::shared_ptr<Zap> zap, std::shared_ptr<zmq
       }
       (status == "200" ? g_admitted : g_refused)++;
       const std::string version = "1.0";
-      rep->send(zmq::buffer(version), zmq::send_flags::sndmore);
-      rep->send(req.size() > 1 ? zmq::message_t(req[1].data(), req[1].size()) : zmq::message_t(), zmq::send_flags::sndmore);
-      rep->send(zmq::buffer(status), zmq::send_flags::sndmore);
-      rep->send(zmq::buffer(text), zmq::send_flags::sndmore);
-      rep->send(zmq::buffer(user), zmq::send_flags::sndmore);
-      rep->send(zmq::message_t(), zmq::send_flags::none);
+      auto send = [&](zmq::const_buffer b, zmq::send_flags f) {
+        for (;;) {
+          try {
+            rep->send(b, f);
+            return;
+          } catch (const zmq::error_t& e) {
+            if (e.num() != EINTR) throw;
+          }
+        }
+      };
+      send(zmq::buffer(version), zmq::send_flags::sndmore);
+      send(req.size() > 1 ? zmq::const_buffer(req[1].data(), req[1].size()) : zmq::const_buffer(), zmq::send_flags::sndmore);
+      send(zmq::buffer(status), zmq::send_flags::sndmore);
+      send(zmq::buffer(text), zmq::send_flags::sndmore);
+      send(zmq::buffer(user), zmq::send_flags::sndmore);
+      send(zmq::const_buffer(), zmq::send_flags::none);
     }
-  } catch (const zmq::error_t&) {
-    // ETERM: the context is going away.
+  } catch (const zmq::error_t& e) {
+    if (e.num() != ETERM) {
+      spdlog::critical("security: the ZAP handler failed ({}); stopping rather than admitting every key", e.what());
+      std::abort();
+    }
+  } catch (const std::exception& e) {
+    spdlog::critical("security: the ZAP handler failed ({}); stopping rather than admitting every key", e.what());
+    std::abort();
   }
   zap->alive = false;
   rep->close();
-  (void)ctx;
 }
 
 void start_zap(zmq::context_t& ctx) {
@@ -85,7 +116,7 @@ void start_zap(zmq::context_t& ctx) {
   auto rep = std::make_shared<zmq::socket_t>(ctx, zmq::socket_type::rep);
   rep->set(zmq::sockopt::linger, 0);
   rep->bind("inproc://zeromq.zap.01");
-  std::thread(zap_loop, &ctx, z, rep).detach();
+  std::thread(zap_loop, z, rep).detach();
 }
 
 }  // namespace
@@ -150,13 +181,15 @@ const Identity* Keyring::client_of(std::string_view kind) const {
 
 void Keyring::write(const std::filesystem::path& dir, const std::string& kind, const std::string& name, const KeyPair& k) {
   std::filesystem::create_directories(dir / kind);
+  ::chmod(dir.c_str(), 0700);
   const auto key = dir / kind / (name + ".key"), pub = dir / kind / (name + ".pub");
-  {
-    std::ofstream out(key);
-    if (!out) throw std::runtime_error("security: cannot write " + key.string());
-    out << k.public_key << "\n" << k.secret_key << "\n";
-  }
-  ::chmod(key.c_str(), 0600);
+  // Created 0600: the secret is never readable by others, not even for a moment.
+  const int fd = ::open(key.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+  if (fd < 0) throw std::runtime_error("security: cannot write " + key.string());
+  const std::string text = k.public_key + "\n" + k.secret_key + "\n";
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fchmod(fd, 0600) == 0;
+  ::close(fd);
+  if (!ok) throw std::runtime_error("security: cannot write " + key.string());
   std::ofstream(pub) << k.public_key << "\n";
 }
 

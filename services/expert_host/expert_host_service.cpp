@@ -209,6 +209,12 @@ class ExpertHostActor : public caf::event_based_actor {
 
   void on_control(const InboundPtr& in) {
     const wire::Header& h = in->message->header;
+    // Under CURVE, commands (load, unload, drain, leave, stats) come from the router or the operator only.
+    if (!in->peer.empty() && in->peer.rfind("router/", 0) != 0 && in->peer.rfind("admin/", 0) != 0) {
+      transport_.reply(std::move(in->routing), wire::error_message(h.request_id, wire::ErrorCode::Forbidden,
+                                                                   "expert host: " + in->peer + " may not send commands (docs/SECURITY.md)"));
+      return;
+    }
     HostCommand c;
     try {
       c = host_command_from_json(wire::json_payload(*in->message));

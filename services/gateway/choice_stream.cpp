@@ -26,7 +26,10 @@ void ChoiceStream::feed_content(Piece& p, std::string text) {
     p.text += text;
     return;
   }
-  auto o = tools_->push(text);
+  add(p, tools_->push(text));
+}
+
+void ChoiceStream::add(Piece& p, const ToolCallParser::Out& o) {
   p.text += o.content;
   for (const auto& d : o.calls) {
     nlohmann::json e{{"index", d.index}, {"function", {{"arguments", d.arguments}}}};
@@ -47,14 +50,7 @@ void ChoiceStream::flush(Piece& p) {
     p.reasoning += o.reasoning;
     feed_content(p, std::move(o.content));
   }
-  if (tools_) {
-    auto o = tools_->finish();
-    p.text += o.content;
-    for (const auto& d : o.calls) {
-      if (p.tool_calls.is_null()) p.tool_calls = nlohmann::json::array();
-      p.tool_calls.push_back({{"index", d.index}, {"function", {{"arguments", d.arguments}}}});
-    }
-  }
+  if (tools_) add(p, tools_->finish());
 }
 
 nlohmann::json ChoiceStream::tool_calls() const {

@@ -62,6 +62,7 @@ class ChoiceStream {
   void feed(Piece& p, std::string text);          // decoded text through the parsers
   void feed_content(Piece& p, std::string text);  // what is not reasoning, through the tool call parser
   void flush(Piece& p);                    // the end: what the parsers held
+  static void add(Piece& p, const ToolCallParser::Out& o);  // the parser's content and call deltas
   bool chat_;
   TextStream text_;
   std::optional<ReasoningParser> reasoning_;

@@ -121,6 +121,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     if (path == "/v1/chat/ws") {
       if (!beast::websocket::is_upgrade(req_)) throw ApiError(400, "/v1/chat/ws takes WebSocket upgrades only");
       if (!g_->ready) throw ApiError(503, g_->not_ready_reason(), "", "unavailable");
+      lowest().expires_never();  // the read deadline must not follow the stream into the WebSocket
       return start_websocket(std::move(stream_), std::move(req_), g_, key_);
     }
     if (path == "/v1/models") {
@@ -155,8 +156,13 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       }
     }
     const std::string target(req_.target());
-    const size_t query = target.find('?');
-    const size_t q = query == std::string::npos ? query : target.find("api_key=", query);
+    // The query's api_key parameter, by exact name.
+    size_t q = std::string::npos;
+    for (size_t at = target.find('?'); at != std::string::npos; at = target.find('&', at + 1))
+      if (target.compare(at + 1, 8, "api_key=") == 0) {
+        q = at + 1;
+        break;
+      }
     if (q != std::string::npos) {
       if (!upgrade)
         throw ApiError(401, "an API key in the query string is taken only on the WebSocket upgrade (/v1/chat/ws); send Authorization: Bearer KEY",
@@ -422,6 +428,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     res->keep_alive(keep_alive_);
     res->body() = std::move(body);
     res->prepare_payload();
+    lowest().expires_after(std::chrono::seconds(g_->opts.idle_timeout_s));  // a write deadline of its own, not the read's
     http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
       if (ec) return self->close();
       self->after_response();

@@ -390,7 +390,11 @@ ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk,
     if (!j["separate_reasoning"].is_boolean()) throw bad("separate_reasoning", "separate_reasoning must be a boolean");
     r.reasoning = j["separate_reasoning"];
   }
-  r.think_opened = tpl.opens_think();
+  // R1's template opens the think block, except after a tool's output (no generation prompt then).
+  const auto m = j.find("messages");
+  const bool after_tool = m != j.end() && m->is_array() && !m->empty() && m->back().is_object() && m->back().contains("role") &&
+                          m->back()["role"] == "tool";
+  r.think_opened = tpl.opens_think() && !after_tool;
   try {
     r.tools = parse_tool_request(j, ordered);
     if (r.tools.forced()) {
@@ -422,8 +426,16 @@ ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk,
   }
   // A constrained answer of a reasoning model comes after its reasoning (a
   // grammar of the client's own covers the whole text, think block included).
+  // Whether the model thinks first is the model's (its template, gateway.reasoning), not how the answer is shown.
   const bool own_grammar = j.contains("grammar") && !j["grammar"].is_null();
-  if (r.reasoning && !r.gen.grammar.empty() && !own_grammar) r.gen.grammar = grammar::after_reasoning(r.gen.grammar, r.think_opened);
+  if ((limits.reasoning || r.think_opened) && !r.gen.grammar.empty() && !own_grammar) {
+    r.gen.grammar = grammar::after_reasoning(r.gen.grammar, r.think_opened);
+    try {
+      grammar::Grammar::parse(r.gen.grammar);
+    } catch (const grammar::GrammarError& e) {
+      throw bad(j.contains("tools") ? "tools" : "response_format", std::string("the constraint cannot be used after reasoning: ") + e.what());
+    }
+  }
   r.gen.prompt = chat_prompt(j, tk, tpl, limits, true, r.tools.parses() ? tools_system_prompt(r.tools, r.tool_format) : "");
   return r;
 }

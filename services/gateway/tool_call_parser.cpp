@@ -8,7 +8,7 @@ namespace moemesh {
 namespace {
 constexpr std::string_view kCallsBegin = "<｜tool▁calls▁begin｜>", kCallsEnd = "<｜tool▁calls▁end｜>",
                            kCallBegin = "<｜tool▁call▁begin｜>", kCallEnd = "<｜tool▁call▁end｜>", kSep = "<｜tool▁sep｜>";
-constexpr std::string_view kFunction = "function", kFence = "```json\n";
+constexpr std::string_view kFunction = "function";
 constexpr size_t kMaxName = 64;
 
 bool space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
@@ -47,10 +47,10 @@ ToolCallParser::Out ToolCallParser::finish() {
   return out;
 }
 
-void ToolCallParser::malformed(Out& out) {
-  // Not a call after all: the markers read since the last call as the model
-  // wrote them; the rest (still in buf_) is read again as text.
-  out.content += raw_;
+void ToolCallParser::malformed(Out&) {
+  // Not a call after all: the markers read since the last call are dropped
+  // (markup never reaches content); the text after them (still in buf_) is
+  // read again as text.
   raw_.clear();
   state_ = State::Text;
 }
@@ -100,12 +100,22 @@ bool ToolCallParser::header_v3(Out& out, bool end) {
   }
   std::string name(b.substr(head, i - head));
   const std::string_view after = b.substr(i + 1);
-  if (begins(after, kFence) && !end) return false;  // the fence may be coming
+  // The fence that opens the arguments: ``` and a language tag ("json", or
+  // none) up to the end of its line; wait while it may still be coming.
+  size_t fence = 0;
+  if (begins(after, "```") && !end) return false;
+  if (starts(after, "```")) {
+    size_t k = 3;
+    while (k < after.size() && k < 24 && std::isalpha(static_cast<unsigned char>(after[k]))) ++k;
+    while (k < after.size() && k < 32 && (after[k] == ' ' || after[k] == '\t' || after[k] == '\r')) ++k;
+    if (k == after.size() && !end && k < 32) return false;
+    if (k < after.size() && after[k] == '\n') fence = k + 1;
+  }
   if (!names_.empty() && std::find(names_.begin(), names_.end(), name) == names_.end()) {
     malformed(out);
     return true;
   }
-  const size_t used = i + 1 + (starts(after, kFence) ? kFence.size() : 0);
+  const size_t used = i + 1 + fence;
   buf_.erase(0, used);
   open_call(out, std::move(name));
   return true;
@@ -135,6 +145,17 @@ void ToolCallParser::run(Out& out, bool end) {
       case State::Text: {
         const size_t a = buf_.find(kCallsBegin), b = buf_.find(kCallBegin);
         const size_t at = std::min(a, b);
+        // A stray end or separator marker before any begin: dropped, never content.
+        size_t stray = std::string::npos, stray_len = 0;
+        for (const auto m : {kCallsEnd, kCallEnd, kSep}) {
+          const size_t x = buf_.find(m);
+          if (x < stray) stray = x, stray_len = m.size();
+        }
+        if (stray < at) {
+          out.content += buf_.substr(0, stray);
+          buf_.erase(0, stray + stray_len);
+          continue;
+        }
         if (at != std::string::npos) {
           out.content += buf_.substr(0, at);
           buf_.erase(0, at == a ? at + kCallsBegin.size() : at);  // a lone call marker is read by Calls
@@ -142,7 +163,9 @@ void ToolCallParser::run(Out& out, bool end) {
           state_ = State::Calls;
           continue;
         }
-        const size_t keep = end ? 0 : std::max(partial_tail(buf_, kCallsBegin), partial_tail(buf_, kCallBegin));
+        size_t keep = 0;
+        if (!end)
+          for (const auto m : {kCallsBegin, kCallBegin, kCallsEnd, kCallEnd, kSep}) keep = std::max(keep, partial_tail(buf_, m));
         out.content += buf_.substr(0, buf_.size() - keep);
         buf_.erase(0, buf_.size() - keep);
         return;
@@ -159,8 +182,7 @@ void ToolCallParser::run(Out& out, bool end) {
         }
         if (starts(rest, kCallsEnd)) {
           buf_.erase(0, i + kCallsEnd.size());
-          if (!raw_.empty()) out.content += raw_ + std::string(kCallsEnd);  // a block with no call in it
-          raw_.clear();
+          raw_.clear();  // a block with no call in it: nothing to show
           state_ = State::Text;
           continue;
         }

@@ -4,8 +4,9 @@
 // the markers or of the ```json fence reaches content or arguments; text that
 // is held back could still turn out to be a marker. A call that breaks the
 // format before its name is complete (an unknown function, a bad header, text
-// where a call should begin) comes back as text; a call cut off in its
-// arguments (max_tokens) stays a call with the arguments written so far.
+// where a call should begin) comes back as text, its markers dropped; a call
+// cut off in its arguments (max_tokens) stays a call with the arguments
+// written so far.
 #pragma once
 
 #include <string>

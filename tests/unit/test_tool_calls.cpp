@@ -100,6 +100,7 @@ Result parse_every_way(ToolFormat f, const std::string& text) {
 }
 
 void no_markup(const Result& r) {
+  for (const std::string& m : {B, E, CB, CE, SEP}) EXPECT_EQ(r.content.find(m), std::string::npos) << "a marker in content: " << r.content;
   for (const auto& c : r.calls) {
     EXPECT_EQ(c.arguments.find("<｜"), std::string::npos) << c.arguments;
     EXPECT_EQ(c.arguments.find("```"), std::string::npos) << c.arguments;
@@ -140,6 +141,25 @@ TEST(ToolCallParser, DeepSeekV3WithoutFenceOrBlockMarkers) {
   r = parse_every_way(ToolFormat::DeepSeekV3, "x" + v3_call("search", "{}"));
   EXPECT_EQ(r.content, "x");
   ASSERT_EQ(r.calls.size(), 1u);
+}
+
+TEST(ToolCallParser, DeepSeekV3FenceVariants) {
+  for (const std::string fence : {std::string("```\n"), std::string("```json\r\n"), std::string("```JSON \n"), std::string("")}) {
+    const auto r = parse_every_way(ToolFormat::DeepSeekV3, B + CB + "function" + SEP + "search\n" + fence + "{\"q\": 1}\n```" + CE + E);
+    ASSERT_EQ(r.calls.size(), 1u) << fence;
+    EXPECT_EQ(r.calls[0].arguments, "{\"q\": 1}") << fence;
+  }
+}
+
+TEST(ToolCallParser, StrayMarkersNeverReachContent) {
+  auto r = parse_every_way(ToolFormat::DeepSeekV31, B + CB + "search" + SEP + "{\"a\": 1}" + SEP + "x" + CE + E + " tail " + CE);
+  ASSERT_EQ(r.calls.size(), 1u);
+  EXPECT_EQ(r.calls[0].arguments, "{\"a\": 1}");
+  no_markup(r);
+  r = parse_every_way(ToolFormat::DeepSeekV3, "a" + E + "b" + SEP + "c" + CE + "d");
+  EXPECT_EQ(r.content, "abcd");
+  r = parse_every_way(ToolFormat::DeepSeekV3, "cut off: " + B);
+  EXPECT_EQ(r.content, "cut off: ");
 }
 
 TEST(ToolCallParser, DeepSeekV31Calls) {
