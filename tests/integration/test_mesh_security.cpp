@@ -102,13 +102,13 @@ std::vector<float> known_row(int64_t hidden) {
   return x;
 }
 
-void dispatch_known_row(TestMesh& m, bool sealed) {
+void dispatch_known_row(TestMesh& m, bool sealed, const std::string& host) {
   const ModelConfig mc = ModelConfig::load(test_model("tiny", true));
   if (sealed)
     curve::enable(curve::Keyring::load(keyring_of(m), {{"gateway", "gateway"}, {"admin", "admin"}, {"attention", "attention"}}));
   zmq::socket_t s(m.ctx, zmq::socket_type::dealer);
   s.set(zmq::sockopt::linger, 0);
-  curve::dial(s, m.ep.expert_hosts.at(0), "expert-host", "experts-0");
+  curve::dial(s, m.ep.expert_hosts.at(0), "expert-host", host);
   s.connect(m.ep.expert_hosts.at(0));
   const auto x = known_row(mc.hidden_size);
   std::vector<int32_t> experts(static_cast<size_t>(mc.num_experts_per_tok), -1);
@@ -140,25 +140,27 @@ TEST(MeshSecurity, CapturedLoopbackTrafficHoldsNothingInClear) {
     GTEST_SKIP() << "capturing needs tcpdump (scripts/setup.sh installs it) and root";
   // A string that crosses two hops in every Generate (gateway side to attention),
   // and host names in every report (host to router).
-  const std::string canary = "CANARY-7Q4Z-in-the-grammar";
+  // All three unique to this test: other tests' meshes talk on the same loopback meanwhile.
+  const std::string canary = "CANARY-7Q4Z-in-the-grammar", host = "sealed-host-7q4z";
   const auto row = known_row(ModelConfig::load(test_model("tiny", true)).hidden_size);
   const std::string activation(reinterpret_cast<const char*>(row.data()), 64);  // its first 16 values, as sent in f32
   auto run = [&](const std::string& curve) {
     return captured("capture-" + curve, [&] {
-      TestMesh m("capture-" + curve, {kOneHost, "security.curve=" + curve, "mtp_draft.enabled=false"});
+      TestMesh m("capture-" + curve, {R"(expert_hosts=[{"name": ")" + host + R"(", "experts": "all"}])", "security.curve=" + curve,
+                                      "mtp_draft.enabled=false"});
       generate(m, 4, "root ::= \"" + canary + "\"");
       generate(m, 4);
-      dispatch_known_row(m, curve == "on");
+      dispatch_known_row(m, curve == "on", host);
     });
   };
   const std::string plain = run("off");
   ASSERT_GT(plain.size(), 1000u) << "something was captured";
   EXPECT_NE(plain.find(canary), std::string::npos) << "without CURVE the capture sees the request (the test can see)";
-  EXPECT_NE(plain.find("experts-0"), std::string::npos);
+  EXPECT_NE(plain.find(host), std::string::npos);
   EXPECT_NE(plain.find(activation), std::string::npos) << "and the activation's bytes";
   const std::string sealed = run("on");
   ASSERT_GT(sealed.size(), 1000u);
   EXPECT_EQ(sealed.find(canary), std::string::npos) << "with CURVE nothing of the request in clear";
-  EXPECT_EQ(sealed.find("experts-0"), std::string::npos) << "nor of the hosts' reports";
+  EXPECT_EQ(sealed.find(host), std::string::npos) << "nor of the hosts' reports";
   EXPECT_EQ(sealed.find(activation), std::string::npos) << "nor the activation's bytes";
 }
