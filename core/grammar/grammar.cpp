@@ -437,21 +437,35 @@ std::string prefix_rules(std::string_view t, std::string_view prefix) {
   return out;
 }
 
+std::string text_without(std::string_view name, std::string_view marker, bool then_marker) {
+  if (marker.size() < 2 || marker.substr(1).find(marker[0]) != std::string_view::npos)
+    throw GrammarError("grammar: text_without needs a marker whose first byte appears only there");
+  // The states of matching the marker: k bytes of it seen. A byte that breaks
+  // it falls back to the start, or to one byte seen when it is the first byte.
+  auto byte = [](char c) {
+    static const char* hexd = "0123456789abcdef";
+    const auto b = static_cast<unsigned char>(c);
+    return std::string("\\x") + hexd[b >> 4] + hexd[b & 15];
+  };
+  const std::string n(name), first = byte(marker[0]);
+  auto state = [&](size_t k) { return n + "-" + std::to_string(k); };
+  const std::string empty = then_marker ? "" : "\"\" | ";
+  std::string g = state(0) + " ::= " + empty + "[^" + first + "] " + state(0) + " | \"" + first + "\" " + state(1) + "\n";
+  for (size_t k = 1; k < marker.size(); ++k) {
+    const std::string want = byte(marker[k]);
+    g += state(k) + " ::= " + empty + "\"" + first + "\" " + state(1) + " | ";
+    if (k + 1 < marker.size()) g += "\"" + want + "\" " + state(k + 1) + " | ";
+    else if (then_marker) g += "\"" + want + "\" | ";
+    g += "[^" + first + want + "] " + state(0) + "\n";
+  }
+  return g;
+}
+
 std::string after_reasoning(std::string_view answer, bool opened) {
-  // Any text that does not contain "</think>", then "</think>": the states of
-  // matching the marker, each falling back to the start on a byte that breaks
-  // it ('<' only ever begins the marker again).
-  const std::string m = "</think>";
+  // Any text that does not contain "</think>", then "</think>".
   std::string g = std::string("root ::= ") + (opened ? "think-0" : "( \"<think>\" think-0 )?") + " think-ws answer.root\n";
   g += "think-ws ::= [ \\n]*\n";
-  g += "think-0 ::= [^<] think-0 | \"<\" think-1\n";
-  for (size_t k = 1; k < m.size(); ++k) {
-    const std::string next = k + 1 == m.size() ? "" : " think-" + std::to_string(k + 1);
-    const char want = m[k];
-    g += "think-" + std::to_string(k) + " ::= \"<\" think-1 | " + literal(std::string(1, want)) + next + " | [^<" +
-         (want == '/' ? std::string("/") : std::string(1, want)) + "] think-0\n";
-  }
-  return g + prefix_rules(answer, "answer.");
+  return g + text_without("think", "</think>", true) + prefix_rules(answer, "answer.");
 }
 
 }  // namespace moemesh::grammar

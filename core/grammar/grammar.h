@@ -69,6 +69,11 @@ std::string literal(std::string_view text);
 // grammar embedded in another, its start rule then `<prefix>root`.
 std::string prefix_rules(std::string_view text, std::string_view prefix);
 
+// Rules `<name>-0`, `<name>-1`, ...: from `<name>-0`, any text that does not
+// contain `marker` (whose first byte must appear in it only there), then the
+// marker itself when `then_marker`, else the text may end anywhere.
+std::string text_without(std::string_view name, std::string_view marker, bool then_marker);
+
 // A grammar whose sentences are reasoning, "</think>", optional space, then a
 // sentence of `answer` (a grammar text): the answer's constraint applies after
 // the think block of an R1-style model. `opened`: the prompt opened the block;

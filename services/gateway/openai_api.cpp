@@ -397,10 +397,13 @@ ApiRequest parse_chat_request(const nlohmann::json& j, const tok::Tokenizer& tk,
   r.think_opened = tpl.opens_think() && !after_tool;
   try {
     r.tools = parse_tool_request(j, ordered);
-    if (r.tools.forced()) {
+    if (r.tools.constrained()) {
+      const std::string what = r.tools.choice == ToolRequest::Choice::Named ? "tool_choice naming a function"
+                               : r.tools.forced()                           ? "tool_choice required"
+                                                                            : "strict tools";
       if (!r.gen.grammar.empty())
-        throw ToolError("tool_choice", "tool_choice " + std::string(r.tools.choice == ToolRequest::Choice::Named ? "naming a function" : "required") +
-                                           " and " + (j.contains("grammar") ? "grammar" : "response_format") + " both constrain the answer: give one of them");
+        throw ToolError(r.tools.forced() ? "tool_choice" : "tools",
+                        what + " and " + (j.contains("grammar") ? "grammar" : "response_format") + " both constrain the answer: give one of them");
       r.gen.grammar = tool_call_grammar(r.tools, r.tool_format);
       try {
         grammar::Grammar::parse(r.gen.grammar);  // refused here, not when decoding starts (say, too many positions)

@@ -1,18 +1,11 @@
 #include "reasoning_parser.h"
 
+#include "held_text.h"
+
 namespace moemesh {
 
 namespace {
 constexpr std::string_view kOpen = "<think>", kClose = "</think>";
-
-bool space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
-
-// The length of the longest end of `s` that `marker` starts with (and is shorter than it).
-size_t partial_tail(std::string_view s, std::string_view marker) {
-  for (size_t n = std::min(s.size(), marker.size() - 1); n > 0; --n)
-    if (s.substr(s.size() - n) == marker.substr(0, n)) return n;
-  return 0;
-}
 }  // namespace
 
 ReasoningParser::Out ReasoningParser::push(std::string_view text) {
@@ -35,7 +28,7 @@ void ReasoningParser::run(Out& out, bool end) {
         // Leading space, then "<think>" opens the block; anything else is the
         // answer (or, when the prompt opened the block, the reasoning).
         size_t i = 0;
-        while (i < buf_.size() && space(buf_[i])) ++i;
+        while (i < buf_.size() && is_space(buf_[i])) ++i;
         const std::string_view rest = std::string_view(buf_).substr(i);
         if (rest.substr(0, kOpen.size()) == kOpen) {
           buf_.erase(0, i + kOpen.size());
@@ -63,7 +56,7 @@ void ReasoningParser::run(Out& out, bool end) {
       case State::After: {
         // The answer begins after the space that follows the block.
         size_t i = 0;
-        while (i < buf_.size() && space(buf_[i])) ++i;
+        while (i < buf_.size() && is_space(buf_[i])) ++i;
         buf_.erase(0, i);
         if (buf_.empty()) return;
         state_ = State::Content;

@@ -1,5 +1,7 @@
 #include "tool_call_parser.h"
 
+#include "held_text.h"
+
 #include <algorithm>
 #include <random>
 
@@ -11,17 +13,11 @@ constexpr std::string_view kCallsBegin = "<｜tool▁calls▁begin｜>", kCallsE
 constexpr std::string_view kFunction = "function";
 constexpr size_t kMaxName = 64;
 
-bool space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 bool name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; }
 bool starts(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 // `s` is shorter than `p` and begins it: more text could complete it.
 bool begins(std::string_view s, std::string_view p) { return s.size() < p.size() && p.substr(0, s.size()) == s; }
 
-size_t partial_tail(std::string_view s, std::string_view marker) {
-  for (size_t n = std::min(s.size(), marker.size() - 1); n > 0; --n)
-    if (s.substr(s.size() - n) == marker.substr(0, n)) return n;
-  return 0;
-}
 
 std::string call_id() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -69,7 +65,7 @@ void ToolCallParser::emit_args(Out& out, bool all) {
   // still be the fence that closes the arguments: held until the call ends.
   size_t safe = args_.size();
   if (!all)
-    while (safe > emitted_ && (space(args_[safe - 1]) || (format_ == ToolFormat::DeepSeekV3 && args_[safe - 1] == '`'))) --safe;
+    while (safe > emitted_ && (is_space(args_[safe - 1]) || (format_ == ToolFormat::DeepSeekV3 && args_[safe - 1] == '`'))) --safe;
   if (safe <= emitted_) return;
   const std::string piece = args_.substr(emitted_, safe - emitted_);
   emitted_ = safe;
@@ -172,7 +168,7 @@ void ToolCallParser::run(Out& out, bool end) {
       }
       case State::Calls: {
         size_t i = 0;
-        while (i < buf_.size() && space(buf_[i])) ++i;
+        while (i < buf_.size() && is_space(buf_[i])) ++i;
         const std::string_view rest = std::string_view(buf_).substr(i);
         if (starts(rest, kCallBegin)) {
           raw_ += std::string(kCallBegin);
@@ -202,7 +198,7 @@ void ToolCallParser::run(Out& out, bool end) {
         // the block's end begins (a model that forgot the marker).
         if (args_.empty()) {
           size_t i = 0;
-          while (i < buf_.size() && space(buf_[i])) ++i;
+          while (i < buf_.size() && is_space(buf_[i])) ++i;
           buf_.erase(0, i);
         }
         // Any other marker ends them too: markup is never arguments.
@@ -214,7 +210,7 @@ void ToolCallParser::run(Out& out, bool end) {
         auto trimmed = [&] {
           // The arguments without the closing fence and the space around it.
           size_t n = args_.size();
-          while (n > emitted_ && (space(args_[n - 1]) || (format_ == ToolFormat::DeepSeekV3 && args_[n - 1] == '`'))) --n;
+          while (n > emitted_ && (is_space(args_[n - 1]) || (format_ == ToolFormat::DeepSeekV3 && args_[n - 1] == '`'))) --n;
           args_.resize(n);
           emit_args(out, true);
         };

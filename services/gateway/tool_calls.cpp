@@ -147,8 +147,10 @@ ToolRequest parse_tool_request(const nlohmann::json& j, const nlohmann::ordered_
         if (!f["description"].is_string()) throw ToolError(at + ".function.description", at + ".function.description must be a string");
         fn.description = f["description"];
       }
-      if (f.contains("strict") && !f["strict"].is_null() && !f["strict"].is_boolean())
-        throw ToolError(at + ".function.strict", at + ".function.strict must be a boolean");
+      if (f.contains("strict") && !f["strict"].is_null()) {
+        if (!f["strict"].is_boolean()) throw ToolError(at + ".function.strict", at + ".function.strict must be a boolean");
+        fn.strict = f["strict"];
+      }
       // The schema in the order the client wrote it (the order the model is asked to follow).
       const nlohmann::ordered_json* of = nullptr;
       if (ordered.is_object() && ordered.contains("tools") && ordered["tools"].is_array() && ordered["tools"].size() == tools.size()) {
@@ -224,11 +226,15 @@ std::string tool_call_grammar(const ToolRequest& r, ToolFormat f) {
     const auto& t = r.tools[i];
     if (r.choice == ToolRequest::Choice::Named && t.name != r.named) continue;
     const std::string p = "t" + std::to_string(i) + "-";
-    try {
-      rules += grammar::json_schema_rules(t.parameters, p);
-    } catch (const grammar::SchemaError& e) {
-      const std::string where = "tools[" + std::to_string(i) + "].function.parameters" + (e.where().empty() ? "" : "." + e.where());
-      throw ToolError(where, std::string(e.what()) + " (at " + where + ")");
+    if (r.forced() || t.strict) {
+      try {
+        rules += grammar::json_schema_rules(t.parameters, p);
+      } catch (const grammar::SchemaError& e) {
+        const std::string where = "tools[" + std::to_string(i) + "].function.parameters" + (e.where().empty() ? "" : "." + e.where());
+        throw ToolError(where, std::string(e.what()) + " (at " + where + ")");
+      }
+    } else {
+      rules += p + "root ::= json-object\n";
     }
     const std::string head = f == ToolFormat::DeepSeekV3 ? literal("function" + std::string(kSep) + t.name + "\n```json\n")
                                                          : literal(t.name + kSep);
@@ -236,7 +242,14 @@ std::string tool_call_grammar(const ToolRequest& r, ToolFormat f) {
     alts += std::string(alts.empty() ? "" : " | ") + head + " " + p + "root " + tail;
   }
   const std::string more = f == ToolFormat::DeepSeekV3 ? literal("\n") + " call" : "call";
-  std::string g = "root ::= " + literal(kCallsBegin) + " call" + (r.parallel ? " ( " + more + " )*" : "") + " " + literal(kCallsEnd) + "\n";
+  const std::string calls = literal(kCallsBegin) + " call" + (r.parallel ? " ( " + more + " )*" : "") + " " + literal(kCallsEnd);
+  std::string g;
+  if (r.forced()) {
+    g = "root ::= " + calls + "\n";
+  } else {
+    // Text that never begins a call marker (both begin with it), then maybe the calls.
+    g = "root ::= free-0 ( " + calls + " )?\n" + grammar::text_without("free", "<｜tool▁call", false);
+  }
   g += "call ::= " + literal(kCallBegin) + " ( " + alts + " )\n";
   return g + grammar::json_common_rules() + rules;
 }

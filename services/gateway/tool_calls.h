@@ -37,6 +37,7 @@ class ToolError : public std::runtime_error {
 struct ToolFunction {
   std::string name, description;
   nlohmann::ordered_json parameters;  // a JSON schema, properties in the order written
+  bool strict = false;                // its arguments follow the schema even when a call is not required
 };
 
 struct ToolRequest {
@@ -47,8 +48,17 @@ struct ToolRequest {
   bool parallel = true;  // several calls in one answer
   // The model's calls are parsed out of its text (else the text is left as it is).
   bool parses() const { return !tools.empty() && choice != Choice::None; }
-  // The answer must be a call: decoding follows tool_call_grammar.
+  // The answer must be a call.
   bool forced() const { return choice == Choice::Required || choice == Choice::Named; }
+  // Decoding follows tool_call_grammar: a call is forced, or a function is
+  // strict (free text, then its calls with arguments that follow the schemas).
+  bool constrained() const {
+    if (forced()) return true;
+    if (choice != Choice::Auto) return false;
+    for (const auto& t : tools)
+      if (t.strict) return true;
+    return false;
+  }
 };
 
 // The tools, tool_choice and parallel_tool_calls fields of a chat request
@@ -60,10 +70,13 @@ ToolRequest parse_tool_request(const nlohmann::json& request, const nlohmann::or
 // them, in DeepSeek's layout (## Tools, ### NAME, Description, Parameters).
 std::string tools_system_prompt(const ToolRequest& r, ToolFormat f);
 
-// A grammar (core/grammar) of an answer that is only calls, in format `f`: one
-// call, or several with parallel, of any offered function or the named one,
-// arguments following the function's schema. Throws ToolError when a schema
-// cannot be constrained (naming the parameters path).
+// A grammar (core/grammar) of the answer, in format `f`: with a call forced,
+// only calls (one, or several with parallel) of any offered function or the
+// named one, arguments following the function's schema; with tool_choice auto
+// and strict functions, free text without call markup and then, optionally,
+// the calls, strict ones' arguments following their schemas (the others' any
+// JSON object). Throws ToolError when a schema cannot be constrained (naming
+// the parameters path).
 std::string tool_call_grammar(const ToolRequest& r, ToolFormat f);
 
 // Python's json.dumps (", " and ": " separators, non-ASCII as \u escapes): how

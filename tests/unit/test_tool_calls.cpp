@@ -418,6 +418,62 @@ TEST(ToolRequests, RequiredAndNamedCallsFollowTheSchemasInBothFormats) {
   }
 }
 
+TEST(ToolRequests, StrictFunctionsUnderAutoGiveTextOrValidCalls) {
+  // get_weather strict: with tool_choice auto the model may answer in text, but a
+  // call of it has arguments that follow its schema; search (not strict) any object.
+  std::string tools = kTools;
+  tools.replace(tools.find(R"("name": "get_weather",)"), 22, R"("name": "get_weather", "strict": true,)");
+  const ApiRequest r = parse_generation_body(R"({"messages": [{"role": "user", "content": "Weather?"}], )" + tools + "}", true, *model().tk,
+                                             &model().tpl, {});
+  ASSERT_TRUE(r.tools.constrained());
+  ASSERT_FALSE(r.tools.forced());
+  ASSERT_FALSE(r.gen.grammar.empty());
+  std::mt19937 rng(5);
+  int texts = 0, calls = 0;
+  for (int k = 0; k < 40; ++k) {
+    const std::string s = random_sentence(r.gen.grammar, rng);
+    ToolCallParser p(ToolFormat::DeepSeekV3, {"get_weather", "search"});
+    Result out;
+    take(out, p.push(s));
+    take(out, p.finish());
+    no_markup(out);
+    EXPECT_EQ(s.find("<｜tool▁call"), s.find(B)) << "markup only as a call block: " << s;
+    texts += p.calls().empty();
+    for (const auto& c : p.calls()) {
+      ++calls;
+      const json a = json::parse(c.arguments);
+      if (c.name == "get_weather") valid_weather(a);
+      else EXPECT_TRUE(a.is_object()) << c.arguments;
+    }
+  }
+  EXPECT_GT(texts, 0) << "text answers stay possible";
+  (void)calls;  // a random walk seldom spells a marker: calls are checked by hand below
+  auto accepts = [&](const std::string& t) {
+    grammar::Matcher m(std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(r.gen.grammar)));
+    return m.accept(t) && m.accepting();
+  };
+  // The grammar's whitespace is one optional space: these are written in its compact form.
+  EXPECT_TRUE(accepts("Sure." + B + v3_call("get_weather", R"({"city": "Oslo", "days": 2})") + E));
+  EXPECT_FALSE(accepts("Sure." + B + v3_call("get_weather", R"({"city": "Oslo", "days": 9})") + E)) << "strict: its schema holds";
+  EXPECT_TRUE(accepts(B + v3_call("search", R"({"q": 1, "more": [true]})") + E)) << "not strict: any object";
+  EXPECT_FALSE(accepts("a " + CE + " b")) << "no call markup in the text";
+  // Not strict: auto leaves decoding free.
+  EXPECT_TRUE(chat("").gen.grammar.empty());
+  EXPECT_EQ(refusal(R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "a", "strict": true}}], "response_format": {"type": "json_object"}})"),
+            "tools");
+}
+
+TEST(ToolGrammars, TextWithoutAMarker) {
+  const std::string g = "root ::= t-0\n" + grammar::text_without("t", "<ab", false);
+  auto accepts = [&](const std::string& s) {
+    grammar::Matcher m(std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(g)));
+    return m.accept(s) && m.accepting();
+  };
+  for (const char* ok : {"", "x", "<a", "<<a", "a<b<a", "<a<a"}) EXPECT_TRUE(accepts(ok)) << ok;
+  for (const char* bad : {"<ab", "x<abx", "<<ab", "<a<ab"}) EXPECT_FALSE(accepts(bad)) << bad;
+  EXPECT_THROW(grammar::text_without("t", "<a<", false), grammar::GrammarError) << "its first byte again inside";
+}
+
 TEST(ToolRequests, RefusedByName) {
   const std::string msgs = R"({"messages": [{"role": "user", "content": "x"}], )";
   EXPECT_EQ(refusal(msgs + R"("tools": [{"type": "function", "function": {"name": "a b"}}]})"), "tools[0].function.name");
