@@ -37,3 +37,22 @@ function(moemesh_ubsan_layers)
     endif()
   endforeach()
 endfunction()
+
+# Sanitizer builds compile at -O0 (scripts/sanitize.sh): the optimizer is most of
+# the compile time of the Asio/Beast and CAF templates in the actors, roles and
+# CLI, and those mostly wait on sockets. The layers that compute (the engine,
+# kernels, tokenizer, grammar, request parsing) and the test binaries stay at
+# this level: the tests run models and parse 129k-token vocabularies, and a test
+# binary's own copies of header templates (nlohmann::json's parser) are the ones
+# its link keeps.
+set(MOEMESH_SANITIZE_OPT "-O1" CACHE STRING "Optimization of the compute layers and tests in sanitizer builds")
+function(moemesh_sanitize_optimized)
+  if(NOT MOEMESH_SANITIZE)
+    return()
+  endif()
+  foreach(lib ${ARGN})
+    if(TARGET ${lib})
+      target_compile_options(${lib} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${MOEMESH_SANITIZE_OPT}>)
+    endif()
+  endforeach()
+endfunction()

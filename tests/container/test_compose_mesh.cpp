@@ -1,0 +1,187 @@
+// The mesh as containers (deploy/compose.yaml, one container per role) from the
+// packaging image around this build's binary: the official `openai` npm client
+// chats through the gateway, Prometheus scrapes every role, and an expert-host
+// container killed under load fails no request and rejoins when it restarts.
+// Needs a Docker engine (scripts/container_engine.sh makes one); without one the
+// test skips, unless MOEMESH_REQUIRE_CONTAINERS=1 (CI), where that fails it.
+// Everything it creates (containers, network, volumes, images) is removed at the end.
+#include <gtest/gtest.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+const std::string kSource = MOEMESH_SOURCE_DIR;
+
+int sh(const std::string& cmd) {
+  const int st = std::system(cmd.c_str());
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// stdout of `cmd`, trailing newlines dropped.
+std::string capture(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return out;
+  std::array<char, 4096> buf{};
+  size_t n = 0;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  ::pclose(p);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string docker_cli() {
+  // Debian's docker.io client where it is installed: the same version as its daemon.
+  return sh("test -x /usr/bin/docker") == 0 ? "/usr/bin/docker" : "docker";
+}
+
+std::string compose_cli(const std::string& docker) {
+  if (sh("docker-compose version >/dev/null 2>&1") == 0) return "docker-compose";
+  if (sh(docker + " compose version >/dev/null 2>&1") == 0) return docker + " compose";
+  return "";
+}
+
+// One compose project with its own images and host ports; torn down on scope exit.
+struct ComposeMesh {
+  std::string docker = docker_cli(), compose_bin = compose_cli(docker);
+  std::string project = "moemesh-ct-" + std::to_string(::getpid());
+  std::string image = "moemesh:ct-" + std::to_string(::getpid());
+  std::string prom_image = "moemesh-prometheus:ct-" + std::to_string(::getpid());
+  int gateway_port = free_port(), prom_port = free_port();
+  bool made_base = false;
+
+  std::string gateway() const { return "http://127.0.0.1:" + std::to_string(gateway_port); }
+  std::string prometheus() const { return "http://127.0.0.1:" + std::to_string(prom_port); }
+  std::string compose(const std::string& args) const {
+    return "MOEMESH_IMAGE=" + image + " MOEMESH_PROMETHEUS_IMAGE=" + prom_image +
+           " MOEMESH_GATEWAY_PORT=" + std::to_string(gateway_port) + " MOEMESH_PROMETHEUS_PORT=" + std::to_string(prom_port) +
+           " MOEMESH_API_KEYS='[\"sk-test\"]' " + compose_bin + " -p " + project + " -f " + kSource + "/deploy/compose.yaml " + args;
+  }
+  std::string container(const std::string& service) const { return capture(compose("ps -q " + service)); }
+
+  ~ComposeMesh() {
+    if (::testing::Test::HasFailure()) sh(compose("logs --no-color --tail 40") + " 2>&1 | tail -n 300");
+    sh(compose("down --volumes --remove-orphans --timeout 10") + " >/dev/null 2>&1");
+    sh(docker + " rmi -f " + image + " " + prom_image + " >/dev/null 2>&1");
+    if (made_base) sh(docker + " rmi -f debian:bookworm >/dev/null 2>&1");
+  }
+};
+
+// A Prometheus instant query's first value, or -1.
+double prom_value(const ComposeMesh& m, const std::string& query) {
+  const std::string body = capture("curl -sf --max-time 5 " + m.prometheus() + "/api/v1/query --data-urlencode 'query=" + query + "'");
+  try {
+    const auto j = nlohmann::json::parse(body);
+    const auto& r = j.at("data").at("result");
+    if (r.empty()) return -1;
+    return std::stod(r[0].at("value")[1].get<std::string>());
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+template <class F>
+bool wait_for(std::chrono::seconds limit, F&& ok) {
+  for (const auto until = Clock::now() + limit; Clock::now() < until; std::this_thread::sleep_for(1s))
+    if (ok()) return true;
+  return false;
+}
+}  // namespace
+
+TEST(ComposeMesh, ChatsScrapesAndSurvivesAnExpertHostContainerKilledUnderLoad) {
+  const bool required = std::getenv("MOEMESH_REQUIRE_CONTAINERS") && std::string(std::getenv("MOEMESH_REQUIRE_CONTAINERS")) == "1";
+  ComposeMesh m;
+  if (sh(m.docker + " info >/dev/null 2>&1") != 0 || m.compose_bin.empty()) {
+    if (required) FAIL() << "no Docker engine or compose (scripts/container_engine.sh)";
+    GTEST_SKIP() << "no Docker engine or compose here (scripts/container_engine.sh starts one)";
+  }
+  ASSERT_EQ(sh("node --version >/dev/null 2>&1 && test -d " + kSource + "/node_modules/openai"), 0) << "node and the openai package";
+  const char* bin = std::getenv("MOEMESH_BIN");
+  ASSERT_TRUE(bin) << "MOEMESH_BIN (ctest sets it)";
+
+  // The packaging image around this build's binary (and the base, made here if missing).
+  m.made_base = sh(m.docker + " image inspect debian:bookworm >/dev/null 2>&1") != 0;
+  ASSERT_EQ(sh(kSource + "/scripts/images.sh --package --binary " + bin + " --tag " + m.image + " --prometheus-tag " +
+               m.prom_image),
+            0);
+
+  ASSERT_EQ(sh(m.compose("up -d") + " 2>&1 | tail -n 20"), 0);
+  ASSERT_TRUE(wait_for(300s, [&] { return sh("curl -sf --max-time 3 " + m.gateway() + "/readyz >/dev/null") == 0; }))
+      << "the gateway never became ready";
+
+  // The official client: chat (whole and streamed), completions, the prefix cache, errors.
+  EXPECT_EQ(sh("cd " + kSource + " && timeout 180 node tests/e2e/openai_client.mjs " + m.gateway() + " sk-test"), 0);
+
+  // Prometheus scrapes every role: six targets, all up.
+  EXPECT_TRUE(wait_for(90s, [&] { return prom_value(m, "count(up == 1)") == 6; }))
+      << "targets up: " << prom_value(m, "count(up == 1)") << " of " << prom_value(m, "count(up)");
+  EXPECT_TRUE(wait_for(60s, [&] { return prom_value(m, "sum(moemesh_expert_host_up{job=\"moemesh-router\"})") == 2; }));
+  const double changes_before = prom_value(m, "max(moemesh_membership_changes_total)");
+
+  // Streaming clients (SSE and WebSocket) for 25 s; one expert host dies 6 s in,
+  // as a crash does: SIGKILL of its process from outside; its restart policy brings it back.
+  const std::string load_out = ::testing::TempDir() + "compose-load-" + std::to_string(::getpid()) + ".json";
+  std::thread load([&] {
+    sh("cd " + kSource + " && timeout 120 node tests/e2e/load_clients.mjs " + m.gateway() + " sk-test 8 25 mixed 16 > " + load_out);
+  });
+  std::this_thread::sleep_for(6s);
+  const std::string victim = m.container("expert-host-1");
+  const std::string pid = capture(m.docker + " inspect -f '{{.State.Pid}}' " + victim);
+  const bool killed_from_outside = !pid.empty() && pid != "0" && sh("kill -9 " + pid + " 2>/dev/null") == 0;
+  if (!killed_from_outside) {  // not allowed to signal it (not root): the engine kills it, and it is started again
+    EXPECT_EQ(sh(m.docker + " kill --signal KILL " + victim + " >/dev/null"), 0);
+    std::this_thread::sleep_for(2s);
+    EXPECT_EQ(sh(m.docker + " start " + victim + " >/dev/null"), 0);
+  }
+  load.join();
+
+  std::ifstream in(load_out);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::remove(load_out.c_str());
+  nlohmann::json stats;
+  ASSERT_NO_THROW(stats = nlohmann::json::parse(ss.str())) << ss.str();
+  std::cout << "load across the kill: " << stats.dump() << "\n";
+  EXPECT_GT(stats.value("requests", 0), 8);
+  EXPECT_EQ(stats.value("errors", -1), 0) << stats.value("first_error", nlohmann::json()).dump();
+
+  // The restarted container rejoins: the router counts it ready again, after taking it out and back in.
+  if (killed_from_outside) EXPECT_GE(std::stoi(capture(m.docker + " inspect -f '{{.RestartCount}}' " + victim)), 1);
+  EXPECT_TRUE(wait_for(120s, [&] {
+    return prom_value(m, "sum(moemesh_expert_host_up{job=\"moemesh-router\"})") == 2 &&
+           prom_value(m, "max(moemesh_membership_changes_total)") >= changes_before + 2;
+  })) << "up " << prom_value(m, "sum(moemesh_expert_host_up{job=\"moemesh-router\"})") << ", membership changes "
+      << changes_before << " -> " << prom_value(m, "max(moemesh_membership_changes_total)");
+  EXPECT_EQ(sh("curl -sf --max-time 60 -H 'authorization: Bearer sk-test' -H 'content-type: application/json' " + m.gateway() +
+               "/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}],\"max_tokens\":8}' >/dev/null"),
+            0);
+}
