@@ -1,7 +1,8 @@
 // The mesh as containers (deploy/compose.yaml, one container per role) from the
 // packaging image around this build's binary: the official `openai` npm client
-// chats through the gateway, Prometheus scrapes every role, and an expert-host
-// container killed under load fails no request and rejoins when it restarts.
+// chats through the gateway, Prometheus scrapes every role, and the expert-host
+// container doing the work, killed under load, fails no request and rejoins when
+// it restarts (zones as in compose.one-zone.yaml).
 // Needs a Docker engine (scripts/container_engine.sh makes one); without one the
 // test skips, unless MOEMESH_REQUIRE_CONTAINERS=1 (CI), where that fails it.
 // Everything it creates (containers, network, volumes, images) is removed at the end.
@@ -84,7 +85,8 @@ struct ComposeMesh {
   std::string compose(const std::string& args) const {
     return "MOEMESH_IMAGE=" + image + " MOEMESH_PROMETHEUS_IMAGE=" + prom_image +
            " MOEMESH_GATEWAY_PORT=" + std::to_string(gateway_port) + " MOEMESH_PROMETHEUS_PORT=" + std::to_string(prom_port) +
-           " MOEMESH_API_KEYS='[\"sk-test\"]' " + compose_bin + " -p " + project + " -f " + kSource + "/deploy/compose.yaml " + args;
+           " MOEMESH_API_KEYS='[\"sk-test\"]' " + compose_bin + " -p " + project + " -f " + kSource + "/deploy/compose.yaml -f " +
+           kSource + "/tests/container/compose.one-zone.yaml " + args;
   }
   std::string container(const std::string& service) const { return capture(compose("ps -q " + service)); }
 
@@ -146,15 +148,18 @@ TEST(ComposeMesh, ChatsScrapesAndSurvivesAnExpertHostContainerKilledUnderLoad) {
       << "targets up: " << prom_value(m, "count(up == 1)") << " of " << prom_value(m, "count(up)");
   EXPECT_TRUE(wait_for(60s, [&] { return prom_value(m, "sum(moemesh_expert_host_up{job=\"moemesh-router\"})") == 2; }));
   const double changes_before = prom_value(m, "max(moemesh_membership_changes_total)");
+  // So far every dispatch stayed in zone a (the chat's exact comparisons relied on it).
+  EXPECT_EQ(prom_value(m, "sum(moemesh_cross_zone_dispatches_total)"), 0);
 
-  // Streaming clients (SSE and WebSocket) for 25 s; one expert host dies 6 s in,
-  // as a crash does: SIGKILL of its process from outside; its restart policy brings it back.
+  // Streaming clients (SSE and WebSocket) for 25 s; the expert host doing the work
+  // (the one in the dispatchers' zone) dies 6 s in, as a crash does: SIGKILL of its
+  // process from outside; the other zone's replica takes over, and the restart policy brings it back.
   const std::string load_out = ::testing::TempDir() + "compose-load-" + std::to_string(::getpid()) + ".json";
   std::thread load([&] {
     sh("cd " + kSource + " && timeout 120 node tests/e2e/load_clients.mjs " + m.gateway() + " sk-test 8 25 mixed 16 > " + load_out);
   });
   std::this_thread::sleep_for(6s);
-  const std::string victim = m.container("expert-host-1");
+  const std::string victim = m.container("expert-host-0");
   const std::string pid = capture(m.docker + " inspect -f '{{.State.Pid}}' " + victim);
   const bool killed_from_outside = !pid.empty() && pid != "0" && sh("kill -9 " + pid + " 2>/dev/null") == 0;
   if (!killed_from_outside) {  // not allowed to signal it (not root): the engine kills it, and it is started again
@@ -173,9 +178,13 @@ TEST(ComposeMesh, ChatsScrapesAndSurvivesAnExpertHostContainerKilledUnderLoad) {
   std::cout << "load across the kill: " << stats.dump() << "\n";
   EXPECT_GT(stats.value("requests", 0), 8);
   EXPECT_EQ(stats.value("errors", -1), 0) << stats.value("first_error", nlohmann::json()).dump();
+  // With expert-host-0 gone, the work crossed to zone b.
+  EXPECT_TRUE(wait_for(30s, [&] { return prom_value(m, "sum(moemesh_cross_zone_dispatches_total)") > 0; }));
 
   // The restarted container rejoins: the router counts it ready again, after taking it out and back in.
-  if (killed_from_outside) EXPECT_GE(std::stoi(capture(m.docker + " inspect -f '{{.RestartCount}}' " + victim)), 1);
+  if (killed_from_outside) {
+    EXPECT_GE(std::stoi(capture(m.docker + " inspect -f '{{.RestartCount}}' " + victim)), 1);
+  }
   EXPECT_TRUE(wait_for(120s, [&] {
     return prom_value(m, "sum(moemesh_expert_host_up{job=\"moemesh-router\"})") == 2 &&
            prom_value(m, "max(moemesh_membership_changes_total)") >= changes_before + 2;

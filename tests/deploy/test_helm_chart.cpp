@@ -152,7 +152,9 @@ TEST_P(HelmChart, LintsRendersAndEveryRoleIsThere) {
   // Monitoring objects and autoscalers follow their flags.
   EXPECT_EQ(find(objs, "ServiceMonitor", "demo-moemesh") != nullptr, gpu);
   EXPECT_EQ(find(objs, "PrometheusRule", "demo-moemesh") != nullptr, gpu);
-  if (gpu) EXPECT_NE(find(objs, "PrometheusRule", "demo-moemesh")->text.find("- alert: MoemeshExpertWithoutReadyReplica"), std::string::npos);
+  if (gpu) {
+    EXPECT_NE(find(objs, "PrometheusRule", "demo-moemesh")->text.find("- alert: MoemeshExpertWithoutReadyReplica"), std::string::npos);
+  }
   EXPECT_EQ(find(objs, "ConfigMap", "demo-moemesh-dashboard") != nullptr, gpu);
   EXPECT_EQ(find(objs, "HorizontalPodAutoscaler", "demo-moemesh-expert-host") != nullptr, gpu);
   EXPECT_EQ(find(objs, "HorizontalPodAutoscaler", "demo-moemesh-attention") != nullptr, gpu);
