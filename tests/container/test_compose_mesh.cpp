@@ -98,6 +98,18 @@ struct ComposeMesh {
   }
 };
 
+// What an earlier run left when it was killed before its teardown (a ctest timeout):
+// projects and images named moemesh-ct-PID / :ct-PID whose process is gone.
+void remove_leftovers(const std::string& docker) {
+  sh("for p in $(" + docker + " ps -a --format '{{.Label \"com.docker.compose.project\"}}' | grep '^moemesh-ct-' | sort -u); do "
+     "kill -0 ${p#moemesh-ct-} 2>/dev/null && continue; " +
+     docker + " ps -aq --filter label=com.docker.compose.project=$p | xargs -r " + docker + " rm -f >/dev/null; " +
+     docker + " volume ls -q | grep \"^${p}_\" | xargs -r " + docker + " volume rm >/dev/null; " +
+     docker + " network ls -q --filter name=${p}_ | xargs -r " + docker + " network rm >/dev/null; done; "
+     "for i in $(" + docker + " images --format '{{.Repository}}:{{.Tag}}' | grep -E '^moemesh(-prometheus)?:ct-[0-9]+$'); do "
+     "kill -0 ${i##*:ct-} 2>/dev/null || " + docker + " rmi -f $i >/dev/null; done");
+}
+
 // A Prometheus instant query's first value, or -1.
 double prom_value(const ComposeMesh& m, const std::string& query) {
   const std::string body = capture("curl -sf --max-time 5 " + m.prometheus() + "/api/v1/query --data-urlencode 'query=" + query + "'");
@@ -127,6 +139,7 @@ TEST(ComposeMesh, ChatsScrapesAndSurvivesAnExpertHostContainerKilledUnderLoad) {
     GTEST_SKIP() << "no Docker engine or compose here (scripts/container_engine.sh starts one)";
   }
   ASSERT_EQ(sh("node --version >/dev/null 2>&1 && test -d " + kSource + "/node_modules/openai"), 0) << "node and the openai package";
+  remove_leftovers(m.docker);
   const char* bin = std::getenv("MOEMESH_BIN");
   ASSERT_TRUE(bin) << "MOEMESH_BIN (ctest sets it)";
 
