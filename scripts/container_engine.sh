@@ -5,19 +5,11 @@
 # containers): overlay2 where the kernel and file system allow it, else vfs.
 # Usage: scripts/container_engine.sh
 set -euo pipefail
+cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-packages=(docker.io docker-compose debootstrap iptables)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "engine: installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/apt_install.sh engine docker.io docker-compose debootstrap iptables
 
 docker=/usr/bin/docker
 if $docker info >/dev/null 2>&1; then

