@@ -4,7 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-
 DEBIAN_PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libcaf-dev libzmq3-dev cppzmq-dev prometheus-cpp-dev libboost1.81-dev
