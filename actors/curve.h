@@ -94,4 +94,10 @@ uint64_t admitted();
 // The "kind/name" ZAP gave the connection a message came on ("" without CURVE).
 std::string peer_of(zmq::message_t& m);
 
+// The kind of a "kind/name" peer ("" for no peer: no CURVE).
+inline std::string_view peer_kind(std::string_view peer) {
+  const size_t slash = peer.find('/');
+  return slash == std::string_view::npos ? std::string_view() : peer.substr(0, slash);
+}
+
 }  // namespace moemesh::curve

@@ -39,6 +39,8 @@ trap cleanup EXIT
 
 "$docker" info >/dev/null 2>&1 || { echo "images: no Docker daemon answers (docs/CONTAINERS.md: starting one)" >&2; exit 1; }
 
+size_of() { "$docker" image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}'; }
+
 # The archive apt uses here: the first bookworm source of /etc/apt.
 debian_archive() {
   local f
@@ -68,7 +70,7 @@ make_base() {
   [ -d /etc/apt/auth.conf.d ] && $SUDO cp -R /etc/apt/auth.conf.d/. "$dir/etc/apt/auth.conf.d/"
   $SUDO rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
   $SUDO tar -C "$dir" -c . | "$docker" import - "$base" >/dev/null
-  echo "images: made $base ($("$docker" image inspect -f '{{.Size}}' "$base" | awk '{printf "%.0f MB", $1/1e6}'))"
+  echo "images: made $base ($(size_of "$base"))"
 }
 
 if ! "$docker" image inspect "$base" >/dev/null 2>&1; then
@@ -80,7 +82,7 @@ build() {  # tag dockerfile context
   echo "images: building $1 ($2)"
   "$docker" build --network host --build-arg "BASE=$base" -f "$2" -t "$1" "$3" >"$build_log" 2>&1 \
     || { tail -n 40 "$build_log" >&2; exit 1; }
-  echo "images: $1 built in $((SECONDS - start)) s, $("$docker" image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}')"
+  echo "images: $1 built in $((SECONDS - start)) s, $(size_of "$1")"
 }
 build_log="$(mktemp)"
 scratch+=("$build_log")

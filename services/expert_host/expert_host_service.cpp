@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/compute_queue.h"
+#include "actors/curve.h"
 #include "actors/drain.h"
 #include "actors/mesh_actor.h"
 #include "actors/role_metrics.h"
@@ -210,7 +211,8 @@ class ExpertHostActor : public caf::event_based_actor {
   void on_control(const InboundPtr& in) {
     const wire::Header& h = in->message->header;
     // Under CURVE, commands (load, unload, drain, leave, stats) come from the router or the operator only.
-    if (!in->peer.empty() && in->peer.rfind("router/", 0) != 0 && in->peer.rfind("admin/", 0) != 0) {
+    const std::string_view kind = curve::peer_kind(in->peer);
+    if (!in->peer.empty() && kind != "router" && kind != "admin") {
       transport_.reply(std::move(in->routing), wire::error_message(h.request_id, wire::ErrorCode::Forbidden,
                                                                    "expert host: " + in->peer + " may not send commands (docs/SECURITY.md)"));
       return;

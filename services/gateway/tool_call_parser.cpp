@@ -18,7 +18,6 @@ bool starts(std::string_view s, std::string_view p) { return s.substr(0, p.size(
 // `s` is shorter than `p` and begins it: more text could complete it.
 bool begins(std::string_view s, std::string_view p) { return s.size() < p.size() && p.substr(0, s.size()) == s; }
 
-
 std::string call_id() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* kAlnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -43,18 +42,18 @@ ToolCallParser::Out ToolCallParser::finish() {
   return out;
 }
 
-void ToolCallParser::malformed(Out&) {
+void ToolCallParser::malformed() {
   // Not a call after all: the markers read since the last call are dropped
   // (markup never reaches content); the text after them (still in buf_) is
   // read again as text.
-  raw_.clear();
+  marked_ = false;
   state_ = State::Text;
 }
 
 void ToolCallParser::open_call(Out& out, std::string name) {
   calls_.push_back({call_id(), std::move(name), ""});
   out.calls.push_back({calls_.size() - 1, calls_.back().id, calls_.back().name, ""});
-  raw_.clear();
+  marked_ = false;
   args_.clear();
   emitted_ = 0;
   state_ = State::Args;
@@ -80,18 +79,18 @@ bool ToolCallParser::header_v3(Out& out, bool end) {
   const size_t head = kFunction.size() + kSep.size();
   if (b.size() < head) {
     if (begins(b, std::string(kFunction) + std::string(kSep)) && !end) return false;
-    malformed(out);
+    malformed();
     return true;
   }
   if (!starts(b, kFunction) || !starts(b.substr(kFunction.size()), kSep)) {
-    malformed(out);
+    malformed();
     return true;
   }
   size_t i = head;
   while (i < b.size() && name_char(b[i]) && i - head <= kMaxName) ++i;
   if (i == b.size() && !end && i - head <= kMaxName) return false;
   if (i == b.size() || b[i] != '\n' || i == head || i - head > kMaxName) {
-    malformed(out);
+    malformed();
     return true;
   }
   std::string name(b.substr(head, i - head));
@@ -108,7 +107,7 @@ bool ToolCallParser::header_v3(Out& out, bool end) {
     if (k < after.size() && after[k] == '\n') fence = k + 1;
   }
   if (!names_.empty() && std::find(names_.begin(), names_.end(), name) == names_.end()) {
-    malformed(out);
+    malformed();
     return true;
   }
   const size_t used = i + 1 + fence;
@@ -127,7 +126,7 @@ bool ToolCallParser::header_v31(Out& out, bool end) {
   std::string name(b.substr(0, i));
   if (!starts(rest, kSep) || i == 0 || i > kMaxName ||
       (!names_.empty() && std::find(names_.begin(), names_.end(), name) == names_.end())) {
-    malformed(out);
+    malformed();
     return true;
   }
   buf_.erase(0, i + kSep.size());
@@ -155,7 +154,7 @@ void ToolCallParser::run(Out& out, bool end) {
         if (at != std::string::npos) {
           out.content += buf_.substr(0, at);
           buf_.erase(0, at == a ? at + kCallsBegin.size() : at);  // a lone call marker is read by Calls
-          raw_ = at == a ? std::string(kCallsBegin) : "";
+          marked_ = at == a;
           state_ = State::Calls;
           continue;
         }
@@ -171,20 +170,20 @@ void ToolCallParser::run(Out& out, bool end) {
         while (i < buf_.size() && is_space(buf_[i])) ++i;
         const std::string_view rest = std::string_view(buf_).substr(i);
         if (starts(rest, kCallBegin)) {
-          raw_ += std::string(kCallBegin);
+          marked_ = true;
           buf_.erase(0, i + kCallBegin.size());
           state_ = State::Header;
           continue;
         }
         if (starts(rest, kCallsEnd)) {
           buf_.erase(0, i + kCallsEnd.size());
-          raw_.clear();  // a block with no call in it: nothing to show
+          marked_ = false;  // a block with no call in it: nothing to show
           state_ = State::Text;
           continue;
         }
         if ((rest.empty() || begins(rest, kCallBegin) || begins(rest, kCallsEnd)) && !end) return;
         // Text where a call should begin: the block is over.
-        if (!raw_.empty()) malformed(out);
+        if (marked_) malformed();
         else buf_.erase(0, i);
         state_ = State::Text;
         if (end && buf_.empty()) return;

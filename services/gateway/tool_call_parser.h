@@ -48,14 +48,14 @@ class ToolCallParser {
   bool header_v3(Out& out, bool end);
   bool header_v31(Out& out, bool end);
   void open_call(Out& out, std::string name);
-  void malformed(Out& out);
+  void malformed();
   void emit_args(Out& out, bool all);
 
   ToolFormat format_;
   std::vector<std::string> names_;
   State state_ = State::Text;
   std::string buf_;     // text not yet consumed
-  std::string raw_;     // the call being read, as written (to give back as text)
+  bool marked_ = false; // call markup read since the last complete call (dropped if no call follows)
   std::string args_;    // its arguments so far
   size_t emitted_ = 0;  // of args_, given out
   std::vector<ParsedToolCall> calls_;

@@ -169,7 +169,8 @@ class RouterActor : public caf::event_based_actor {
 
   void on_suspect(Inbound& in) {
     // Only dispatchers report hosts (under CURVE: attention and mtp-draft keys).
-    if (!in.peer.empty() && in.peer.rfind("attention/", 0) != 0 && in.peer.rfind("mtp-draft/", 0) != 0)
+    const std::string_view kind = curve::peer_kind(in.peer);
+    if (!in.peer.empty() && kind != "attention" && kind != "mtp-draft")
       throw wire::WireError(wire::ErrorCode::Forbidden, "router: " + in.peer + " may not report hosts (docs/SECURITY.md)");
     const Suspicion s = decode<Suspicion>(*in.message, suspicion_from_json);
     auto sub = subscribers_.find(identity_of(in.routing));
@@ -193,7 +194,7 @@ class RouterActor : public caf::event_based_actor {
   // Under CURVE, who may do what: stats for every admitted key; drain and
   // rebalance for the operator (admin); a host's leaving for that host or the operator.
   void authorize(const Inbound& in, const RouterCommand& c) const {
-    if (in.peer.empty() || c.kind == RouterCommandKind::Stats || in.peer.rfind("admin/", 0) == 0) return;
+    if (in.peer.empty() || c.kind == RouterCommandKind::Stats || curve::peer_kind(in.peer) == "admin") return;
     if (c.kind == RouterCommandKind::Leaving && in.peer == "expert-host/" + c.host) return;
     throw wire::WireError(wire::ErrorCode::Forbidden, "router: " + in.peer + " may not send this command (docs/SECURITY.md)");
   }

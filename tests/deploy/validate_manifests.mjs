@@ -10,10 +10,9 @@ import { parseAllDocuments } from 'yaml';
 
 const text = fs.readFileSync(process.argv[2] ?? 0, 'utf8');
 
-// apiVersion -> the module holding its kinds.
+// apiVersion -> the module holding its kinds (kubernetes-models/v1 for the core group, GROUP/VERSION otherwise).
 function moduleOf(apiVersion) {
   if (apiVersion === 'monitoring.coreos.com/v1') return '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
-  if (!apiVersion.includes('/')) return `kubernetes-models/${apiVersion}`;  // the core group: v1
   return `kubernetes-models/${apiVersion}`;
 }
 

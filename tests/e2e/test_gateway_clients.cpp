@@ -14,6 +14,7 @@
 
 #include "services/gateway/api_keys.h"
 #include "services/mesh/child_process.h"
+#include "tests/support/shell.h"
 #include "tests/support/test_models.h"
 
 using namespace moemesh;
@@ -27,10 +28,7 @@ std::string bin() {
   return b ? b : "moemesh";
 }
 
-int sh(const std::string& cmd) {
-  const int st = std::system(cmd.c_str());
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+using moemesh::testing::sh;
 
 // The whole mesh and the gateway, with one API key, on a free port.
 struct Up {
@@ -120,9 +118,10 @@ TEST(GatewayClients, TlsWithTheOpenAiClientWrongKeysRefusedKeysNeverLogged) {
   EXPECT_EQ(sh("cd " + kSource + " && NODE_EXTRA_CA_CERTS=" + (dir / "ca.pem").string() + " timeout 120 node tests/e2e/tls_gateway.mjs " + url + " " +
                key + " " + digested),
             0);
-  if (sh("curl --version > /dev/null 2>&1") == 0)
+  if (sh("curl --version > /dev/null 2>&1") == 0) {
     EXPECT_EQ(sh("curl -s -D - -o /dev/null --cacert " + (dir / "ca.pem").string() + " " + url + "/healthz | grep -qi '^strict-transport-security: max-age='"), 0)
         << "HSTS when asked";
+  }
   // SIGHUP loads renewed files: new connections see the new certificate.
   issue(dir, "renewed", "second");
   std::filesystem::copy_file(dir / "renewed.pem", dir / "server.pem", std::filesystem::copy_options::overwrite_existing);

@@ -13,29 +13,17 @@
 #include <nlohmann/json.hpp>
 
 #include "services/mesh/child_process.h"
+#include "tests/support/delay_proxy.h"
 #include "tests/support/http_get.h"
+#include "tests/support/shell.h"
 #include "tests/support/test_models.h"
 
 using namespace moemesh;
 
 namespace {
-int sh(const std::string& cmd) {
-  const int st = std::system(cmd.c_str());
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+using moemesh::testing::sh;
 
-// A port nobody listens on right now.
-int free_port() {
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t n = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &n);
-  close(s);
-  return ntohs(a.sin_port);
-}
+using moemesh::testing::free_port;
 
 std::string url_encode(const std::string& s) {
   std::string out;

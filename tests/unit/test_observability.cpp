@@ -15,6 +15,7 @@
 #include "services/gateway/gateway_metrics.h"
 #include "services/mesh/mesh_launcher.h"
 #include "tests/support/http_get.h"
+#include "tests/support/shell.h"
 #include "tests/support/test_models.h"
 
 using namespace moemesh;
@@ -23,10 +24,6 @@ using namespace moemesh::testing;
 namespace {
 const std::string kObs = std::string(MOEMESH_SOURCE_DIR) + "/observability";
 
-int sh(const std::string& cmd) {
-  const int st = std::system(cmd.c_str());
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 bool have_promtool() { return sh("promtool --version > /dev/null 2>&1") == 0; }
 
 std::string read(const std::string& path) {

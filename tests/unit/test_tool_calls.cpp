@@ -144,7 +144,7 @@ TEST(ToolCallParser, DeepSeekV3WithoutFenceOrBlockMarkers) {
 }
 
 TEST(ToolCallParser, DeepSeekV3FenceVariants) {
-  for (const std::string fence : {std::string("```\n"), std::string("```json\r\n"), std::string("```JSON \n"), std::string("")}) {
+  for (const std::string& fence : {std::string("```\n"), std::string("```json\r\n"), std::string("```JSON \n"), std::string("")}) {
     const auto r = parse_every_way(ToolFormat::DeepSeekV3, B + CB + "function" + SEP + "search\n" + fence + "{\"q\": 1}\n```" + CE + E);
     ASSERT_EQ(r.calls.size(), 1u) << fence;
     EXPECT_EQ(r.calls[0].arguments, "{\"q\": 1}") << fence;
@@ -197,7 +197,7 @@ TEST(ToolCallParser, MalformedCallsComeBackAsText) {
 
 TEST(ToolCallParser, CutOffInTheArgumentsStaysACall) {
   // max_tokens inside the arguments, inside the fence and inside the end marker.
-  for (const std::string tail : {std::string("{\"q\": \"ab"), std::string("{\"q\": 1}\n``"), std::string("{\"q\": 1}\n```<｜tool▁ca")}) {
+  for (const std::string& tail : {std::string("{\"q\": \"ab"), std::string("{\"q\": 1}\n``"), std::string("{\"q\": 1}\n```<｜tool▁ca")}) {
     const auto r = parse_every_way(ToolFormat::DeepSeekV3, B + CB + "function" + SEP + "search\n```json\n" + tail);
     ASSERT_EQ(r.calls.size(), 1u) << tail;
     EXPECT_EQ(r.calls[0].arguments.find('`'), std::string::npos) << r.calls[0].arguments;
@@ -412,7 +412,9 @@ TEST(ToolRequests, RequiredAndNamedCallsFollowTheSchemasInBothFormats) {
             }
           }
         }
-        if (!parallel) EXPECT_EQ(most, 1u) << "parallel_tool_calls false: one call";
+        if (!parallel) {
+          EXPECT_EQ(most, 1u) << "parallel_tool_calls false: one call";
+        }
       }
     }
   }
