@@ -34,20 +34,24 @@ struct DraftCall {
 class Drafter {
  public:
   virtual ~Drafter() = default;
+  // Drafts for several sequences at once: one MTP forward per draft position,
+  // batched over the calls (a call with k = 0 only feeds). Answers in call order.
   // Throws on failure; the caller then goes on without speculation.
-  virtual Draft draft(const DraftCall& call) = 0;
+  virtual std::vector<Draft> draft(const std::vector<DraftCall>& calls) = 0;
+  Draft draft(const DraftCall& call) { return std::move(draft(std::vector<DraftCall>{call}).front()); }
   virtual void release(SeqId seq) = 0;
 };
 
-// The drafting loop over any MTP runner: feed, then chain the module's own
-// hidden state k-1 times. Shared by LocalDrafter and the mtp-draft role.
+// The drafting loop over any MTP runner: feed every call's rows in one step,
+// then chain each module output hidden state, one batched step per further
+// draft position. Shared by LocalDrafter and the mtp-draft role.
 class MtpDraftLoop {
  public:
-  // step(seq, next_tokens, prev_hidden, logits_out) appends rows to seq's MTP cache.
-  using StepFn = std::function<std::vector<float>(SeqId, const std::vector<int32_t>&, const float*, std::vector<float>*)>;
+  // step(rows, logits) appends rows to their sequences' MTP caches (see mtp_cache_step).
+  using StepFn = std::function<std::vector<float>(const std::vector<MtpRows>&, std::vector<float>&)>;
   using TruncateFn = std::function<void(SeqId, int64_t)>;
   MtpDraftLoop(int64_t vocab, int64_t hidden, StepFn step, TruncateFn truncate);
-  Draft draft(const DraftCall& call);
+  std::vector<Draft> draft(const std::vector<DraftCall>& calls);
   void release(SeqId seq) { samplers_.erase(seq); }
 
  private:
@@ -60,7 +64,8 @@ class MtpDraftLoop {
 class LocalDrafter : public Drafter {
  public:
   explicit LocalDrafter(Engine& engine);
-  Draft draft(const DraftCall& call) override { return loop_.draft(call); }
+  using Drafter::draft;
+  std::vector<Draft> draft(const std::vector<DraftCall>& calls) override { return loop_.draft(calls); }
   void release(SeqId seq) override {
     loop_.release(seq);
     engine_.mtp_truncate(seq, 0);

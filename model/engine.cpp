@@ -198,34 +198,52 @@ void Engine::finish_step(const std::vector<StepInput>& inputs, StepOutput& out) 
 }
 
 std::vector<float> mtp_cache_step(const MtpModule& mtp, LatentKvCache& cache, const ForwardContext& ctx,
-                                  MoeExecutor* moe, int64_t vocab, SeqId seq, const std::vector<int32_t>& next_tokens,
-                                  const float* prev_hidden, std::vector<float>* logits_out) {
-  std::vector<StepInput> in{{seq, next_tokens, true}};
-  check_token_ids(next_tokens.data(), static_cast<int64_t>(next_tokens.size()), vocab);
+                                  MoeExecutor* moe, int64_t vocab, const std::vector<MtpRows>& inputs,
+                                  std::vector<float>& logits) {
+  const int64_t H = mtp.hidden();
+  std::vector<StepInput> in;
+  std::vector<int32_t> tokens;
+  for (const auto& r : inputs) {
+    if (r.tokens.empty()) throw std::invalid_argument("an MTP step needs at least one row per sequence");
+    check_token_ids(r.tokens.data(), static_cast<int64_t>(r.tokens.size()), vocab);
+    in.push_back({r.seq, r.tokens, r.all_logits});
+    tokens.insert(tokens.end(), r.tokens.begin(), r.tokens.end());
+  }
+  // The rows' main-model hidden states side by side, as the forward reads them.
+  std::vector<float> prev(tokens.size() * H);
+  for (size_t i = 0, row = 0; i < inputs.size(); row += inputs[i].tokens.size(), ++i)
+    std::copy_n(inputs[i].hidden, inputs[i].tokens.size() * H, prev.begin() + static_cast<std::ptrdiff_t>(row * H));
   std::vector<SeqChunk> chunks;
   plan_chunks(in, cache, chunks);
-  std::vector<float> h(next_tokens.size() * mtp.hidden());
+  std::vector<float> h(tokens.size() * H);
   try {
-    mtp.forward(next_tokens.data(), prev_hidden, chunks, cache, ctx, moe, h.data());
+    mtp.forward(tokens.data(), prev.data(), chunks, cache, ctx, moe, h.data());
   } catch (...) {
-    cache.truncate(seq, chunks[0].start);
+    for (const auto& c : chunks) cache.truncate(c.seq, c.start);
     throw;
   }
-  cache.set_length(seq, chunks[0].start + chunks[0].len);
-  if (logits_out) {
-    std::vector<int64_t> rows(next_tokens.size());
-    for (size_t r = 0; r < rows.size(); ++r) rows[r] = static_cast<int64_t>(r);
-    logits_out->resize(rows.size() * vocab);
-    mtp.logits(h.data(), rows, logits_out->data(), ctx);
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const SeqChunk& c = chunks[i];
+    cache.set_length(c.seq, c.start + c.len);
+    for (int64_t r = inputs[i].all_logits ? c.row : c.row + c.len - 1; r < c.row + c.len; ++r) rows.push_back(r);
   }
+  logits.resize(rows.size() * vocab);
+  mtp.logits(h.data(), rows, logits.data(), ctx);
   return h;
+}
+
+std::vector<float> Engine::mtp_step(const std::vector<MtpRows>& inputs, std::vector<float>& logits) {
+  if (!mtp_) throw std::logic_error("this model has no MTP module loaded");
+  return mtp_cache_step(*mtp_, *mtp_cache_, context(0), moe_.get(), cfg_.vocab_size, inputs, logits);
 }
 
 std::vector<float> Engine::mtp_step(SeqId seq, const std::vector<int32_t>& next_tokens, const float* prev_hidden,
                                     std::vector<float>* logits_out) {
-  if (!mtp_) throw std::logic_error("this model has no MTP module loaded");
-  return mtp_cache_step(*mtp_, *mtp_cache_, context(0), moe_.get(), cfg_.vocab_size, seq, next_tokens, prev_hidden,
-                        logits_out);
+  std::vector<float> logits;
+  std::vector<float> h = mtp_step({{seq, next_tokens, prev_hidden, true}}, logits);
+  if (logits_out) *logits_out = std::move(logits);
+  return h;
 }
 
 void Engine::release(SeqId seq) {

@@ -44,6 +44,14 @@ struct StepInput {
   bool all_logits = false;  // logits of every new position, else only the last
 };
 
+// Rows appended to one sequence's MTP cache: row i uses (hidden[i], tokens[i]).
+struct MtpRows {
+  SeqId seq = 0;
+  std::vector<int32_t> tokens;
+  const float* hidden = nullptr;  // [tokens.size(), hidden]
+  bool all_logits = false;        // logits of every row, else of the last only
+};
+
 struct StepOutput {
   std::vector<SeqChunk> chunks;
   std::vector<float> hidden;        // [T, hidden], final-normed
@@ -83,6 +91,8 @@ class Engine {
   // positions start.. of the sequence's MTP cache. Returns its output hidden.
   std::vector<float> mtp_step(SeqId seq, const std::vector<int32_t>& next_tokens,
                               const float* prev_hidden, std::vector<float>* logits_out);
+  // Batched over sequences (see mtp_cache_step).
+  std::vector<float> mtp_step(const std::vector<MtpRows>& inputs, std::vector<float>& logits);
   int64_t mtp_length(SeqId seq) const { return mtp_cache_ ? mtp_cache_->length(seq) : 0; }
   void mtp_truncate(SeqId seq, int64_t len) { if (mtp_cache_) mtp_cache_->truncate(seq, len); }
 
@@ -137,11 +147,12 @@ void reserve_kernel_scratch_for(const ModelConfig& cfg);
 KvCacheGeometry kv_geometry(const ModelConfig& cfg, int64_t layers, int64_t page_tokens, int64_t tokens,
                             KvCacheDtype dtype);
 
-// One MTP step over `seq`'s MTP cache: rows i use (prev_hidden[i], next_tokens[i]).
-// Returns the module's output hidden states; logits of every row into logits_out.
+// One MTP forward over several sequences' MTP caches at once (a batched draft
+// step). Returns the module's output hidden states [rows, hidden] in input
+// order; `logits` gets each input's logit rows (all or last), in order.
 std::vector<float> mtp_cache_step(const MtpModule& mtp, LatentKvCache& cache, const ForwardContext& ctx,
-                                  MoeExecutor* moe, int64_t vocab, SeqId seq, const std::vector<int32_t>& next_tokens,
-                                  const float* prev_hidden, std::vector<float>* logits_out);
+                                  MoeExecutor* moe, int64_t vocab, const std::vector<MtpRows>& inputs,
+                                  std::vector<float>& logits);
 
 // Plans chunks for inputs into `chunks`, reserving cache pages; throws KvCacheFull
 // and rolls back reservations made so far when a sequence does not fit.

@@ -1,6 +1,7 @@
 #include "model/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "model/transformer.h"
@@ -166,6 +167,7 @@ void Scheduler::set_drafter(Drafter* drafter, int k) {
   if (k < 0) throw std::invalid_argument("draft length must be >= 0");
   drafter_ = k > 0 ? drafter : nullptr;
   spec_k_ = drafter_ ? k : 0;
+  policy_.emplace(spec_k_, opts_.adaptive_speculation);
   spec_stats_.drafted.assign(spec_k_, 0);
   spec_stats_.accepted.assign(spec_k_, 0);
 }
@@ -233,6 +235,74 @@ bool Scheduler::emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const
   return false;
 }
 
+std::map<uint64_t, Draft> Scheduler::make_drafts(int64_t budget, int64_t prompt_tokens) {
+  std::map<uint64_t, Draft> drafts;
+  if (!drafter_) return drafts;
+  int64_t decoding = 0;
+  for (const auto& [id, a] : running_) decoding += a.prefilled == static_cast<int64_t>(a.req.prompt.size());
+  if (decoding > opts_.max_speculative_batch) return drafts;
+  // Who may draft, and how many at most: the length left, and the step's budget
+  // after one token for every decoding request.
+  std::vector<uint64_t> who;
+  std::vector<DraftPolicy::Candidate> cands;
+  int64_t spare = budget - std::min(budget, decoding);
+  for (auto& [id, a] : running_) {
+    if (a.prefilled < static_cast<int64_t>(a.req.prompt.size())) continue;
+    if (a.speculate && a.pend_t.size() > 1024) {
+      // Too long without drafting: the catch-up is not worth keeping.
+      a.speculate = false;
+      a.pend_h.clear();
+      a.pend_t.clear();
+      drafter_->release(id);
+    }
+    if (!a.speculate || a.pend_t.empty()) continue;
+    const int64_t left = a.req.max_new_tokens - static_cast<int64_t>(a.generated.size());
+    const int k = static_cast<int>(std::min<int64_t>({spec_k_, left - 1, spare}));
+    if (k <= 0) continue;
+    who.push_back(id);
+    cands.push_back({&a.drafts, k, static_cast<int64_t>(a.pend_t.size())});
+  }
+  if (cands.empty()) return drafts;
+  std::vector<int> ks = policy_->choose(cands, decoding, std::min(prompt_tokens, spare));
+  // The budget holds every chosen draft (in admission order, as the inputs are built).
+  std::vector<DraftCall> calls;
+  std::vector<uint64_t> called;
+  int64_t forwards = 0, rows = 0;
+  for (size_t i = 0; i < who.size(); ++i) {
+    const int k = static_cast<int>(std::min<int64_t>(ks[i], spare));
+    if (k <= 0) continue;
+    spare -= k;
+    Active& a = running_.at(who[i]);
+    calls.push_back(DraftCall{who[i], a.mtp_len, a.pend_t, a.pend_h.data(), k, a.req.sampling, false});
+    called.push_back(who[i]);
+    forwards = std::max<int64_t>(forwards, k);
+    rows += static_cast<int64_t>(a.pend_t.size()) + k - 1;
+  }
+  if (calls.empty()) return drafts;
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    std::vector<Draft> d = drafter_->draft(calls);
+    if (d.size() != calls.size()) throw std::runtime_error("the drafter answered the wrong number of calls");
+    for (size_t i = 0; i < calls.size(); ++i)
+      if (static_cast<int>(d[i].tokens.size()) != calls[i].k) throw std::runtime_error("the drafter returned the wrong number of tokens");
+    policy_->record_draft(forwards, rows, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    for (size_t i = 0; i < calls.size(); ++i) {
+      Active& a = running_.at(called[i]);
+      a.mtp_len += static_cast<int64_t>(a.pend_t.size());
+      drafts.emplace(called[i], std::move(d[i]));
+    }
+  } catch (const std::exception&) {
+    // No drafts for these requests from now on; they go on without speculation.
+    for (uint64_t id : called) {
+      Active& a = running_.at(id);
+      a.speculate = false;
+      a.pend_h.clear();
+      a.pend_t.clear();
+    }
+  }
+  return drafts;
+}
+
 std::vector<TokenEvent> Scheduler::step() {
   std::vector<TokenEvent> events;
   for (uint64_t id : cancelled_) events.push_back({id, -1, FinishReason::Cancelled, {}});
@@ -246,37 +316,15 @@ std::vector<TokenEvent> Scheduler::step() {
   int64_t budget = opts_.step_tokens;
   std::vector<StepInput> inputs;
   std::vector<uint64_t> ids;
-  std::map<uint64_t, Draft> drafts;
-  int64_t decoding = 0;
-  for (const auto& [id, a] : running_) decoding += a.prefilled == static_cast<int64_t>(a.req.prompt.size());
-  const bool draft_now = drafter_ && decoding <= opts_.max_speculative_batch;
+  int64_t prompt_left = 0;
+  for (const auto& [id, a] : running_) prompt_left += static_cast<int64_t>(a.req.prompt.size()) - a.prefilled;
+  std::map<uint64_t, Draft> drafts = make_drafts(budget, prompt_left);
   for (auto& [id, a] : running_) {
     if (a.prefilled < static_cast<int64_t>(a.req.prompt.size()) || budget == 0) continue;
     StepInput in{id, {a.generated.back()}, false};
-    const int64_t left = a.req.max_new_tokens - static_cast<int64_t>(a.generated.size());
-    const int k = static_cast<int>(std::min<int64_t>({spec_k_, left - 1, budget - 1}));
-    if (a.speculate && a.pend_t.size() > 1024) {
-      // Too long without drafting (a large batch): the catch-up is not worth keeping.
-      a.speculate = false;
-      a.pend_h.clear();
-      a.pend_t.clear();
-      drafter_->release(id);
-    }
-    if (a.speculate && draft_now && k > 0 && !a.pend_t.empty()) {
-      try {
-        DraftCall call{id, a.mtp_len, a.pend_t, a.pend_h.data(), k, a.req.sampling, false};
-        Draft d = drafter_->draft(call);
-        if (static_cast<int>(d.tokens.size()) != k) throw std::runtime_error("the drafter returned the wrong number of tokens");
-        a.mtp_len += static_cast<int64_t>(a.pend_t.size());
-        in.tokens.insert(in.tokens.end(), d.tokens.begin(), d.tokens.end());
-        in.all_logits = true;
-        drafts.emplace(id, std::move(d));
-      } catch (const std::exception& e) {
-        // No drafts for this request from now on; it goes on without speculation.
-        a.speculate = false;
-        a.pend_h.clear();
-        a.pend_t.clear();
-      }
+    if (auto d = drafts.find(id); d != drafts.end()) {
+      in.tokens.insert(in.tokens.end(), d->second.tokens.begin(), d->second.tokens.end());
+      in.all_logits = true;
     }
     budget -= static_cast<int64_t>(in.tokens.size());
     inputs.push_back(std::move(in));
@@ -294,6 +342,7 @@ std::vector<TokenEvent> Scheduler::step() {
   std::vector<int64_t> lengths;
   for (const auto& in : inputs) lengths.push_back(engine_.length(in.seq));
   StepOutput out;
+  const auto t0 = std::chrono::steady_clock::now();
   try {
     if (engine_.moe_lanes() >= 2 && inputs.size() >= 2) {
       // Two micro-batches of about equal tokens, in flight together.
@@ -317,6 +366,11 @@ std::vector<TokenEvent> Scheduler::step() {
       events.back().unavailable = dynamic_cast<const ExpertsUnavailable*>(&e) != nullptr;
     }
     return events;
+  }
+  if (policy_) {
+    int64_t tokens = 0;
+    for (const auto& in : inputs) tokens += static_cast<int64_t>(in.tokens.size());
+    policy_->record_step(tokens, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   size_t logit_row = 0;
   std::vector<float> p, q;
@@ -392,6 +446,7 @@ std::vector<TokenEvent> Scheduler::step() {
       // Accepted, so the grammar allowed it (masked tokens have no mass).
       if (ahead) ahead->accept(a.req.constraint->vocab().bytes(dr.tokens[j]));
     }
+    policy_->record_verdict(a.drafts, k, acc);
     // The cache keeps the last token and the accepted drafts.
     engine_.truncate(ids[i], lengths[i] + acc + 1);
     a.pend_h.assign(hidden, hidden + (acc + 1) * H);

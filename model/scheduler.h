@@ -20,9 +20,10 @@
 
 #include "core/grammar/token_mask.h"
 #include "kernels/cpu/sampling.h"
+#include "model/draft_policy.h"
 #include "model/drafter.h"
 #include "model/engine.h"
-#include "model/speculative.h"
+#include "model/speculation_stats.h"
 
 namespace moemesh {
 
@@ -67,9 +68,11 @@ struct SchedulerOptions {
   int64_t step_tokens = 256;  // prefill + decode tokens per engine step
   int64_t max_running = 64;   // requests in the batch
   int64_t max_waiting = 1024; // queued requests beyond which submissions are refused
-  // Speculation only while at most this many requests decode: drafts are made one
-  // request at a time, which pays at small batches and costs at large ones.
-  int64_t max_speculative_batch = 4;
+  // Speculation only while at most this many requests decode.
+  int64_t max_speculative_batch = 1024;
+  // Draft lengths chosen per request from measured acceptance and step costs
+  // (DraftPolicy), up to the drafter's k; false: always k.
+  bool adaptive_speculation = true;
 };
 
 // Why a request was refused: bad in itself, beyond a limit, or no room now.
@@ -98,7 +101,8 @@ class Scheduler {
   void cancel(uint64_t id);
 
   // Speculative decoding for every request from now on: up to `k` drafts per
-  // decode step from `drafter` (not owned), verified in the same engine step.
+  // decode step from `drafter` (not owned), drafted for every decoding request
+  // in one batched call and verified in the same engine step.
   void set_drafter(Drafter* drafter, int k);
   const SpeculationStats& speculation() const { return spec_stats_; }
 
@@ -127,7 +131,10 @@ class Scheduler {
     std::vector<float> pend_h;
     std::vector<int32_t> pend_t;
     int64_t mtp_len = 0;
+    DraftPolicy::RequestState drafts;  // what its drafts have measured
   };
+  // Drafts for this step's decoding requests, in one call to the drafter.
+  std::map<uint64_t, Draft> make_drafts(int64_t budget, int64_t prompt_tokens);
   // Emits `tok` for `it` (chosen from `logits`, the model's row for it); finishes
   // it (and returns true) on a stop id or the length limit.
   bool emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const float* logits, std::vector<TokenEvent>& events);
@@ -153,6 +160,7 @@ class Scheduler {
   std::vector<uint64_t> cancelled_;
   Drafter* drafter_ = nullptr;
   int spec_k_ = 0;
+  std::optional<DraftPolicy> policy_;
   SpeculationStats spec_stats_;
   std::vector<float> masked_;  // sampling_logits' copy
   grammar::TokenSet allowed_;  // sampling_logits' grammar mask

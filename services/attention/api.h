@@ -26,7 +26,7 @@ struct AttentionOptions {
   std::string bind = "tcp://127.0.0.1:0";
   std::string router;            // required when the model has MoE layers
   std::string mtp;               // mtp-draft endpoint; empty: no speculation
-  int speculative = 2;           // drafts per decode step (with mtp)
+  int speculative = 3;           // the most drafts per decode step (with mtp); scheduler.adaptive_speculation picks fewer where they do not pay
   int64_t kv_tokens = 16384;
   KvCacheDtype kv_dtype = KvCacheDtype::BF16;
   bool prefix_cache = true;      // reuse cached pages of earlier requests' prefixes

@@ -105,7 +105,7 @@ class AttentionActor : public caf::event_based_actor {
     spdlog::info("attention: {} layers, KV cache {} tokens{}, router {}{}, speculation {}", engine_->config().num_hidden_layers,
                  opts_.kv_tokens, opts_.prefix_cache ? " with prefix cache" : "", opts_.router.empty() ? "-" : opts_.router,
                  opts_.dispatch.zone.empty() ? "" : ", zone " + opts_.dispatch.zone,
-                 opts_.speculative > 0 && drafter_ ? std::to_string(opts_.speculative) + " drafts via " + opts_.mtp : "off");
+                 opts_.speculative > 0 && drafter_ ? (opts_.scheduler.adaptive_speculation ? "adaptive, up to " : "fixed, ") + std::to_string(opts_.speculative) + " drafts via " + opts_.mtp : "off");
     maintain_later();
     return {
         [this](inbound_atom, const InboundPtr& in) {

@@ -13,7 +13,6 @@
 #include "model/engine.h"
 #include "model/drafter.h"
 #include "model/scheduler.h"
-#include "model/speculative.h"
 #include "commands.h"
 #include "engine_flags.h"
 
@@ -45,6 +44,7 @@ void add_generate_command(CLI::App& app) {
     cpu::SamplingParams sp;
     bool ignore_eos = false;
     int speculative = 0;
+    std::string draft_policy = "adaptive";
     EngineFlags engine;
   };
   auto a = std::make_shared<Args>();
@@ -66,6 +66,11 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--speculative", a->speculative,
                   "draft K tokens per step with the MTP module and verify them (exact for greedy, rejection sampling otherwise)")
       ->check(CLI::Range(0, 16));
+  cmd->add_option("--draft-policy", a->draft_policy,
+                  "with --speculative: adaptive (up to K drafts, as many as pay, from measured acceptance and step costs) "
+                  "or fixed (always K)")
+      ->check(CLI::IsMember({"adaptive", "fixed"}))
+      ->capture_default_str();
   cmd->callback([a] {
     std::shared_ptr<const tok::Tokenizer> tk;
     std::vector<int32_t> prompt;
@@ -86,7 +91,9 @@ void add_generate_command(CLI::App& app) {
     Engine engine(a->model, opts);
     // One request through the scheduler, as the mesh serves it (with the MTP
     // module drafting in this process when asked).
-    Scheduler scheduler(engine);
+    SchedulerOptions so;
+    so.adaptive_speculation = a->draft_policy == "adaptive";
+    Scheduler scheduler(engine, so);
     std::unique_ptr<LocalDrafter> drafter;
     if (a->speculative > 0) {
       drafter = std::make_unique<LocalDrafter>(engine);
@@ -129,7 +136,7 @@ void add_generate_command(CLI::App& app) {
               << (out.size() > 1 && dec > 0 ? (out.size() - 1) / dec : 0.0) << " tok/s\n";
     if (a->speculative > 0) {
       const SpeculationStats& st = scheduler.speculation();
-      std::cerr << "speculative k=" << a->speculative << ": " << st.tokens_per_step(static_cast<int64_t>(out.size()))
+      std::cerr << "speculative k<=" << a->speculative << " (" << a->draft_policy << "): " << st.tokens_per_step(static_cast<int64_t>(out.size()))
                 << " tokens/step; acceptance per draft position:";
       for (int i = 0; i < a->speculative; ++i) std::cerr << " " << st.acceptance(i);
       std::cerr << "\n";

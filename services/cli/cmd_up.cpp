@@ -65,7 +65,8 @@ void add_up_command(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("up", "run the whole mesh on this machine");
-  cmd->add_option("--model", a->model, "checkpoint directory (default: the demo model, made on first run)");
+  cmd->add_option("--model", a->model, "checkpoint directory (default: $MOEMESH_MODEL, else the trained demo model of the source tree, assets/moemesh-kjv/bf16; "
+                  "without it, a random-weight demo model made on first run)");
   cmd->add_option("--config", a->config, "cluster config (JSON); default: every role on this machine");
   cmd->add_option("--set", a->sets, "override a config value, e.g. --set attention.speculative=0 (repeatable)");
   cmd->add_flag("--processes", a->processes, "each role as its own process over tcp loopback");
@@ -83,6 +84,9 @@ void add_up_command(CLI::App& app) {
     if (!a->api_keys.empty()) sets.push_back("gateway.api_keys=" + nlohmann::json(a->api_keys).dump());
     nlohmann::json j = load_cluster_json(a->config, sets, a->processes ? "tcp" : "inproc");
     std::string model = !a->model.empty() ? a->model : j.value("model", std::string());
+    if (model.empty() && !std::getenv("MOEMESH_MODEL") &&
+        std::filesystem::exists(std::filesystem::path(MOEMESH_TRAINED_DEMO_DIR) / "config.json"))
+      model = MOEMESH_TRAINED_DEMO_DIR;  // the trained demo model: it answers in words
     if (model.empty()) {
       model = default_model_dir().string();
       if (!std::filesystem::exists(std::filesystem::path(model) / "config.json")) {
@@ -95,6 +99,7 @@ void add_up_command(CLI::App& app) {
       }
     }
     j["model"] = model;
+    spdlog::info("up: model {}", model);
     const ClusterConfig config = ClusterConfig::from_json(j);
     const auto progress = [](const std::string& s) { spdlog::info("up: {}", s); };
     zmq::context_t ctx(1);

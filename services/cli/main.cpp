@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "compute threads (default: all cores, or MOEMESH_THREADS)");
   moemesh::cli::add_make_model_command(app);
   moemesh::cli::add_eval_command(app);
+  moemesh::cli::add_perplexity_command(app);
   moemesh::cli::add_generate_command(app);
   moemesh::cli::add_bench_command(app);
   moemesh::cli::add_tokenize_commands(app);

@@ -51,19 +51,23 @@ class MtpDraftService {
 };
 
 // ---- DraftRequest: attention → mtp-draft ----
-// header: F32 [rows, hidden], aux = k (at most kMaxDrafts). Payload 0 the hidden
-// states, payload 1 int32 tokens [rows], payload 2 JSON {seq, base, temperature,
-// top_k, top_p, min_p, seed, fed_logits}.
-// DraftResponse: payload 0 int32 drafts [k]; payload 1 f32 draft logits
-// [k, vocab] (when sampling, else empty); payload 2 f32 logits of the fed rows
-// (when asked, else empty).
+// One or more calls drafted together (one MTP forward per draft position for
+// all of them). header: F32 [rows, hidden] (every call's rows, in call order),
+// aux = the largest k (at most kMaxDrafts). Payload 0 the hidden states,
+// payload 1 int32 tokens [rows], payload 2 JSON: one call as {seq, base,
+// temperature, top_k, top_p, min_p, seed, fed_logits} (k = aux), or a batch as
+// {"calls": [{rows, k, seq, base, ...}, ...]}.
+// DraftResponse: payload 0 int32 drafts (each call's k, in order); payload 1 f32
+// draft logits [k, vocab] of each sampling call; payload 2 f32 logits of the fed
+// rows of each call that asked for them.
 constexpr uint32_t kMaxDrafts = 16;
-wire::Message encode_draft_request(uint64_t request_id, const DraftCall& c, int64_t hidden);
-// The call, its `hidden` pointing into `m`. Throws wire::WireError(BadFrame) naming the field.
-DraftCall decode_draft_request(const wire::Message& m, int64_t hidden);
-wire::Message encode_draft_response(uint64_t request_id, const Draft& d);
-// Throws std::runtime_error when the response does not fit the call.
-Draft decode_draft_response(const wire::Message& m, const DraftCall& c, int64_t vocab);
+constexpr size_t kMaxDraftCalls = 1024;
+wire::Message encode_draft_request(uint64_t request_id, const std::vector<DraftCall>& calls, int64_t hidden);
+// The calls, their `hidden` pointing into `m`. Throws wire::WireError(BadFrame) naming the field.
+std::vector<DraftCall> decode_draft_request(const wire::Message& m, int64_t hidden);
+wire::Message encode_draft_response(uint64_t request_id, const std::vector<Draft>& drafts);
+// Throws std::runtime_error when the response does not fit the calls.
+std::vector<Draft> decode_draft_response(const wire::Message& m, const std::vector<DraftCall>& calls, int64_t vocab);
 
 // ---- Control: {"cmd": "release", "seq": id} (no answer) ----
 nlohmann::json release_command(SeqId seq);

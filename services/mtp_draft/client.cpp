@@ -22,10 +22,10 @@ RemoteDrafter::RemoteDrafter(zmq::context_t& ctx, const std::string& endpoint, i
 
 RemoteDrafter::~RemoteDrafter() = default;
 
-Draft RemoteDrafter::draft(const DraftCall& c) {
+std::vector<Draft> RemoteDrafter::draft(const std::vector<DraftCall>& c) {
   if (std::chrono::steady_clock::now() < impl_->retry_at) throw std::runtime_error("mtp-draft is unavailable (backing off)");
   try {
-    Draft d = draft_once(c);
+    std::vector<Draft> d = draft_once(c);
     impl_->backoff = std::chrono::milliseconds(1000);
     return d;
   } catch (const std::exception& e) {
@@ -36,7 +36,7 @@ Draft RemoteDrafter::draft(const DraftCall& c) {
   }
 }
 
-Draft RemoteDrafter::draft_once(const DraftCall& c) {
+std::vector<Draft> RemoteDrafter::draft_once(const std::vector<DraftCall>& c) {
   auto r = impl_->channel.call(encode_draft_request(impl_->channel.next_id(), c, impl_->hidden), impl_->timeout);
   if (!r) {
     impl_->channel.reconnect();

@@ -18,11 +18,13 @@ class RemoteDrafter : public Drafter {
   RemoteDrafter(zmq::context_t& ctx, const std::string& endpoint, int64_t vocab, int64_t hidden,
                 std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
   ~RemoteDrafter() override;
-  Draft draft(const DraftCall& call) override;
+  using Drafter::draft;
+  // All calls in one DraftRequest: the mtp-draft role drafts them as one batch.
+  std::vector<Draft> draft(const std::vector<DraftCall>& calls) override;
   void release(SeqId seq) override;
 
  private:
-  Draft draft_once(const DraftCall& call);
+  std::vector<Draft> draft_once(const std::vector<DraftCall>& calls);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -46,8 +46,8 @@ class MtpDraftActor : public caf::event_based_actor {
       fwd_.ws = &ws_;
       loop_ = std::make_unique<MtpDraftLoop>(
           cfg_.vocab_size, cfg_.hidden_size,
-          [this](SeqId s, const std::vector<int32_t>& t, const float* h, std::vector<float>* l) {
-            return mtp_cache_step(*mtp_, *cache_, fwd_, moe_.get(), cfg_.vocab_size, s, t, h, l);
+          [this](const std::vector<MtpRows>& rows, std::vector<float>& logits) {
+            return mtp_cache_step(*mtp_, *cache_, fwd_, moe_.get(), cfg_.vocab_size, rows, logits);
           },
           [this](SeqId s, int64_t len) {
             if (len > cache_->length(s))
@@ -118,17 +118,17 @@ class MtpDraftActor : public caf::event_based_actor {
       if (drain_.draining()) throw wire::WireError(wire::ErrorCode::ShuttingDown, "mtp-draft: shutting down; not drafting");
       if (h.type != wire::MsgType::DraftRequest)
         throw wire::WireError(wire::ErrorCode::Unsupported, "mtp-draft: cannot handle message type " + std::to_string(static_cast<int>(h.type)));
-      auto call = std::make_shared<DraftCall>(decode_draft_request(*in->message, cfg_.hidden_size));
+      auto calls = std::make_shared<std::vector<DraftCall>>(decode_draft_request(*in->message, cfg_.hidden_size));
       Transport* t = &transport_;
       auto self = caf::actor_cast<caf::actor>(this);
       ++inflight_;
-      compute_->post([this, self, in, call, t] {
+      compute_->post([this, self, in, calls, t] {
         wire::Message r;
         const auto t0 = std::chrono::steady_clock::now();
         try {
-          const Draft d = loop_->draft(*call);
+          const std::vector<Draft> d = loop_->draft(*calls);
           m_ok_->Increment();
-          m_drafted_->Increment(static_cast<double>(d.tokens.size()));
+          for (const auto& one : d) m_drafted_->Increment(static_cast<double>(one.tokens.size()));
           m_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
           m_pages_->Add({{"state", "used"}}).Set(static_cast<double>(cache_->used_pages()));
           m_pages_->Add({{"state", "free"}}).Set(static_cast<double>(cache_->free_pages()));

@@ -54,6 +54,10 @@ const std::filesystem::path& test_model(const std::string& preset, bool fp8, uin
   return made.emplace(key, dir).first->second;
 }
 
+std::filesystem::path trained_model(bool fp8) {
+  return std::filesystem::path(MOEMESH_SOURCE_DIR) / "assets" / "moemesh-kjv" / (fp8 ? "fp8" : "bf16");
+}
+
 std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<int32_t> t(n);

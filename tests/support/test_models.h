@@ -15,6 +15,9 @@ std::filesystem::path temp_dir(const std::string& tag);
 // make-model output for (preset, fp8, seed), cached for the process.
 const std::filesystem::path& test_model(const std::string& preset, bool fp8 = false, uint64_t seed = 1);
 
+// The committed trained demo checkpoint (assets/moemesh-kjv, made by tools/train).
+std::filesystem::path trained_model(bool fp8 = false);
+
 // Deterministic pseudo-random token ids in [0, vocab).
 std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed);
 

@@ -13,7 +13,6 @@
 #include "model/engine.h"
 #include "model/eval.h"
 #include "model/experts.h"
-#include "model/speculative.h"
 #include "tests/support/reference_model.h"
 #include "tests/support/test_models.h"
 
@@ -245,8 +244,7 @@ TEST(Engine, Fp8LatentCachePassesTheBf16Profile) {
 }
 
 TEST(Engine, AbsorbedEqualsNaive) {
-  for (bool fp8 : {false, true}) {
-    const auto& dir = test_model("tiny", fp8);
+  for (const auto& dir : {test_model("tiny"), test_model("tiny", true), trained_model(), trained_model(true)}) {
     EngineOptions naive = exact_f32(), absorbed = exact_f32();
     naive.mla_mode = MlaMode::Naive;
     absorbed.mla_mode = MlaMode::Absorbed;
@@ -257,21 +255,23 @@ TEST(Engine, AbsorbedEqualsNaive) {
 }
 
 TEST(Engine, CachedDecodeEqualsFullRecompute) {
-  const auto& dir = test_model("tiny");
-  Engine e(dir, exact_f32());
-  const int64_t V = e.config().vocab_size;
-  const auto tokens = random_tokens(30, V, 13);
-  const auto full = prefill_logits(e, 1, tokens);
-  // A prefill chunk of 7, then one token at a time.
-  std::vector<std::vector<float>> inc;
-  StepOutput s = e.step({{2, std::vector<int32_t>(tokens.begin(), tokens.begin() + 7), true}});
-  for (int r = 0; r < 7; ++r) inc.emplace_back(s.logits.begin() + r * V, s.logits.begin() + (r + 1) * V);
-  for (size_t i = 7; i < tokens.size(); ++i) {
-    s = e.step({{2, {tokens[i]}, false}});
-    inc.emplace_back(s.logits.begin(), s.logits.end());
+  for (const auto& dir : {test_model("tiny"), trained_model()}) {
+    SCOPED_TRACE(dir.string());
+    Engine e(dir, exact_f32());
+    const int64_t V = e.config().vocab_size;
+    const auto tokens = random_tokens(30, V, 13);
+    const auto full = prefill_logits(e, 1, tokens);
+    // A prefill chunk of 7, then one token at a time.
+    std::vector<std::vector<float>> inc;
+    StepOutput s = e.step({{2, std::vector<int32_t>(tokens.begin(), tokens.begin() + 7), true}});
+    for (int r = 0; r < 7; ++r) inc.emplace_back(s.logits.begin() + r * V, s.logits.begin() + (r + 1) * V);
+    for (size_t i = 7; i < tokens.size(); ++i) {
+      s = e.step({{2, {tokens[i]}, false}});
+      inc.emplace_back(s.logits.begin(), s.logits.end());
+    }
+    EXPECT_EQ(e.length(2), 30);
+    expect_close(inc, full, 5e-5, "cached decode vs recompute");
   }
-  EXPECT_EQ(e.length(2), 30);
-  expect_close(inc, full, 5e-5, "cached decode vs recompute");
 }
 
 TEST(Engine, BatchOfMixedSequencesEqualsEachAlone) {
@@ -300,20 +300,23 @@ TEST(Engine, BatchOfMixedSequencesEqualsEachAlone) {
 }
 
 TEST(Engine, Fp8EqualsDequantizedTwin) {
-  const auto& fp8 = test_model("tiny", true);
-  const auto f32 = temp_dir("twin-f32"), bf16 = temp_dir("twin-bf16");
-  dequantize_checkpoint(fp8, f32, DType::F32);
-  dequantize_checkpoint(fp8, bf16, DType::BF16);
-  Engine q(fp8, exact_f32()), t32(f32, exact_f32()), t16(bf16, exact_f32());
-  EXPECT_TRUE(q.config().fp8_weights);
-  EXPECT_FALSE(t32.config().fp8_weights);
-  const auto tokens = random_tokens(20, q.config().vocab_size, 31);
-  const auto lq = prefill_logits(q, 1, tokens);
-  // Same real weights: only summation order differs.
-  expect_close(lq, prefill_logits(t32, 1, tokens), 1e-5, "fp8 vs f32 twin");
-  // bf16 rounding of fp8 × scale products: within bf16's relative precision.
-  const Diff d = compare(flat(lq), flat(prefill_logits(t16, 1, tokens)));
-  EXPECT_LE(d.max_abs, 2e-2 * d.max_ref);
+  // A random model and the trained one (real weight distributions, quantized by tools/train in numpy).
+  for (const auto& fp8 : {test_model("tiny", true), trained_model(true)}) {
+    SCOPED_TRACE(fp8.string());
+    const auto f32 = temp_dir("twin-f32"), bf16 = temp_dir("twin-bf16");
+    dequantize_checkpoint(fp8, f32, DType::F32);
+    dequantize_checkpoint(fp8, bf16, DType::BF16);
+    Engine q(fp8, exact_f32()), t32(f32, exact_f32()), t16(bf16, exact_f32());
+    EXPECT_TRUE(q.config().fp8_weights);
+    EXPECT_FALSE(t32.config().fp8_weights);
+    const auto tokens = random_tokens(20, q.config().vocab_size, 31);
+    const auto lq = prefill_logits(q, 1, tokens);
+    // Same real weights: only summation order differs.
+    expect_close(lq, prefill_logits(t32, 1, tokens), 1e-5, "fp8 vs f32 twin");
+    // bf16 rounding of fp8 × scale products: within bf16's relative precision.
+    const Diff d = compare(flat(lq), flat(prefill_logits(t16, 1, tokens)));
+    EXPECT_LE(d.max_abs, 2e-2 * d.max_ref);
+  }
 }
 
 TEST(Engine, ExpertSubsetsSumToAllExperts) {
@@ -483,41 +486,3 @@ TEST(Engine, ResidentMemoryOfAnExpertSubsetIsProportional) {
   EXPECT_NEAR(r32 / r8, 4.0, 1.0);
 }
 
-TEST(Engine, SpeculativeGreedyEqualsPlainGreedy) {
-  Engine e(test_model("tiny"));
-  const int64_t V = e.config().vocab_size;
-  for (int k : {1, 2, 3}) {
-    for (uint64_t p = 0; p < 3; ++p) {
-      const auto prompt = random_tokens(4 + 3 * p, V, 100 + p);
-      const auto plain = greedy_generate(e, 1, prompt, 14);
-      e.release(1);
-      SpeculationStats st;
-      const auto spec = speculative_greedy(e, 2, prompt, 14, k, &st);
-      EXPECT_EQ(spec, plain) << "k=" << k << " prompt " << p;
-      EXPECT_EQ(e.length(2), static_cast<int64_t>(prompt.size() + 13)) << "main cache rolled back to the output";
-      EXPECT_LE(e.mtp_length(2), e.length(2));
-      e.release(2);
-      EXPECT_GT(st.steps, 0);
-      for (int i = 1; i < k; ++i) EXPECT_LE(st.accepted[i], st.accepted[i - 1]);
-    }
-  }
-  EXPECT_EQ(e.cache().used_pages(), 0);
-}
-
-TEST(Engine, SpeculativeSamplingIsSeededAndRollsBack) {
-  Engine e(test_model("tiny"));
-  const int64_t V = e.config().vocab_size;
-  const auto prompt = random_tokens(6, V, 300);
-  const cpu::SamplingParams sp{0.8f, 40, 0.95f, 5};
-  SpeculationStats st;
-  const auto a = speculative_generate(e, 1, prompt, 20, 2, sp, &st);
-  EXPECT_EQ(e.length(1), static_cast<int64_t>(prompt.size() + 19));
-  e.release(1);
-  const auto b = speculative_generate(e, 2, prompt, 20, 2, sp);
-  e.release(2);
-  EXPECT_EQ(a, b) << "same seed, same output";
-  ASSERT_EQ(a.size(), 20u);
-  for (int32_t t : a) EXPECT_TRUE(t >= 0 && t < V);
-  EXPECT_GT(st.drafted[0], 0);
-  EXPECT_EQ(e.cache().used_pages(), 0);
-}

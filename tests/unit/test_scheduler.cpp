@@ -134,12 +134,15 @@ TEST(Scheduler, CancelFreesTheCache) {
 TEST(Scheduler, SpeculationInTheBatchEqualsPlainGreedyAndStopsWhereItShould) {
   EngineOptions o;
   o.kv_tokens = 8192;
+  // f32 products and cache: batches of other shapes (drafts change them) differ only by summation order.
+  o.compute = cpu::Precision::Exact;
+  o.kv_dtype = KvCacheDtype::F32;
   Engine e(test_model("tiny"), o);
   const int64_t V = e.config().vocab_size;
   std::vector<GenerationRequest> reqs;
   for (uint64_t i = 0; i < 5; ++i) reqs.push_back({200 + i, random_tokens(2 + 9 * i, V, 70 + i), int64_t(3 + 4 * i), {}, {}});
-  auto run = [&](int k, int64_t step_tokens) {
-    Scheduler s(e, {step_tokens, 64, 1024, 64});  // speculation at any batch size
+  auto run = [&](int k, int64_t step_tokens, bool adaptive = false) {
+    Scheduler s(e, {step_tokens, 64, 1024, 64, adaptive});  // speculation at any batch size
     LocalDrafter d(e);
     if (k > 0) s.set_drafter(&d, k);
     for (const auto& r : reqs) s.submit(r);
@@ -151,6 +154,7 @@ TEST(Scheduler, SpeculationInTheBatchEqualsPlainGreedyAndStopsWhereItShould) {
   for (int k : {1, 3}) {
     const auto [spec, stats] = run(k, 16);  // small budget: chunked prefill beside verification
     EXPECT_EQ(spec, plain) << "k=" << k;
+    EXPECT_EQ(run(k, 16, true).first, plain) << "adaptive, k=" << k;
     ASSERT_EQ(stats.drafted.size(), static_cast<size_t>(k));
     EXPECT_GT(stats.drafted[0], 0);
   }
@@ -202,6 +206,8 @@ TEST(Scheduler, TwoMicroBatchesGiveTheSameTokens) {
 TEST(Scheduler, LogprobsFollowTheTokensAndSpeculationGivesTheSame) {
   EngineOptions o;
   o.kv_tokens = 4096;
+  o.compute = cpu::Precision::Exact;  // other batch shapes differ only by summation order
+  o.kv_dtype = KvCacheDtype::F32;
   Engine e(test_model("tiny"), o);
   const int64_t V = e.config().vocab_size;
   auto run = [&](int k) {
