@@ -256,6 +256,11 @@ std::map<uint64_t, Draft> Scheduler::make_drafts(int64_t budget, int64_t prompt_
       drafter_->release(id);
     }
     if (!a.speculate || a.pend_t.empty()) continue;
+    // Adaptive drafting depends on measured timings; a sampled request's tokens
+    // depend on where drafts were made, so it decodes plainly and its seed repeats
+    // whatever the load (fixed drafting drafts it too). Requests that pick the most
+    // likely token draft as greedy ones do, so that they decode as greedy ones.
+    if (policy_->adaptive() && !a.req.sampling.picks_most_likely()) continue;
     const int64_t left = a.req.max_new_tokens - static_cast<int64_t>(a.generated.size());
     const int k = static_cast<int>(std::min<int64_t>({spec_k_, left - 1, spare}));
     if (k <= 0) continue;

@@ -20,6 +20,9 @@ struct SamplingParams {
   // min_p times the most likely token's; applied with top-k and top-p.
   float min_p = 0.0f;
   bool greedy() const { return temperature <= 0.0f; }
+  // The most likely token whatever the random draws (top-k 1, min-p 1 but for
+  // exact ties): as greedy for what the tokens depend on.
+  bool picks_most_likely() const { return greedy() || top_k == 1 || min_p >= 1.0f; }
 };
 
 // Changes to the logits before sampling, as OpenAI and vLLM define them:

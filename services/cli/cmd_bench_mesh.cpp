@@ -15,6 +15,7 @@
 
 #include "model/scheduler.h"
 #include "services/attention/client.h"
+#include "bench_clients.h"
 #include "commands.h"
 #include "services/mesh/mesh_launcher.h"
 
@@ -22,23 +23,6 @@ namespace moemesh::cli {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-
-std::vector<std::vector<int32_t>> prompts(int batch, int64_t len, int64_t vocab) {
-  std::vector<std::vector<int32_t>> out(batch);
-  uint64_t x = 12345;
-  for (auto& p : out)
-    for (int64_t i = 0; i < len; ++i) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      p.push_back(static_cast<int32_t>((x >> 33) % vocab));
-    }
-  return out;
-}
-
-// The median of `runs` measurements.
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 // Tokens/s of `batch` concurrent requests in one process, one scheduler: a
 // warm-up run, then the median of `repeat`.
@@ -48,7 +32,7 @@ double run_local(const std::string& model, int batch, int64_t prompt, int64_t n,
   eo.prefix_cache = false;  // the runs repeat the same prompts: each must compute them
   Engine e(model, eo);
   Scheduler s(e);
-  const auto ps = prompts(batch, prompt, e.config().vocab_size);
+  const auto ps = random_prompts(batch, prompt, e.config().vocab_size);
   std::vector<double> runs;
   uint64_t id = 1;
   for (int r = 0; r <= repeat; ++r) {
@@ -60,58 +44,6 @@ double run_local(const std::string& model, int batch, int64_t prompt, int64_t n,
     if (r > 0) runs.push_back(tokens / std::chrono::duration<double>(clock_type::now() - t0).count());
   }
   return median(runs);
-}
-
-struct ClientRun {
-  double tokens_per_s = 0;
-  int failed = 0;
-  int64_t tokens = 0;
-};
-
-// Tokens/s of `batch` concurrent clients of a running mesh. A failed request is
-// counted (and its reason logged), never fatal.
-ClientRun run_clients(zmq::context_t& ctx, const std::string& attention, int batch, int64_t prompt, int64_t n, int64_t vocab) {
-  const auto ps = prompts(batch, prompt, vocab);
-  std::atomic<int64_t> tokens{0};
-  std::atomic<int> failed{0};
-  std::vector<std::thread> th;
-  const auto t0 = clock_type::now();
-  for (int i = 0; i < batch; ++i)
-    th.emplace_back([&, i] {
-      try {
-        AttentionClient c(ctx, attention);
-        GenerationRequest r;
-        r.prompt = ps[i];
-        r.max_new_tokens = n;
-        const auto u = c.generate(r);
-        tokens += static_cast<int64_t>(u.tokens.size());
-        if (u.finish == FinishReason::Error) throw std::runtime_error(u.error);
-      } catch (const std::exception& e) {
-        ++failed;
-        spdlog::warn("bench-mesh: request {} failed: {}", i, e.what());
-      }
-    });
-  for (auto& t : th) t.join();
-  ClientRun r;
-  r.tokens = tokens;
-  r.failed = failed;
-  r.tokens_per_s = static_cast<double>(tokens) / std::chrono::duration<double>(clock_type::now() - t0).count();
-  return r;
-}
-
-// A warm-up run, then the median tokens/s of `repeat` (failures of all of them summed).
-ClientRun run_clients_repeated(zmq::context_t& ctx, const std::string& attention, int batch, int64_t prompt, int64_t n,
-                               int64_t vocab, int repeat) {
-  ClientRun out = run_clients(ctx, attention, batch, prompt, n, vocab);
-  std::vector<double> runs;
-  for (int r = 0; r < repeat; ++r) {
-    const ClientRun one = run_clients(ctx, attention, batch, prompt, n, vocab);
-    runs.push_back(one.tokens_per_s);
-    out.failed += one.failed;
-    out.tokens = one.tokens;
-  }
-  out.tokens_per_s = median(runs);
-  return out;
 }
 
 int64_t moe_layers(const ModelConfig& mc) {
@@ -169,17 +101,17 @@ void add_bench_mesh_command(CLI::App& app) {
       {
         InProcessMesh m(ClusterConfig::from_json(config(same_cores, "inproc")), ctx);
         const auto ep = m.start();
-        inproc = run_clients_repeated(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size, a->repeat);
+        inproc = run_clients_repeated(ctx, ep.attention, random_prompts(b, a->prompt, mc.vocab_size), a->tokens, a->repeat);
       }
       {
         ProcessMesh m(bin, config(same_cores, "tcp"), dir, ctx);
         const auto ep = m.start();
-        tcp = run_clients_repeated(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size, a->repeat);
+        tcp = run_clients_repeated(ctx, ep.attention, random_prompts(b, a->prompt, mc.vocab_size), a->tokens, a->repeat);
       }
       {
         ProcessMesh m(bin, config(deployment, "tcp"), dir, ctx);
         const auto ep = m.start();
-        tcp2 = run_clients_repeated(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size, a->repeat);
+        tcp2 = run_clients_repeated(ctx, ep.attention, random_prompts(b, a->prompt, mc.vocab_size), a->tokens, a->repeat);
       }
       // A step makes `b` tokens: the mesh's extra time per step, spread over its MoE layers.
       const double added_us = layers > 0 && tcp.tokens_per_s > 0
@@ -194,7 +126,7 @@ void add_bench_mesh_command(CLI::App& app) {
     for (const char* d : {"f32", "bf16", "fp8"}) {
       ProcessMesh m(bin, config({"attention.speculative=0", "mtp_draft.enabled=false", std::string("dispatch.activations=") + d}, "tcp"), dir, ctx);
       const auto ep = m.start();
-      const ClientRun run = run_clients(ctx, ep.attention, 8, a->prompt, a->tokens, mc.vocab_size);
+      const ClientRun run = run_clients(ctx, ep.attention, random_prompts(8, a->prompt, mc.vocab_size), a->tokens);
       const auto st = AttentionClient(ctx, ep.attention).stats()["dispatch"];
       const double bytes = (st["bytes_sent"].get<double>() + st["bytes_received"].get<double>()) /
                            std::max<double>(1.0, static_cast<double>(run.tokens) + 8.0 * static_cast<double>(a->prompt));
@@ -209,7 +141,7 @@ void add_bench_mesh_command(CLI::App& app) {
         sets.push_back(on ? "security.curve=on" : "security.curve=off");
         ProcessMesh m(bin, config(sets, "tcp"), dir, ctx);
         const auto ep = m.start();
-        tps[on] = run_clients_repeated(ctx, ep.attention, b, a->prompt, a->tokens, mc.vocab_size, a->repeat).tokens_per_s;
+        tps[on] = run_clients_repeated(ctx, ep.attention, random_prompts(b, a->prompt, mc.vocab_size), a->tokens, a->repeat).tokens_per_s;
       }
       std::printf("| | %d | %.1f | %.1f | %.2f |\n", b, tps[0], tps[1], tps[0] > 0 ? tps[1] / tps[0] : 0.0);
       std::fflush(stdout);
@@ -219,7 +151,7 @@ void add_bench_mesh_command(CLI::App& app) {
       for (int k : {0, a->spec}) {
         ProcessMesh m(bin, config({"attention.speculative=" + std::to_string(k)}, "tcp"), dir, ctx);
         const auto ep = m.start();
-        const double tps = run_clients(ctx, ep.attention, 1, a->prompt, a->tokens * 4, mc.vocab_size).tokens_per_s;
+        const double tps = run_clients(ctx, ep.attention, random_prompts(1, a->prompt, mc.vocab_size), a->tokens * 4).tokens_per_s;
         const auto st = AttentionClient(ctx, ep.attention).stats();
         std::string acc;
         for (size_t i = 0; i < st["drafted"].size(); ++i)

@@ -1,6 +1,7 @@
 // moemesh serve ROLE: one role of the mesh as its own process, configured by the
 // cluster config (--config), environment (MOEMESH__*) and --set overrides. The
 // first line on stdout is the endpoint it bound, for whoever started it.
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -124,13 +125,16 @@ void add_serve_command(CLI::App& app) {
       h.options.name = e->name;
       h.options.router = c.router_connect;
       h.options.bind = "tcp://127.0.0.1:0";
+      h.options.compute = c.compute;
     }
     if (!e->experts.empty()) h.experts = e->experts;
     if (!e->bind.empty()) h.options.bind = e->bind;
     if (!e->advertise.empty()) h.options.advertise = e->advertise;
     if (!e->device.empty()) h.options.device = e->device;
     if (!e->zone.empty()) h.options.zone = e->zone;
-    if (e->config.empty() && e->sets.empty()) h.options.router.clear();  // standalone: dispatched to directly
+    // Standalone (no config, no router named): dispatched to directly.
+    if (e->config.empty() && std::none_of(e->sets.begin(), e->sets.end(), [](const std::string& s) { return s.rfind("router", 0) == 0; }))
+      h.options.router.clear();
     const ModelConfig mc = ModelConfig::load(c.model);
     h.options.experts = resolve_experts(h.experts, static_cast<int32_t>(mc.n_routed_experts));
     secure(c, "expert-host", h.options.name);

@@ -17,6 +17,7 @@ void add_bench_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 void add_up_command(CLI::App& app);
 void add_bench_mesh_command(CLI::App& app);
+void add_bench_speculative_command(CLI::App& app);
 void add_bench_chat_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_config_command(CLI::App& app);

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   moemesh::cli::add_serve_command(app);
   moemesh::cli::add_up_command(app);
   moemesh::cli::add_bench_mesh_command(app);
+  moemesh::cli::add_bench_speculative_command(app);
   moemesh::cli::add_bench_chat_command(app);
   moemesh::cli::add_chat_command(app);
   moemesh::cli::add_config_command(app);

@@ -93,12 +93,14 @@ TEST(MeshEquivalence, SpeculativeGreedyEqualsPlainGreedyOn16Prompts) {
   for (int i = 0; i < 16; ++i) prompts.push_back(random_tokens(3 + (i * 7) % 29, 1024, 100 + i));
   std::vector<std::vector<int32_t>> plain, spec;
   {
-    TestMesh m("mesh-plain", {kOneHost, "attention.speculative=0", "dispatch.activations=f32"});
+    TestMesh m("mesh-plain", {kOneHost, "attention.speculative=0", "dispatch.activations=f32", "compute=exact",
+                               "attention.kv_cache_dtype=f32"});
     plain = generate_all(m, prompts, 20);
   }
   nlohmann::json stats;
   {
-    TestMesh m("mesh-spec", {kOneHost, "attention.speculative=3", "attention.speculative_max_batch=64", "dispatch.activations=f32"});
+    TestMesh m("mesh-spec", {kOneHost, "attention.speculative=3", "attention.speculative_max_batch=64", "dispatch.activations=f32",
+                              "compute=exact", "attention.kv_cache_dtype=f32"});
     spec = generate_all(m, prompts, 20);
     stats = AttentionClient(m.ctx, m.ep.attention).stats();
   }

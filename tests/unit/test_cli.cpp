@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -179,8 +180,8 @@ TEST(Cli, UpChatsThroughTheWholeMeshInOneProcessAndAsProcesses) {
 TEST(Cli, EvalWithExpertHostsInTheirOwnProcesses) {
   const auto& model = test_model("tiny", true);
   const std::string bin = std::getenv("MOEMESH_BIN");
-  moemesh::testing::ChildProcess a({bin, "serve", "expert-host", "--model", model.string(), "--experts", "0-7"});
-  moemesh::testing::ChildProcess b({bin, "serve", "expert-host", "--model", model.string(), "--experts", "8-15"});
+  moemesh::testing::ChildProcess a({bin, "serve", "expert-host", "--model", model.string(), "--experts", "0-7", "--set", "compute=exact"});
+  moemesh::testing::ChildProcess b({bin, "serve", "expert-host", "--model", model.string(), "--experts", "8-15", "--set", "compute=exact"});
   const std::string ea = a.read_line(), eb = b.read_line();
   ASSERT_EQ(ea.rfind("tcp://127.0.0.1:", 0), 0u) << ea;
   ASSERT_EQ(eb.rfind("tcp://127.0.0.1:", 0), 0u) << eb;
@@ -219,4 +220,48 @@ TEST(Cli, ConfigPrintsTheEffectiveConfigAndRefusesWhatTheRolesWould) {
   const CliResult ref = run("config --reference");
   ASSERT_EQ(ref.code, 0);
   EXPECT_NE(ref.out.find("| `dispatch` | default | |"), std::string::npos) << ref.out;
+}
+
+namespace {
+// The cells of a markdown table row, trimmed.
+std::vector<std::string> cells(const std::string& row) {
+  std::vector<std::string> out;
+  std::stringstream ss(row);
+  std::string c;
+  std::getline(ss, c, '|');  // before the first bar
+  while (std::getline(ss, c, '|')) {
+    const auto b = c.find_first_not_of(' '), e = c.find_last_not_of(' ');
+    out.push_back(b == std::string::npos ? "" : c.substr(b, e - b + 1));
+  }
+  return out;
+}
+}  // namespace
+
+TEST(Cli, BenchSpeculativeMeasuresEveryModeInOneProcessAndOverTheMesh) {
+  const auto& model = trained_model(/*fp8=*/false);
+  const std::string text = std::string(MOEMESH_SOURCE_DIR) + "/assets/moemesh-kjv/heldout.txt";
+  const CliResult r = run("bench-speculative --model " + model.string() + " --text " + text +
+                          " --batches 2 --modes off,adaptive,2 --prompt 16 --tokens 8 --repeat 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::map<std::string, std::vector<std::string>> rows;
+  std::stringstream ss(r.out);
+  for (std::string line; std::getline(ss, line);)
+    if (line.rfind("| 2 |", 0) == 0) {
+      const auto c = cells(line);
+      ASSERT_EQ(c.size(), 9u) << line;
+      rows[c[1]] = c;
+    }
+  ASSERT_EQ(rows.size(), 3u) << r.out;
+  for (const auto& [mode, c] : rows) {
+    EXPECT_GT(std::stod(c[2]), 0.0) << mode;
+    EXPECT_GT(std::stod(c[5]), 0.0) << mode;
+    EXPECT_EQ(c[8], "0") << mode << ": no request fails";
+  }
+  EXPECT_EQ(rows["off"][4], "-");
+  // A fixed draft length drafts every step: acceptance for both positions, in both places.
+  EXPECT_EQ(std::count(rows["k=2"][4].begin(), rows["k=2"][4].end(), ','), 1) << rows["k=2"][4];
+  EXPECT_EQ(std::count(rows["k=2"][7].begin(), rows["k=2"][7].end(), ','), 1) << rows["k=2"][7];
+  const CliResult bad = run("bench-speculative --model " + model.string() + " --modes off,0");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("'0'"), std::string::npos) << bad.out;
 }

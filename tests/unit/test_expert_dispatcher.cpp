@@ -31,6 +31,7 @@ struct HostThread {
     ExpertHostOptions o;  // loopback, any port, no router
     o.model = dir.string();
     o.experts = experts;
+    o.compute = cpu::Precision::Exact;  // as the engines compared with: f32 activations even where bf16 dot products exist
     return o;
   }
   HostThread(const std::filesystem::path& dir, std::vector<int32_t> experts)

@@ -1,0 +1,195 @@
+// moemesh bench-speculative: tokens/s with MTP speculation off, adaptive, and at
+// a fixed draft length, at several batch sizes, in one process and over the tcp
+// mesh (every role its own process), with acceptance per draft position. Greedy,
+// so every mode emits the same tokens; prompts cut from a real text where one is
+// given (random prompts meet no acceptance a model could have learned).
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "bench_clients.h"
+#include "commands.h"
+#include "core/tokenizer/tokenizer.h"
+#include "model/drafter.h"
+#include "model/scheduler.h"
+#include "services/attention/client.h"
+#include "services/mesh/mesh_launcher.h"
+
+namespace moemesh::cli {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// off: no drafts; adaptive: up to kMaxDrafts, as many as pay; K: always K.
+struct Mode {
+  std::string name;
+  int k = 0;
+  bool adaptive = false;
+};
+constexpr int kMaxDrafts = 3;
+
+Mode parse_mode(const std::string& m) {
+  if (m == "off") return {m, 0, false};
+  if (m == "adaptive") return {m, kMaxDrafts, true};
+  try {
+    size_t used = 0;
+    const int k = std::stoi(m, &used);
+    if (used == m.size() && k >= 1 && k <= 8) return {"k=" + m, k, false};
+  } catch (const std::exception&) {
+  }
+  throw CLI::ValidationError("--modes", "'" + m + "' is not off, adaptive or a draft length 1..8");
+}
+
+struct Cell {
+  double tokens_per_s = 0;
+  std::vector<double> acceptance;  // per draft position
+  int failed = 0;
+};
+
+std::vector<double> acceptance_of(const std::vector<int64_t>& drafted, const std::vector<int64_t>& accepted) {
+  std::vector<double> out;
+  for (size_t i = 0; i < drafted.size() && i < accepted.size(); ++i)
+    out.push_back(drafted[i] ? static_cast<double>(accepted[i]) / static_cast<double>(drafted[i]) : 0.0);
+  return out;
+}
+
+// One process: the engine, the scheduler and a drafter in this process; a
+// warm-up run, then the median of `repeat`.
+Cell run_local(const std::string& model, const Mode& mode, const std::vector<std::vector<int32_t>>& ps, int64_t n,
+               int repeat) {
+  EngineOptions eo;
+  eo.kv_tokens = static_cast<int64_t>(ps.size()) * (static_cast<int64_t>(ps[0].size()) + n + 64);
+  eo.prefix_cache = false;  // the runs repeat the same prompts: each must compute them
+  Engine e(model, eo);
+  SchedulerOptions so;
+  so.adaptive_speculation = mode.adaptive;
+  Scheduler s(e, so);
+  std::unique_ptr<LocalDrafter> drafter;
+  if (mode.k > 0) {
+    drafter = std::make_unique<LocalDrafter>(e);
+    s.set_drafter(drafter.get(), mode.k);
+  }
+  std::vector<double> runs;
+  uint64_t id = 1;
+  for (int r = 0; r <= repeat; ++r) {
+    const auto t0 = clock_type::now();
+    for (const auto& p : ps) s.submit({id++, p, n, {}, {}});
+    int64_t tokens = 0;
+    while (!s.idle())
+      for (const auto& ev : s.step()) tokens += ev.token >= 0;
+    if (r > 0) runs.push_back(static_cast<double>(tokens) / std::chrono::duration<double>(clock_type::now() - t0).count());
+  }
+  Cell c;
+  c.tokens_per_s = median(runs);
+  c.acceptance = acceptance_of(s.speculation().drafted, s.speculation().accepted);
+  return c;
+}
+
+std::string fmt_acceptance(const std::vector<double>& a) {
+  if (a.empty()) return "-";
+  std::string s;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char b[16];
+    std::snprintf(b, sizeof b, "%s%.2f", i ? ", " : "", a[i]);
+    s += b;
+  }
+  return s;
+}
+
+}  // namespace
+
+void add_bench_speculative_command(CLI::App& app) {
+  struct Args {
+    std::string model, text, tokenizer;
+    std::vector<int> batches{1, 4, 8, 32};
+    std::vector<std::string> modes{"off", "adaptive", "1", "2", "3"};
+    int64_t prompt = 32, tokens = 64;
+    int repeat = 3;
+    bool mesh = true;
+    std::vector<std::string> sets;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("bench-speculative",
+                                 "tokens/s with MTP speculation off, adaptive and at fixed draft lengths, in one process and over the tcp mesh");
+  cmd->add_option("--model", a->model, "checkpoint directory (with an MTP module)")->required();
+  cmd->add_option("--text", a->text, "cut the prompts from this UTF-8 text (default: random token ids)");
+  cmd->add_option("--tokenizer", a->tokenizer, "with --text: tokenizer directory (default: the model directory)");
+  cmd->add_option("--batches", a->batches, "concurrent requests")->delimiter(',')->capture_default_str();
+  cmd->add_option("--modes", a->modes, "off, adaptive (up to 3 drafts) or a fixed draft length")->delimiter(',')->capture_default_str();
+  cmd->add_option("--prompt", a->prompt, "prompt tokens per request")->check(CLI::Range(int64_t{1}, int64_t{4096}))->capture_default_str();
+  cmd->add_option("--tokens", a->tokens, "new tokens per request")->check(CLI::Range(int64_t{1}, int64_t{4096}))->capture_default_str();
+  cmd->add_option("--repeat", a->repeat, "measured runs per cell after a warm-up (the median is shown)")->check(CLI::Range(1, 100));
+  cmd->add_flag("!--no-mesh", a->mesh, "one process only");
+  cmd->add_option("--set", a->sets, "override a cluster config value for every mesh run (repeatable)");
+  cmd->callback([a] {
+    std::vector<Mode> modes;
+    for (const auto& m : a->modes) modes.push_back(parse_mode(m));
+    const ModelConfig mc = ModelConfig::load(a->model);
+    if (mc.num_nextn_predict_layers == 0)
+      for (const auto& m : modes)
+        if (m.k > 0) throw CLI::ValidationError("--modes", a->model + " has no MTP module to draft with: only 'off' applies");
+    std::vector<int32_t> text;
+    if (!a->text.empty()) {
+      std::ifstream in(a->text, std::ios::binary);
+      if (!in) throw std::runtime_error("cannot open " + a->text);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      text = tok::Tokenizer::load(a->tokenizer.empty() ? a->model : a->tokenizer)->encode(ss.str(), false);
+    }
+    auto prompts_for = [&](int b) {
+      return text.empty() ? random_prompts(b, a->prompt, mc.vocab_size) : text_prompts(text, b, a->prompt);
+    };
+    const std::string bin = self_binary();
+    zmq::context_t ctx(1);
+    const auto dir = std::filesystem::temp_directory_path() / ("moemesh-bench-spec-" + std::to_string(getpid()));
+    const int max_batch = *std::max_element(a->batches.begin(), a->batches.end());
+    // Like for like with one process: one expert host holding every expert, one
+    // micro-batch, the drafter in its own process.
+    auto config = [&](const Mode& m) {
+      std::vector<std::string> sets{R"(expert_hosts=[{"name": "experts-0", "experts": "all"}])", "attention.micro_batches=1",
+                                    "attention.speculative=" + std::to_string(m.k),
+                                    std::string("attention.speculative_adaptive=") + (m.adaptive ? "true" : "false"),
+                                    std::string("mtp_draft.enabled=") + (m.k > 0 ? "true" : "false")};
+      sets.insert(sets.end(), a->sets.begin(), a->sets.end());
+      nlohmann::json j = load_cluster_json("", sets, "tcp");
+      j["model"] = a->model;
+      j["attention"]["kv_tokens"] = (max_batch + 4) * (a->prompt + a->tokens + 64);
+      j["attention"]["prefix_cache"] = false;
+      return j;
+    };
+    std::cout << "| batch | mode | one process tok/s | / off | acceptance per position | tcp mesh tok/s | / off | acceptance per position | failed |\n"
+                 "|---:|---|---:|---:|---|---:|---:|---|---:|\n";
+    for (int b : a->batches) {
+      const auto ps = prompts_for(b);
+      double local_off = 0, mesh_off = 0;
+      for (const auto& m : modes) {
+        const Cell local = run_local(a->model, m, ps, a->tokens, a->repeat);
+        Cell mesh;
+        if (a->mesh) {
+          ProcessMesh pm(bin, config(m), dir, ctx);
+          const auto ep = pm.start();
+          const ClientRun r = run_clients_repeated(ctx, ep.attention, ps, a->tokens, a->repeat);
+          const auto st = AttentionClient(ctx, ep.attention).stats();
+          mesh.tokens_per_s = r.tokens_per_s;
+          mesh.failed = r.failed;
+          mesh.acceptance = acceptance_of(st["drafted"].get<std::vector<int64_t>>(), st["accepted"].get<std::vector<int64_t>>());
+        }
+        if (m.k == 0) local_off = local.tokens_per_s, mesh_off = mesh.tokens_per_s;
+        auto ratio = [](double x, double off) { return off > 0 ? x / off : 0.0; };
+        std::printf("| %d | %s | %.1f | %.2f | %s | %.1f | %.2f | %s | %d |\n", b, m.name.c_str(), local.tokens_per_s,
+                    ratio(local.tokens_per_s, local_off), fmt_acceptance(local.acceptance).c_str(), mesh.tokens_per_s,
+                    ratio(mesh.tokens_per_s, mesh_off), fmt_acceptance(mesh.acceptance).c_str(), mesh.failed);
+        std::fflush(stdout);
+      }
+    }
+    std::filesystem::remove_all(dir);
+  });
+}
+
+}  // namespace moemesh::cli
