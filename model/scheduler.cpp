@@ -235,7 +235,7 @@ bool Scheduler::emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const
   return false;
 }
 
-std::map<uint64_t, Draft> Scheduler::make_drafts(int64_t budget, int64_t prompt_tokens) {
+std::map<uint64_t, Draft> Scheduler::make_drafts(int64_t budget) {
   std::map<uint64_t, Draft> drafts;
   if (!drafter_) return drafts;
   int64_t decoding = 0;
@@ -265,14 +265,13 @@ std::map<uint64_t, Draft> Scheduler::make_drafts(int64_t budget, int64_t prompt_
     const int k = static_cast<int>(std::min<int64_t>({spec_k_, left - 1, spare}));
     if (k <= 0) continue;
     who.push_back(id);
-    cands.push_back({&a.drafts, k, static_cast<int64_t>(a.pend_t.size())});
+    cands.push_back({&a.drafts, k});
   }
   if (cands.empty()) return drafts;
-  std::vector<int> ks = policy_->choose(cands, decoding, std::min(prompt_tokens, spare));
+  std::vector<int> ks = policy_->choose(cands);
   // The budget holds every chosen draft (in admission order, as the inputs are built).
   std::vector<DraftCall> calls;
   std::vector<uint64_t> called;
-  int64_t forwards = 0, rows = 0;
   for (size_t i = 0; i < who.size(); ++i) {
     const int k = static_cast<int>(std::min<int64_t>(ks[i], spare));
     if (k <= 0) continue;
@@ -280,17 +279,13 @@ std::map<uint64_t, Draft> Scheduler::make_drafts(int64_t budget, int64_t prompt_
     Active& a = running_.at(who[i]);
     calls.push_back(DraftCall{who[i], a.mtp_len, a.pend_t, a.pend_h.data(), k, a.req.sampling, false});
     called.push_back(who[i]);
-    forwards = std::max<int64_t>(forwards, k);
-    rows += static_cast<int64_t>(a.pend_t.size()) + k - 1;
   }
   if (calls.empty()) return drafts;
-  const auto t0 = std::chrono::steady_clock::now();
   try {
     std::vector<Draft> d = drafter_->draft(calls);
     if (d.size() != calls.size()) throw std::runtime_error("the drafter answered the wrong number of calls");
     for (size_t i = 0; i < calls.size(); ++i)
       if (static_cast<int>(d[i].tokens.size()) != calls[i].k) throw std::runtime_error("the drafter returned the wrong number of tokens");
-    policy_->record_draft(forwards, rows, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     for (size_t i = 0; i < calls.size(); ++i) {
       Active& a = running_.at(called[i]);
       a.mtp_len += static_cast<int64_t>(a.pend_t.size());
@@ -323,7 +318,8 @@ std::vector<TokenEvent> Scheduler::step() {
   std::vector<uint64_t> ids;
   int64_t prompt_left = 0;
   for (const auto& [id, a] : running_) prompt_left += static_cast<int64_t>(a.req.prompt.size()) - a.prefilled;
-  std::map<uint64_t, Draft> drafts = make_drafts(budget, prompt_left);
+  const auto step_t0 = std::chrono::steady_clock::now();
+  std::map<uint64_t, Draft> drafts = make_drafts(budget);
   for (auto& [id, a] : running_) {
     if (a.prefilled < static_cast<int64_t>(a.req.prompt.size()) || budget == 0) continue;
     StepInput in{id, {a.generated.back()}, false};
@@ -347,7 +343,6 @@ std::vector<TokenEvent> Scheduler::step() {
   std::vector<int64_t> lengths;
   for (const auto& in : inputs) lengths.push_back(engine_.length(in.seq));
   StepOutput out;
-  const auto t0 = std::chrono::steady_clock::now();
   try {
     if (engine_.moe_lanes() >= 2 && inputs.size() >= 2) {
       // Two micro-batches of about equal tokens, in flight together.
@@ -371,11 +366,6 @@ std::vector<TokenEvent> Scheduler::step() {
       events.back().unavailable = dynamic_cast<const ExpertsUnavailable*>(&e) != nullptr;
     }
     return events;
-  }
-  if (policy_) {
-    int64_t tokens = 0;
-    for (const auto& in : inputs) tokens += static_cast<int64_t>(in.tokens.size());
-    policy_->record_step(tokens, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   size_t logit_row = 0;
   std::vector<float> p, q;
@@ -472,6 +462,13 @@ std::vector<TokenEvent> Scheduler::step() {
   for (uint64_t id : ids) {
     auto it = running_.find(id);
     if (it != running_.end()) cache_pages(it->second);
+  }
+  if (policy_) {
+    // What the step delivered, drafting included: the policy's check on itself.
+    int64_t emitted = 0;
+    for (const auto& ev : events) emitted += ev.token >= 0;
+    policy_->record_outcome(emitted, std::chrono::duration<double>(std::chrono::steady_clock::now() - step_t0).count(),
+                            /*decode_only=*/prompt_left == 0);
   }
   return events;
 }

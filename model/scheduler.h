@@ -70,7 +70,7 @@ struct SchedulerOptions {
   int64_t max_waiting = 1024; // queued requests beyond which submissions are refused
   // Speculation only while at most this many requests decode.
   int64_t max_speculative_batch = 1024;
-  // Draft lengths chosen per request from measured acceptance and step costs
+  // Draft lengths chosen per request from measured acceptance and measured tokens per second
   // (DraftPolicy), up to the drafter's k; false: always k.
   bool adaptive_speculation = true;
 };
@@ -134,7 +134,7 @@ class Scheduler {
     DraftPolicy::RequestState drafts;  // what its drafts have measured
   };
   // Drafts for this step's decoding requests, in one call to the drafter.
-  std::map<uint64_t, Draft> make_drafts(int64_t budget, int64_t prompt_tokens);
+  std::map<uint64_t, Draft> make_drafts(int64_t budget);
   // Emits `tok` for `it` (chosen from `logits`, the model's row for it); finishes
   // it (and returns true) on a stop id or the length limit.
   bool emit(std::map<uint64_t, Active>::iterator it, int32_t tok, const float* logits, std::vector<TokenEvent>& events);

@@ -48,58 +48,91 @@ Mode parse_mode(const std::string& m) {
 
 struct Cell {
   double tokens_per_s = 0;
-  std::vector<double> acceptance;  // per draft position
+  std::string acceptance;  // per draft position
   int failed = 0;
 };
 
-std::vector<double> acceptance_of(const std::vector<int64_t>& drafted, const std::vector<int64_t>& accepted) {
-  std::vector<double> out;
-  for (size_t i = 0; i < drafted.size() && i < accepted.size(); ++i)
-    out.push_back(drafted[i] ? static_cast<double>(accepted[i]) / static_cast<double>(drafted[i]) : 0.0);
-  return out;
-}
-
-// One process: the engine, the scheduler and a drafter in this process; a
-// warm-up run, then the median of `repeat`.
-Cell run_local(const std::string& model, const Mode& mode, const std::vector<std::vector<int32_t>>& ps, int64_t n,
-               int repeat) {
-  EngineOptions eo;
-  eo.kv_tokens = static_cast<int64_t>(ps.size()) * (static_cast<int64_t>(ps[0].size()) + n + 64);
-  eo.prefix_cache = false;  // the runs repeat the same prompts: each must compute them
-  Engine e(model, eo);
-  SchedulerOptions so;
-  so.adaptive_speculation = mode.adaptive;
-  Scheduler s(e, so);
-  std::unique_ptr<LocalDrafter> drafter;
-  if (mode.k > 0) {
-    drafter = std::make_unique<LocalDrafter>(e);
-    s.set_drafter(drafter.get(), mode.k);
-  }
-  std::vector<double> runs;
-  uint64_t id = 1;
-  for (int r = 0; r <= repeat; ++r) {
-    const auto t0 = clock_type::now();
-    for (const auto& p : ps) s.submit({id++, p, n, {}, {}});
-    int64_t tokens = 0;
-    while (!s.idle())
-      for (const auto& ev : s.step()) tokens += ev.token >= 0;
-    if (r > 0) runs.push_back(static_cast<double>(tokens) / std::chrono::duration<double>(clock_type::now() - t0).count());
-  }
-  Cell c;
-  c.tokens_per_s = median(runs);
-  c.acceptance = acceptance_of(s.speculation().drafted, s.speculation().accepted);
-  return c;
-}
-
-std::string fmt_acceptance(const std::vector<double>& a) {
-  if (a.empty()) return "-";
+// Per draft position: "accepted/drafted as a rate (drafted)", "-" where never drafted.
+std::string acceptance_of(const std::vector<int64_t>& drafted, const std::vector<int64_t>& accepted) {
   std::string s;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char b[16];
-    std::snprintf(b, sizeof b, "%s%.2f", i ? ", " : "", a[i]);
+  for (size_t i = 0; i < drafted.size() && i < accepted.size(); ++i) {
+    char b[48];
+    if (drafted[i] == 0) std::snprintf(b, sizeof b, "%s-", i ? ", " : "");
+    else std::snprintf(b, sizeof b, "%s%.2f (%lld)", i ? ", " : "", static_cast<double>(accepted[i]) / static_cast<double>(drafted[i]),
+                       static_cast<long long>(drafted[i]));
     s += b;
   }
-  return s;
+  return s.empty() ? "-" : s;
+}
+
+// One process: the engine, the scheduler and a drafter in this process.
+class LocalRunner {
+ public:
+  LocalRunner(const std::string& model, const Mode& mode, int64_t kv_tokens) : engine_(model, options(kv_tokens)) {
+    SchedulerOptions so;
+    so.adaptive_speculation = mode.adaptive;
+    scheduler_ = std::make_unique<Scheduler>(engine_, so);
+    if (mode.k > 0) {
+      drafter_ = std::make_unique<LocalDrafter>(engine_);
+      scheduler_->set_drafter(drafter_.get(), mode.k);
+    }
+  }
+  // Tokens/s of one run of every prompt at once, `n` new tokens each.
+  double run(const std::vector<std::vector<int32_t>>& ps, int64_t n) {
+    const auto t0 = clock_type::now();
+    for (const auto& p : ps) {
+      GenerationRequest req;
+      req.id = next_id_++;
+      req.prompt = p;
+      req.max_new_tokens = n;
+      scheduler_->submit(std::move(req));
+    }
+    int64_t tokens = 0;
+    while (!scheduler_->idle())
+      for (const auto& ev : scheduler_->step()) tokens += ev.token >= 0;
+    return static_cast<double>(tokens) / std::chrono::duration<double>(clock_type::now() - t0).count();
+  }
+  std::string acceptance() const { return acceptance_of(scheduler_->speculation().drafted, scheduler_->speculation().accepted); }
+
+ private:
+  static EngineOptions options(int64_t kv_tokens) {
+    EngineOptions eo;
+    eo.kv_tokens = kv_tokens;
+    eo.prefix_cache = false;  // the runs repeat the same prompts: each must compute them
+    return eo;
+  }
+  Engine engine_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<LocalDrafter> drafter_;
+  uint64_t next_id_ = 1;
+};
+
+// Every mode in one process, the runs interleaved (one of each mode per round,
+// after a warm-up round) so that the machine's slow spells fall on every mode:
+// per mode the median tokens/s and the median of its per-round ratio to the first mode.
+std::vector<std::pair<Cell, double>> run_local(const std::string& model, const std::vector<Mode>& modes,
+                                               const std::vector<std::vector<int32_t>>& ps, int64_t n, int repeat) {
+  const int64_t kv = static_cast<int64_t>(ps.size()) * (static_cast<int64_t>(ps[0].size()) + n + 64);
+  std::vector<std::unique_ptr<LocalRunner>> runners;
+  for (const auto& m : modes) runners.push_back(std::make_unique<LocalRunner>(model, m, kv));
+  std::vector<std::vector<double>> tps(modes.size()), ratios(modes.size());
+  for (int r = 0; r <= repeat; ++r) {
+    std::vector<double> round;
+    for (auto& x : runners) round.push_back(x->run(ps, n));
+    if (r == 0) continue;
+    for (size_t i = 0; i < modes.size(); ++i) {
+      tps[i].push_back(round[i]);
+      ratios[i].push_back(round[0] > 0 ? round[i] / round[0] : 0.0);
+    }
+  }
+  std::vector<std::pair<Cell, double>> out;
+  for (size_t i = 0; i < modes.size(); ++i) {
+    Cell c;
+    c.tokens_per_s = median(tps[i]);
+    c.acceptance = runners[i]->acceptance();
+    out.emplace_back(c, median(ratios[i]));
+  }
+  return out;
 }
 
 }  // namespace
@@ -121,7 +154,7 @@ void add_bench_speculative_command(CLI::App& app) {
   cmd->add_option("--text", a->text, "cut the prompts from this UTF-8 text (default: random token ids)");
   cmd->add_option("--tokenizer", a->tokenizer, "with --text: tokenizer directory (default: the model directory)");
   cmd->add_option("--batches", a->batches, "concurrent requests")->delimiter(',')->capture_default_str();
-  cmd->add_option("--modes", a->modes, "off, adaptive (up to 3 drafts) or a fixed draft length")->delimiter(',')->capture_default_str();
+  cmd->add_option("--modes", a->modes, "off, adaptive (up to 3 drafts) or a fixed draft length; the first is the one the others are compared with")->delimiter(',')->capture_default_str();
   cmd->add_option("--prompt", a->prompt, "prompt tokens per request")->check(CLI::Range(int64_t{1}, int64_t{4096}))->capture_default_str();
   cmd->add_option("--tokens", a->tokens, "new tokens per request")->check(CLI::Range(int64_t{1}, int64_t{4096}))->capture_default_str();
   cmd->add_option("--repeat", a->repeat, "measured runs per cell after a warm-up (the median is shown)")->check(CLI::Range(1, 100));
@@ -163,13 +196,17 @@ void add_bench_speculative_command(CLI::App& app) {
       j["attention"]["prefix_cache"] = false;
       return j;
     };
-    std::cout << "| batch | mode | one process tok/s | / off | acceptance per position | tcp mesh tok/s | / off | acceptance per position | failed |\n"
+    const std::string first = modes.front().name;
+    std::cout << "| batch | mode | one process tok/s | / " << first << " (per round) | acceptance per position | tcp mesh tok/s | / " << first
+              << " | acceptance per position | failed |\n"
                  "|---:|---|---:|---:|---|---:|---:|---|---:|\n";
     for (int b : a->batches) {
       const auto ps = prompts_for(b);
-      double local_off = 0, mesh_off = 0;
-      for (const auto& m : modes) {
-        const Cell local = run_local(a->model, m, ps, a->tokens, a->repeat);
+      const auto locals = run_local(a->model, modes, ps, a->tokens, a->repeat);
+      double mesh_first = 0;
+      for (size_t mi = 0; mi < modes.size(); ++mi) {
+        const Mode& m = modes[mi];
+        const Cell& local = locals[mi].first;
         Cell mesh;
         if (a->mesh) {
           ProcessMesh pm(bin, config(m), dir, ctx);
@@ -180,11 +217,13 @@ void add_bench_speculative_command(CLI::App& app) {
           mesh.failed = r.failed;
           mesh.acceptance = acceptance_of(st["drafted"].get<std::vector<int64_t>>(), st["accepted"].get<std::vector<int64_t>>());
         }
-        if (m.k == 0) local_off = local.tokens_per_s, mesh_off = mesh.tokens_per_s;
-        auto ratio = [](double x, double off) { return off > 0 ? x / off : 0.0; };
-        std::printf("| %d | %s | %.1f | %.2f | %s | %.1f | %.2f | %s | %d |\n", b, m.name.c_str(), local.tokens_per_s,
-                    ratio(local.tokens_per_s, local_off), fmt_acceptance(local.acceptance).c_str(), mesh.tokens_per_s,
-                    ratio(mesh.tokens_per_s, mesh_off), fmt_acceptance(mesh.acceptance).c_str(), mesh.failed);
+        if (mi == 0) mesh_first = mesh.tokens_per_s;
+        char tcp[256] = "| - | - | - | - |";
+        if (a->mesh)
+          std::snprintf(tcp, sizeof tcp, "| %.1f | %.2f | %s | %d |", mesh.tokens_per_s,
+                        mesh_first > 0 ? mesh.tokens_per_s / mesh_first : 0.0, mesh.acceptance.c_str(), mesh.failed);
+        std::printf("| %d | %s | %.1f | %.2f | %s %s\n", b, m.name.c_str(), local.tokens_per_s, locals[mi].second,
+                    local.acceptance.c_str(), tcp);
         std::fflush(stdout);
       }
     }

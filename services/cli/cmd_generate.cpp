@@ -67,7 +67,7 @@ void add_generate_command(CLI::App& app) {
                   "draft K tokens per step with the MTP module and verify them (exact for greedy, rejection sampling otherwise)")
       ->check(CLI::Range(0, 16));
   cmd->add_option("--draft-policy", a->draft_policy,
-                  "with --speculative: adaptive (up to K drafts, as many as pay, from measured acceptance and step costs) "
+                  "with --speculative: adaptive (up to K drafts, as many as pay, from measured acceptance and tokens per second) "
                   "or fixed (always K)")
       ->check(CLI::IsMember({"adaptive", "fixed"}))
       ->capture_default_str();

@@ -93,7 +93,7 @@ const Fields<C>& attention_fields() {
       config::integer<C>("speculative", [](C& c) -> auto& { return c.attention.speculative; },
                          "the most MTP drafts per decode step (0: no speculation)", 0, 16),
       config::boolean<C>("speculative_adaptive", [](C& c) -> auto& { return c.attention.scheduler.adaptive_speculation; },
-                         "draft per request only as many tokens as pay, from measured acceptance and step costs (false: always `speculative`)"),
+                         "draft per request only as many tokens as pay, from measured acceptance and the tokens per second each draft length delivered (false: always `speculative`)"),
       config::integer<C>("speculative_max_batch", [](C& c) -> auto& { return c.attention.scheduler.max_speculative_batch; },
                          "speculate only while at most this many requests decode", 0),
       config::integer<C>("step_tokens", [](C& c) -> auto& { return c.attention.scheduler.step_tokens; },
