@@ -96,6 +96,7 @@ if [ "$mode" = package ]; then
   strip -o "$stage/moemesh" "$binary"
   cp deploy/runtime-setup.sh "$stage/"
   cp -R "$tokenizer" "$stage/tokenizer"
+  cp -R assets/moemesh-kjv/fp8 "$stage/demo-model"
   build "$tag" deploy/Dockerfile.package "$stage"
 else
   build "$tag" deploy/Dockerfile.cpu .
