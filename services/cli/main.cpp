@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   moemesh::cli::add_up_command(app);
   moemesh::cli::add_bench_mesh_command(app);
   moemesh::cli::add_bench_speculative_command(app);
+  moemesh::cli::add_bench_skew_command(app);
   moemesh::cli::add_bench_chat_command(app);
   moemesh::cli::add_chat_command(app);
   moemesh::cli::add_config_command(app);

@@ -265,3 +265,26 @@ TEST(Cli, BenchSpeculativeMeasuresEveryModeInOneProcessAndOverTheMesh) {
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.out.find("'0'"), std::string::npos) << bad.out;
 }
+
+TEST(Cli, BenchSkewReportsExpertAndHostLoadAroundARebalance) {
+  const auto& model = trained_model(/*fp8=*/false);
+  const std::string text = std::string(MOEMESH_SOURCE_DIR) + "/assets/moemesh-kjv/heldout.txt";
+  const CliResult r = run("bench-skew --model " + model.string() + " --text " + text + " --batch 4 --prompt 16 --tokens 8 --repeat 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("before rebalancing"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("after rebalancing"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("failed)"), r.out.find("0 failed)") + 2) << "no request fails";
+  // The expert shares of real text add up to the whole.
+  std::stringstream ss(r.out);
+  int tables = 0;
+  for (std::string line; std::getline(ss, line);)
+    if (line.rfind("| share % |", 0) == 0) {
+      const auto c = cells(line);
+      ASSERT_EQ(c.size(), 17u) << line;  // the label and 16 experts
+      double sum = 0;
+      for (size_t i = 1; i < c.size(); ++i) sum += std::stod(c[i]);
+      EXPECT_NEAR(sum, 100.0, 1.0) << line;
+      ++tables;
+    }
+  EXPECT_EQ(tables, 2);
+}
