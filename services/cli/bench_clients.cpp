@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
+#include "core/tokenizer/tokenizer.h"
 #include "services/attention/client.h"
 
 namespace moemesh::cli {
@@ -36,6 +39,14 @@ std::vector<std::vector<int32_t>> text_prompts(const std::vector<int32_t>& token
     out.emplace_back(tokens.begin() + at, tokens.begin() + at + len);
   }
   return out;
+}
+
+std::vector<int32_t> tokenize_file(const std::string& file, const std::string& tokenizer_dir) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open " + file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return tok::Tokenizer::load(tokenizer_dir)->encode(ss.str(), /*add_special_tokens=*/false);
 }
 
 double median(std::vector<double> v) {

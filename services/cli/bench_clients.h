@@ -17,6 +17,9 @@ std::vector<std::vector<int32_t>> random_prompts(int batch, int64_t len, int64_t
 // (real text, where drafts meet real acceptance).
 std::vector<std::vector<int32_t>> text_prompts(const std::vector<int32_t>& tokens, int batch, int64_t len);
 
+// The token ids of a UTF-8 text file (no special tokens added).
+std::vector<int32_t> tokenize_file(const std::string& file, const std::string& tokenizer_dir);
+
 double median(std::vector<double> v);
 
 struct ClientRun {

@@ -9,17 +9,14 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <numeric>
-#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "bench_clients.h"
 #include "commands.h"
-#include "core/tokenizer/tokenizer.h"
 #include "services/mesh/mesh_launcher.h"
 #include "services/router/client.h"
 
@@ -82,11 +79,7 @@ void add_bench_skew_command(CLI::App& app) {
     const ModelConfig mc = ModelConfig::load(a->model);
     const int64_t E = mc.n_routed_experts;
     if (E < 2) throw CLI::ValidationError("--model", "has fewer than two routed experts: nothing to spread over two hosts");
-    std::ifstream in(a->text, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot open " + a->text);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const auto text = tok::Tokenizer::load(a->tokenizer.empty() ? a->model : a->tokenizer)->encode(ss.str(), false);
+    const auto text = tokenize_file(a->text, a->tokenizer.empty() ? a->model : a->tokenizer);
     const auto ps = text_prompts(text, a->batch, a->prompt);
     const int64_t half = E / 2, capacity = half + std::max<int64_t>(1, E / 4);
     nlohmann::json hosts = nlohmann::json::array();

@@ -7,15 +7,12 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "bench_clients.h"
 #include "commands.h"
-#include "core/tokenizer/tokenizer.h"
 #include "model/drafter.h"
 #include "model/scheduler.h"
 #include "services/attention/client.h"
@@ -168,13 +165,7 @@ void add_bench_speculative_command(CLI::App& app) {
       for (const auto& m : modes)
         if (m.k > 0) throw CLI::ValidationError("--modes", a->model + " has no MTP module to draft with: only 'off' applies");
     std::vector<int32_t> text;
-    if (!a->text.empty()) {
-      std::ifstream in(a->text, std::ios::binary);
-      if (!in) throw std::runtime_error("cannot open " + a->text);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      text = tok::Tokenizer::load(a->tokenizer.empty() ? a->model : a->tokenizer)->encode(ss.str(), false);
-    }
+    if (!a->text.empty()) text = tokenize_file(a->text, a->tokenizer.empty() ? a->model : a->tokenizer);
     auto prompts_for = [&](int b) {
       return text.empty() ? random_prompts(b, a->prompt, mc.vocab_size) : text_prompts(text, b, a->prompt);
     };
