@@ -43,8 +43,6 @@ class DraftPolicy {
   // step and verification together); `decode_only`: no prompt tokens in it
   // (only those steps compare caps).
   void record_outcome(int64_t tokens, double seconds, bool decode_only);
-  // The most drafts per request now.
-  int cap() const { return cap_; }
   // The model-wide acceptance estimate at a draft position (conditional on reaching it).
   double acceptance(int pos) const;
 

@@ -3,14 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
-#include "core/tokenizer/tokenizer.h"
 #include "services/attention/client.h"
 
 namespace moemesh::cli {
@@ -41,17 +38,44 @@ std::vector<std::vector<int32_t>> text_prompts(const std::vector<int32_t>& token
   return out;
 }
 
-std::vector<int32_t> tokenize_file(const std::string& file, const std::string& tokenizer_dir) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open " + file);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return tok::Tokenizer::load(tokenizer_dir)->encode(ss.str(), /*add_special_tokens=*/false);
-}
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+namespace {
+EngineOptions local_options(int64_t kv_tokens) {
+  EngineOptions eo;
+  eo.kv_tokens = kv_tokens;
+  eo.prefix_cache = false;
+  return eo;
+}
+}  // namespace
+
+LocalRunner::LocalRunner(const std::string& model, int k, bool adaptive, int64_t kv_tokens)
+    : engine_(model, local_options(kv_tokens)) {
+  SchedulerOptions so;
+  so.adaptive_speculation = adaptive;
+  scheduler_ = std::make_unique<Scheduler>(engine_, so);
+  if (k > 0) {
+    drafter_ = std::make_unique<LocalDrafter>(engine_);
+    scheduler_->set_drafter(drafter_.get(), k);
+  }
+}
+
+double LocalRunner::run(const std::vector<std::vector<int32_t>>& prompts, int64_t n) {
+  const auto t0 = clock_type::now();
+  for (const auto& p : prompts) {
+    GenerationRequest req;
+    req.id = next_id_++;
+    req.prompt = p;
+    req.max_new_tokens = n;
+    scheduler_->submit(std::move(req));
+  }
+  int64_t tokens = 0;
+  while (!scheduler_->idle())
+    for (const auto& ev : scheduler_->step()) tokens += ev.token >= 0;
+  return static_cast<double>(tokens) / std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
 ClientRun run_clients(zmq::context_t& ctx, const std::string& attention, const std::vector<std::vector<int32_t>>& prompts,

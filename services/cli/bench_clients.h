@@ -3,10 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <zmq.hpp>
+
+#include "model/drafter.h"
+#include "model/scheduler.h"
 
 namespace moemesh::cli {
 
@@ -17,10 +21,24 @@ std::vector<std::vector<int32_t>> random_prompts(int batch, int64_t len, int64_t
 // (real text, where drafts meet real acceptance).
 std::vector<std::vector<int32_t>> text_prompts(const std::vector<int32_t>& tokens, int batch, int64_t len);
 
-// The token ids of a UTF-8 text file (no special tokens added).
-std::vector<int32_t> tokenize_file(const std::string& file, const std::string& tokenizer_dir);
-
 double median(std::vector<double> v);
+
+// One process: an engine, its scheduler and, with k > 0, a drafter in this
+// process drafting up to k tokens (adaptive or always k). No prefix cache: the
+// runs repeat the same prompts, and each must compute them.
+class LocalRunner {
+ public:
+  LocalRunner(const std::string& model, int k, bool adaptive, int64_t kv_tokens);
+  // Tokens/s of one run of every prompt at once, `n` new tokens each (greedy).
+  double run(const std::vector<std::vector<int32_t>>& prompts, int64_t n);
+  const SpeculationStats& speculation() const { return scheduler_->speculation(); }
+
+ private:
+  Engine engine_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<LocalDrafter> drafter_;
+  uint64_t next_id_ = 1;
+};
 
 struct ClientRun {
   double tokens_per_s = 0;

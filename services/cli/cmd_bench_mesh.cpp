@@ -5,13 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <iostream>
-#include <thread>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "model/scheduler.h"
 #include "services/attention/client.h"
@@ -22,27 +19,14 @@
 namespace moemesh::cli {
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
 // Tokens/s of `batch` concurrent requests in one process, one scheduler: a
 // warm-up run, then the median of `repeat`.
 double run_local(const std::string& model, int batch, int64_t prompt, int64_t n, int repeat) {
-  EngineOptions eo;
-  eo.kv_tokens = batch * (prompt + n + 64);
-  eo.prefix_cache = false;  // the runs repeat the same prompts: each must compute them
-  Engine e(model, eo);
-  Scheduler s(e);
-  const auto ps = random_prompts(batch, prompt, e.config().vocab_size);
+  LocalRunner local(model, /*k=*/0, /*adaptive=*/false, batch * (prompt + n + 64));
+  const auto ps = random_prompts(batch, prompt, ModelConfig::load(model).vocab_size);
+  local.run(ps, n);
   std::vector<double> runs;
-  uint64_t id = 1;
-  for (int r = 0; r <= repeat; ++r) {
-    const auto t0 = clock_type::now();
-    for (int i = 0; i < batch; ++i) s.submit({id++, ps[i], n, {}, {}});
-    int64_t tokens = 0;
-    while (!s.idle())
-      for (const auto& ev : s.step()) tokens += ev.token >= 0;
-    if (r > 0) runs.push_back(tokens / std::chrono::duration<double>(clock_type::now() - t0).count());
-  }
+  for (int r = 0; r < repeat; ++r) runs.push_back(local.run(ps, n));
   return median(runs);
 }
 

@@ -17,6 +17,7 @@
 
 #include "bench_clients.h"
 #include "commands.h"
+#include "text_file.h"
 #include "services/mesh/mesh_launcher.h"
 #include "services/router/client.h"
 

@@ -5,7 +5,6 @@
 // given (random prompts meet no acceptance a model could have learned).
 #include <unistd.h>
 
-#include <chrono>
 #include <filesystem>
 #include <iostream>
 
@@ -13,15 +12,12 @@
 
 #include "bench_clients.h"
 #include "commands.h"
-#include "model/drafter.h"
-#include "model/scheduler.h"
+#include "text_file.h"
 #include "services/attention/client.h"
 #include "services/mesh/mesh_launcher.h"
 
 namespace moemesh::cli {
 namespace {
-
-using clock_type = std::chrono::steady_clock;
 
 // off: no drafts; adaptive: up to kMaxDrafts, as many as pay; K: always K.
 struct Mode {
@@ -62,48 +58,6 @@ std::string acceptance_of(const std::vector<int64_t>& drafted, const std::vector
   return s.empty() ? "-" : s;
 }
 
-// One process: the engine, the scheduler and a drafter in this process.
-class LocalRunner {
- public:
-  LocalRunner(const std::string& model, const Mode& mode, int64_t kv_tokens) : engine_(model, options(kv_tokens)) {
-    SchedulerOptions so;
-    so.adaptive_speculation = mode.adaptive;
-    scheduler_ = std::make_unique<Scheduler>(engine_, so);
-    if (mode.k > 0) {
-      drafter_ = std::make_unique<LocalDrafter>(engine_);
-      scheduler_->set_drafter(drafter_.get(), mode.k);
-    }
-  }
-  // Tokens/s of one run of every prompt at once, `n` new tokens each.
-  double run(const std::vector<std::vector<int32_t>>& ps, int64_t n) {
-    const auto t0 = clock_type::now();
-    for (const auto& p : ps) {
-      GenerationRequest req;
-      req.id = next_id_++;
-      req.prompt = p;
-      req.max_new_tokens = n;
-      scheduler_->submit(std::move(req));
-    }
-    int64_t tokens = 0;
-    while (!scheduler_->idle())
-      for (const auto& ev : scheduler_->step()) tokens += ev.token >= 0;
-    return static_cast<double>(tokens) / std::chrono::duration<double>(clock_type::now() - t0).count();
-  }
-  std::string acceptance() const { return acceptance_of(scheduler_->speculation().drafted, scheduler_->speculation().accepted); }
-
- private:
-  static EngineOptions options(int64_t kv_tokens) {
-    EngineOptions eo;
-    eo.kv_tokens = kv_tokens;
-    eo.prefix_cache = false;  // the runs repeat the same prompts: each must compute them
-    return eo;
-  }
-  Engine engine_;
-  std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<LocalDrafter> drafter_;
-  uint64_t next_id_ = 1;
-};
-
 // Every mode in one process, the runs interleaved (one of each mode per round,
 // after a warm-up round) so that the machine's slow spells fall on every mode:
 // per mode the median tokens/s and the median of its per-round ratio to the first mode.
@@ -111,7 +65,7 @@ std::vector<std::pair<Cell, double>> run_local(const std::string& model, const s
                                                const std::vector<std::vector<int32_t>>& ps, int64_t n, int repeat) {
   const int64_t kv = static_cast<int64_t>(ps.size()) * (static_cast<int64_t>(ps[0].size()) + n + 64);
   std::vector<std::unique_ptr<LocalRunner>> runners;
-  for (const auto& m : modes) runners.push_back(std::make_unique<LocalRunner>(model, m, kv));
+  for (const auto& m : modes) runners.push_back(std::make_unique<LocalRunner>(model, m.k, m.adaptive, kv));
   std::vector<std::vector<double>> tps(modes.size()), ratios(modes.size());
   for (int r = 0; r <= repeat; ++r) {
     std::vector<double> round;
@@ -126,7 +80,7 @@ std::vector<std::pair<Cell, double>> run_local(const std::string& model, const s
   for (size_t i = 0; i < modes.size(); ++i) {
     Cell c;
     c.tokens_per_s = median(tps[i]);
-    c.acceptance = runners[i]->acceptance();
+    c.acceptance = acceptance_of(runners[i]->speculation().drafted, runners[i]->speculation().accepted);
     out.emplace_back(c, median(ratios[i]));
   }
   return out;

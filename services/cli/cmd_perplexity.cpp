@@ -6,12 +6,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "core/tokenizer/tokenizer.h"
 #include "model/engine.h"
 #include "model/perplexity.h"
 #include "services/attention/client.h"
@@ -19,6 +17,7 @@
 #include "services/mesh/mesh_launcher.h"
 #include "commands.h"
 #include "engine_flags.h"
+#include "text_file.h"
 
 namespace moemesh::cli {
 namespace {
@@ -81,12 +80,7 @@ void add_perplexity_command(CLI::App& app) {
   cmd->add_option("--config", a->config, "with --mesh: cluster config (default: two expert hosts holding every expert)");
   cmd->add_option("--set", a->sets, "with --mesh: override a config value (repeatable)");
   cmd->callback([a] {
-    std::ifstream in(a->text, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot open " + a->text);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const auto tok = tok::Tokenizer::load(a->tokenizer.empty() ? a->model : a->tokenizer);
-    const std::vector<int32_t> tokens = tok->encode(ss.str(), /*add_special_tokens=*/false);
+    const std::vector<int32_t> tokens = tokenize_file(a->text, a->tokenizer.empty() ? a->model : a->tokenizer);
     const ModelConfig mc = ModelConfig::load(a->model);
     if (a->ctx > mc.max_position_embeddings)
       throw CLI::ValidationError("--ctx", std::to_string(a->ctx) + " exceeds the model's max_position_embeddings (" +
