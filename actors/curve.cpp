@@ -133,7 +133,8 @@ const std::vector<std::string>& kinds() {
 }
 
 bool Keyring::allowed(std::string_view server, std::string_view client) {
-  if (server == "router") return client == "expert-host" || client == "attention" || client == "mtp-draft" || client == "admin";
+  if (server == "router")
+    return client == "expert-host" || client == "attention" || client == "mtp-draft" || client == "gateway" || client == "admin";
   if (server == "expert-host") return client == "attention" || client == "mtp-draft" || client == "router";
   if (server == "attention") return client == "gateway";
   if (server == "mtp-draft") return client == "attention";

@@ -42,8 +42,9 @@ enum class MsgType : uint16_t {
   Subscribe = 14,   // dispatcher → router: JSON {name, zone}; the router answers with Table and sends every new one
   Table = 15,       // router → dispatcher: JSON placement table (version, hosts, their experts and load)
   Suspect = 16,     // dispatcher → router: JSON {host, reason: disconnect | deadline, detail}
+  Replica = 17,     // attention replica → router: JSON report (name, endpoint, zone, load) every 250 ms
 };
-constexpr uint16_t kMaxMsgType = 16;
+constexpr uint16_t kMaxMsgType = 17;
 bool is_known_type(uint16_t type);
 
 enum class ErrorCode : uint32_t {

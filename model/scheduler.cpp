@@ -51,6 +51,15 @@ void Scheduler::submit(GenerationRequest req) {
   } catch (const std::out_of_range& e) {
     throw RequestRefused(e.what());
   }
+  if (req.resumed < 0 || req.resumed >= static_cast<int64_t>(req.prompt.size()))
+    throw RequestRefused("resumed must be between 0 and the prompt's length less one");
+  if (req.resumed > 0 && req.constraint) {
+    // The grammar must have allowed what was generated before.
+    grammar::Matcher m(req.constraint->grammar());
+    for (size_t i = req.prompt.size() - static_cast<size_t>(req.resumed); i < req.prompt.size(); ++i)
+      if (!m.accept(req.constraint->vocab().bytes(req.prompt[i])))
+        throw RequestRefused("the resumed tokens do not follow the request's grammar");
+  }
   const int64_t total = static_cast<int64_t>(req.prompt.size()) + req.max_new_tokens;
   if (total > engine_.config().max_position_embeddings)
     throw RequestRefused("prompt plus max_new_tokens (" + std::to_string(total) + ") exceeds the model's context of " +
@@ -119,6 +128,11 @@ void Scheduler::admit() {
       a.history.prompt.erase(std::unique(a.history.prompt.begin(), a.history.prompt.end()), a.history.prompt.end());
     }
     if (r.constraint) a.matcher.emplace(r.constraint->grammar());
+    // A resumed generation's earlier output: seen by the penalties, read by the grammar.
+    for (size_t k = r.prompt.size() - static_cast<size_t>(r.resumed); k < r.prompt.size(); ++k) {
+      if (r.adjust.counts_history()) a.history.add(r.prompt[k]);
+      if (a.matcher) a.matcher->accept(r.constraint->vocab().bytes(r.prompt[k]));
+    }
     a.req = std::move(r);
     waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
     const uint64_t id = a.req.id;

@@ -47,6 +47,11 @@ struct GenerationRequest {
   // only where it is a whole one, and a sentence that cannot go on ends it.
   std::string grammar;
   std::shared_ptr<grammar::TokenMasks> constraint;
+  // A generation resumed on this replica after another one failed: the prompt's
+  // last `resumed` tokens are its own earlier output. They count as generated
+  // for the penalties and the grammar has read them; the caller has already
+  // taken them off max_new_tokens and min_tokens.
+  int64_t resumed = 0;
 };
 constexpr size_t kMaxLogitBias = 1024;
 constexpr int kMaxTopLogprobs = 20;

@@ -24,6 +24,10 @@ namespace moemesh {
 struct AttentionOptions {
   std::string model;
   std::string bind = "tcp://127.0.0.1:0";
+  // Among several replicas: its name, and where gateways reach it (empty: where
+  // it bound). With a router it reports both, with its load, every 250 ms.
+  std::string name = "attention";
+  std::string advertise;
   std::string router;            // required when the model has MoE layers
   std::string mtp;               // mtp-draft endpoint; empty: no speculation
   int speculative = 3;           // the most drafts per decode step (with mtp); scheduler.adaptive_speculation picks fewer where they do not pay

@@ -19,6 +19,7 @@
 #include "services/attention/api.h"
 #include "services/expert_host/client.h"
 #include "services/mtp_draft/client.h"
+#include "services/router/api.h"
 
 namespace moemesh {
 namespace {
@@ -96,6 +97,13 @@ class AttentionActor : public caf::event_based_actor {
       }
       metrics_->gauge("moemesh_model_load_seconds", "Time this role took to load its part of the model").Add({}).Set(load_seconds_);
       dispatch_metrics_ = std::make_unique<DispatcherMetrics>(*metrics_, opts_.metrics_per_layer);
+      advertise_ = opts_.advertise.empty() ? ep : opts_.advertise;
+      // A wildcard address is nowhere a gateway can dial: such a replica is reached
+      // only where it is configured (attention.connect), and says so.
+      const bool dialable = advertise_.find("://0.0.0.0:") == std::string::npos && advertise_.find("://*:") == std::string::npos;
+      if (!dialable)
+        spdlog::warn("attention: bound to {} with no attention.advertise: not reporting to the router as a replica", advertise_);
+      if (!opts_.router.empty() && dialable) router_socket_ = transport_.connect(opts_.router, false, "router");
       bound_->set_value(ep);
     } catch (...) {
       bound_->set_exception(std::current_exception());
@@ -107,6 +115,7 @@ class AttentionActor : public caf::event_based_actor {
                  opts_.dispatch.zone.empty() ? "" : ", zone " + opts_.dispatch.zone,
                  opts_.speculative > 0 && drafter_ ? (opts_.scheduler.adaptive_speculation ? "adaptive, up to " : "fixed, ") + std::to_string(opts_.speculative) + " drafts via " + opts_.mtp : "off");
     maintain_later();
+    report_later();
     return {
         [this](inbound_atom, const InboundPtr& in) {
           received(in.get());
@@ -116,7 +125,10 @@ class AttentionActor : public caf::event_based_actor {
           received(f.get());
           (*f)();
         },
-        [this](drain_atom, const DrainDone& done, int64_t deadline_ms) { start_drain(done, deadline_ms); },
+        [this](drain_atom, const DrainDone& done, int64_t deadline_ms) {
+          start_drain(done, deadline_ms);
+          report();  // gateways stop sending new requests now, not at the next report
+        },
     };
   }
 
@@ -238,6 +250,29 @@ class AttentionActor : public caf::event_based_actor {
       r["dispatch"] = to_json(dispatch_stats(false));
     }
     transport_.reply(std::move(in.routing), json_message(wire::MsgType::Control, in.message->header.request_id, r));
+  }
+
+  // This replica's name, endpoint and load to the router, for the gateways.
+  void report() {
+    if (!router_socket_) return;
+    ReplicaReport r;
+    r.name = opts_.name;
+    r.endpoint = advertise_;
+    r.zone = opts_.dispatch.zone;
+    r.running = stats_.value("running", int64_t{0});
+    r.waiting = stats_.value("waiting", int64_t{0}) + static_cast<int64_t>(queued_.size());
+    r.kv_pages_free = stats_.value("kv_pages_free", int64_t{0}) + stats_.value("kv_pages_cached", int64_t{0});
+    r.kv_pages_total = stats_.value("kv_pages_total", int64_t{0});
+    r.draining = drain_.draining();
+    transport_.send(router_socket_, json_message(wire::MsgType::Replica, 0, to_json(r)));
+  }
+
+  void report_later() {
+    if (!router_socket_) return;
+    delayed_send(this, std::chrono::milliseconds(250), run_atom::value, continuation([this] {
+      report();
+      report_later();
+    }));
   }
 
   // Every dispatcher's counters together (one per micro-batch lane).
@@ -492,6 +527,8 @@ class AttentionActor : public caf::event_based_actor {
   std::map<uint64_t, Client> clients_;
   std::map<std::pair<Identity, uint64_t>, uint64_t> by_client_;
   uint64_t next_id_ = 1, next_score_ = 1, stats_steps_ = 0;
+  std::string advertise_;  // this replica's endpoint as gateways reach it
+  int router_socket_ = 0;  // its reports to the router (0: no router)
   nlohmann::json stats_ = nlohmann::json::object();
 };
 

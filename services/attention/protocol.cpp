@@ -37,6 +37,7 @@ nlohmann::json to_json(const GenerationRequest& r) {
   if (r.top_logprobs >= 0) j["top_logprobs"] = r.top_logprobs;
   if (r.min_tokens > 0) j["min_tokens"] = r.min_tokens;
   if (!r.grammar.empty()) j["grammar"] = r.grammar;
+  if (r.resumed > 0) j["resumed"] = r.resumed;
   if (r.sampling.min_p > 0.0f) j["min_p"] = r.sampling.min_p;
   const auto& a = r.adjust;
   if (a.presence_penalty != 0.0f) j["presence_penalty"] = a.presence_penalty;
@@ -53,7 +54,7 @@ nlohmann::json to_json(const GenerationRequest& r) {
 GenerationRequest generation_request_from_json(const nlohmann::json& j) {
   if (!j.is_object()) bad("a generate request must be a JSON object");
   static const char* known[] = {"prompt", "max_tokens", "stop", "temperature", "top_k", "top_p", "seed", "top_logprobs", "min_tokens",
-                                "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "grammar"};
+                                "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "grammar", "resumed"};
   for (const auto& [k, v] : j.items())
     if (std::find(std::begin(known), std::end(known), k) == std::end(known)) bad("a generate request has no field '" + k + "'");
   GenerationRequest r;
@@ -81,6 +82,10 @@ GenerationRequest generation_request_from_json(const nlohmann::json& j) {
   num("top_p", r.sampling.top_p);
   num("seed", r.sampling.seed);
   num("min_p", r.sampling.min_p);
+  if (j.contains("resumed")) {
+    if (!j["resumed"].is_number_integer() || j["resumed"].get<int64_t>() < 0) bad("resumed must be a non-negative integer");
+    r.resumed = j["resumed"].get<int64_t>();
+  }
   if (j.contains("grammar")) {
     if (!j["grammar"].is_string() || j["grammar"].get_ref<const std::string&>().empty()) bad("grammar must be grammar text");
     r.grammar = j["grammar"];

@@ -168,7 +168,7 @@ void add_serve_command(CLI::App& app) {
   gateway->callback([gw, ctx] {
     ClusterConfig c = load(*gw);
     secure(c, "gateway", "gateway");
-    GatewayService g(c.gateway, c.model, c.attention_connect, *ctx);
+    GatewayService g(c.gateway, c.model, c.gateway_upstream(), *ctx);
     const uint16_t port = g.start();
     announce((c.gateway.tls_cert.empty() ? "http://" : "https://") + c.gateway.host + ":" + std::to_string(port));
     wait_for_signal();
@@ -180,9 +180,13 @@ void add_serve_command(CLI::App& app) {
   auto* attn = serve->add_subcommand("attention", "embeddings, MLA layers, KV cache, LM head, sampler and scheduler");
   common_options(attn, a);
   zone_option(attn, a);
+  attn->add_option("--name", a->name, "its name among the attention replicas (config: attention.name)");
+  attn->add_option("--advertise", a->advertise, "endpoint gateways dial, when not the bound one (tcp://pod.service:7430)");
   attn->callback([a, ctx] {
     ClusterConfig c = load(*a);
     if (!a->bind.empty()) c.attention.bind = a->bind;
+    if (!a->name.empty()) c.attention.name = a->name;
+    if (!a->advertise.empty()) c.attention.advertise = a->advertise;
     if (!a->zone.empty()) c.attention.dispatch.zone = a->zone;
     secure(c, "attention", "attention");
     AttentionService s(c.attention, *ctx);

@@ -129,13 +129,13 @@ void add_up_command(CLI::App& app) {
       ep = local->start(progress);
     }
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    spdlog::info("up: mesh ready in {:.1f} s — attention {}, router {}, {} expert hosts{}", dt, ep.attention, ep.router,
-                 ep.expert_hosts.size(), ep.mtp.empty() ? "" : ", mtp-draft " + ep.mtp);
+    spdlog::info("up: mesh ready in {:.1f} s — {} attention replica(s) ({}), router {}, {} expert hosts{}", dt, ep.attention_replicas.size(),
+                 ep.attention, ep.router, ep.expert_hosts.size(), ep.mtp.empty() ? "" : ", mtp-draft " + ep.mtp);
     if (!a->chat.empty()) {
       chat_once(ctx, ep.attention, model, a->chat, a->max_new);
       return;
     }
-    GatewayService gateway(config.gateway, model, ep.attention, ctx);
+    GatewayService gateway(config.gateway, model, GatewayUpstream{ep.attention_replicas, ep.router}, ctx);
     const uint16_t port = gateway.start();
     // The first line on stdout is the URL, for whoever started us.
     const std::string scheme = config.gateway.tls_cert.empty() ? "http://" : "https://";

@@ -1,5 +1,5 @@
 // The gateway role's public contract: its options, and the service that puts
-// it in front of an attention role (the one setup `moemesh up` and `moemesh
+// it in front of the attention replicas (the one setup `moemesh up` and `moemesh
 // serve gateway` share). Everything else of the gateway is internal.
 #pragma once
 
@@ -47,7 +47,21 @@ struct GatewayOptions {
   int64_t max_model_len = 0;              // the model's context in tokens; 0: from its config.json
   std::string tool_parser = "auto";       // deepseek_v3, deepseek_v31; auto: the checkpoint's format
   std::string reasoning = "auto";         // on, off; auto: on when the chat template opens a think block (R1)
+  // Attention replicas (docs/MESH.md): which one a request goes to, and when a
+  // silent one is taken for hung and its streams resume elsewhere.
+  std::string routing = "cache_aware";    // cache_aware, least_load, round_robin
+  int64_t balance_abs = 16;               // cache_aware: a replica holding the prefix is passed over when busier than
+  double balance_rel = 1.5;               // the least-loaded by more than balance_abs requests and balance_rel times
+  int64_t stall_floor_ms = 1000;
+  int64_t replica_wait_ms = 30000;        // a request waits this long for a usable replica
   ApiLimits limits;
+};
+
+// Where the gateway finds the attention tier: fixed endpoints, the router's
+// list of replicas, or both.
+struct GatewayUpstream {
+  std::vector<std::string> attention;
+  std::string router;
 };
 
 // The HTTP status a failed generation answers with, chosen by its error code.
@@ -56,8 +70,9 @@ int http_status_for(wire::ErrorCode code);
 class GatewayService {
  public:
   // `model`: the checkpoint directory (tokenizer, chat template, end-of-sequence id;
-  // the model's name in the API unless opts.model_name is set); `attention`: its endpoint.
-  GatewayService(GatewayOptions opts, const std::string& model, const std::string& attention, zmq::context_t& ctx);
+  // the model's name in the API unless opts.model_name is set); `upstream`: the attention replicas.
+  // Throws std::invalid_argument for options out of range, naming them.
+  GatewayService(GatewayOptions opts, const std::string& model, GatewayUpstream upstream, zmq::context_t& ctx);
   ~GatewayService();
   // Listens and serves, ready at once; returns the port.
   uint16_t start();

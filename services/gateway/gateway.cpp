@@ -96,7 +96,11 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       auto self = this->shared_from_this();
       g_->client.stats([self](const nlohmann::json& j) {
         net::post(self->stream_.get_executor(), [self, j] {
-          self->g_->metrics->attention_stats(j);
+          try {
+            self->g_->metrics->attention_stats(j);
+          } catch (const std::exception& e) {
+            spdlog::warn("gateway: the attention tier's stats: {} ({})", e.what(), j.dump());
+          }
           self->reply(200, "text/plain; version=0.0.4", self->g_->metrics->serialize());
         });
       });

@@ -30,12 +30,23 @@ GatewayMetrics::GatewayMetrics(const std::string& instance)
                    .Labels({{"role", "attention"}, {"instance", instance}}).Register(*registry_).Add({})),
       waiting_(prometheus::BuildGauge().Name("moemesh_queue_depth").Help("Requests waiting for admission")
                    .Labels({{"role", "attention"}, {"instance", instance}}).Register(*registry_).Add({})),
-      attention_up_(prometheus::BuildGauge().Name("moemesh_attention_up").Help("1 when the attention role answered the last scrape")
+      attention_up_(prometheus::BuildGauge().Name("moemesh_attention_up").Help("1 while some attention replica answers")
                         .Labels({{"role", "gateway"}, {"instance", instance}}).Register(*registry_).Add({})),
       drafted_(prometheus::BuildCounter().Name("moemesh_mtp_drafted_tokens_total").Help("Draft tokens verified, by draft position")
                    .Labels({{"role", "attention"}, {"instance", instance}}).Register(*registry_)),
       accepted_(prometheus::BuildCounter().Name("moemesh_mtp_accepted_tokens_total").Help("Draft tokens accepted, by draft position")
-                    .Labels({{"role", "attention"}, {"instance", instance}}).Register(*registry_)) {}
+                    .Labels({{"role", "attention"}, {"instance", instance}}).Register(*registry_)),
+      replicas_(prometheus::BuildGauge().Name("moemesh_attention_replicas").Help("Attention replicas the gateway knows, by state")
+                    .Labels({{"role", "gateway"}, {"instance", instance}}).Register(*registry_)),
+      replica_requests_(prometheus::BuildCounter().Name("moemesh_replica_requests_total")
+                            .Help("Generations (and resumptions) the gateway sent each attention replica")
+                            .Labels({{"role", "gateway"}, {"instance", instance}}).Register(*registry_)),
+      resumed_(prometheus::BuildCounter().Name("moemesh_resumed_streams_total")
+                   .Help("Streams moved to another replica, by reason (disconnect, stall, draining, overloaded)")
+                   .Labels({{"role", "gateway"}, {"instance", instance}}).Register(*registry_)),
+      routed_(prometheus::BuildCounter().Name("moemesh_routing_decisions_total")
+                  .Help("Replica choices: for a cached prefix (cached) or by the policy's load rule (other)")
+                  .Labels({{"role", "gateway"}, {"instance", instance}}).Register(*registry_)) {}
 
 void GatewayMetrics::request(const std::string& route, int status) {
   requests_.Add({{"route", route}, {"status", std::to_string(status)}}).Increment();
@@ -50,8 +61,29 @@ void GatewayMetrics::generation(int64_t prompt_tokens, int64_t completion_tokens
 }
 
 void GatewayMetrics::attention_stats(const nlohmann::json& s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Counters follow running totals (the gateway's own, and the replicas').
+  auto grow = [&](prometheus::Counter& c, const std::string& name, double now) {
+    const double before = last_[name];
+    if (now > before) c.Increment(now - before);
+    last_[name] = now;
+  };
+  if (s.is_object() && s.contains("replicas")) {
+    std::map<std::string, double> states{{"ready", 0}, {"draining", 0}, {"down", 0}, {"hung", 0}};
+    for (const auto& r : s["replicas"]) {
+      states[r.value("state", std::string("ready"))] += 1;
+      const std::string name = r.value("name", std::string());
+      grow(replica_requests_.Add({{"replica", name}}), "requests/" + name, r.value("requests", 0.0));
+    }
+    for (const auto& [state, n] : states) replicas_.Add({{"state", state}}).Set(n);
+    const nlohmann::json resumed = s.value("resumed", nlohmann::json::object());
+    for (const auto& [reason, n] : resumed.items()) grow(resumed_.Add({{"reason", reason}}), "resumed/" + reason, n.get<double>());
+    const auto routing = s.value("routing", nlohmann::json::object());
+    grow(routed_.Add({{"choice", "cached"}}), "routed/cached", routing.value("cached", 0.0));
+    grow(routed_.Add({{"choice", "other"}}), "routed/other", routing.value("other", 0.0));
+  }
   if (!s.is_object() || !s.contains("kv_pages_used")) {
-    attention_up_.Set(s.is_object() ? 1 : 0);
+    attention_up_.Set(0);
     return;
   }
   attention_up_.Set(1);
@@ -62,8 +94,6 @@ void GatewayMetrics::attention_stats(const nlohmann::json& s) {
   kv_pages_.Add({{"state", "free"}}).Set(total - used - cached);
   running_.Set(s.value("running", 0.0));
   waiting_.Set(s.value("waiting", 0.0));
-  // Counters follow the attention role's running totals.
-  std::lock_guard<std::mutex> lock(mu_);
   auto mirror = [&](prometheus::Family<prometheus::Counter>& f, const char* key) {
     if (!s.contains(key) || !s[key].is_array()) return;
     for (size_t i = 0; i < s[key].size(); ++i) {

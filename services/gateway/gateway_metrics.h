@@ -25,7 +25,7 @@ class GatewayMetrics {
   // A finished generation: tokens, time to first token, whole latency (seconds).
   void generation(int64_t prompt_tokens, int64_t completion_tokens, double ttft, double total);
   void in_flight(size_t n) { in_flight_.Set(static_cast<double>(n)); }
-  // The attention role's stats JSON (null when it did not answer).
+  // The attention tier's stats JSON (GenerationClient::stats; null when no replica is known).
   void attention_stats(const nlohmann::json& s);
   // The text exposition format.
   std::string serialize() const;
@@ -45,6 +45,10 @@ class GatewayMetrics {
   prometheus::Gauge& attention_up_;
   prometheus::Family<prometheus::Counter>& drafted_;
   prometheus::Family<prometheus::Counter>& accepted_;
+  prometheus::Family<prometheus::Gauge>& replicas_;
+  prometheus::Family<prometheus::Counter>& replica_requests_;
+  prometheus::Family<prometheus::Counter>& resumed_;
+  prometheus::Family<prometheus::Counter>& routed_;
   std::mutex mu_;  // guards last_ (counters mirrored from the attention role's totals)
   std::map<std::string, double> last_;
 };

@@ -1,4 +1,4 @@
-// The gateway put together: its client of the attention role, the model's
+// The gateway put together: its client of the attention replicas, the model's
 // tokenizer and end-of-sequence id, the HTTP server (api.h).
 #include <filesystem>
 
@@ -23,13 +23,21 @@ int http_status_for(wire::ErrorCode code) {
   }
 }
 
+namespace {
+GatewayUpstream checked(GatewayUpstream u) {
+  if (u.attention.empty() && u.router.empty())
+    throw std::invalid_argument("the gateway needs attention endpoints or a router to find replicas through");
+  return u;
+}
+}  // namespace
+
 struct GatewayService::Impl {
   GatewayOptions opts;
   GenerationClient client;
   Gateway gateway;
-  Impl(GatewayOptions o, const std::string& model, const std::string& attention, zmq::context_t& ctx)
+  Impl(GatewayOptions o, const std::string& model, GatewayUpstream upstream, zmq::context_t& ctx)
       : opts(named(std::move(o), model)),
-        client(ctx, attention),
+        client(ctx, std::move(upstream), replica_routing(opts)),
         gateway(opts, tok::Tokenizer::load(model), client, {static_cast<int32_t>(ModelConfig::load(model).eos_token_id)}) {}
   static GatewayOptions named(GatewayOptions o, const std::string& model) {
     if (o.model_name.empty()) o.model_name = std::filesystem::path(model).filename().string();
@@ -39,8 +47,8 @@ struct GatewayService::Impl {
   }
 };
 
-GatewayService::GatewayService(GatewayOptions opts, const std::string& model, const std::string& attention, zmq::context_t& ctx)
-    : impl_(std::make_unique<Impl>(std::move(opts), model, attention, ctx)) {}
+GatewayService::GatewayService(GatewayOptions opts, const std::string& model, GatewayUpstream upstream, zmq::context_t& ctx)
+    : impl_(std::make_unique<Impl>(std::move(opts), model, checked(std::move(upstream)), ctx)) {}
 
 GatewayService::~GatewayService() { stop(); }
 

@@ -48,6 +48,8 @@ const Fields<C>& router_fields() {
                          "rebalance experts from measured load this often (0: only on the `rebalance` command)"),
       config::integer<C>("rebalance_moves", [](C& c) -> auto& { return c.router.rebalance_moves; },
                          "expert loads and unloads per rebalance, at most", 0, 4096),
+      config::millis<C>("replica_timeout_ms", [](C& c) -> auto& { return c.router.replica_timeout; },
+                        "an attention replica silent this long leaves the list gateways get"),
       config::text<C>("metrics", [](C& c) -> auto& { return c.router.metrics; }, "Prometheus address, e.g. 127.0.0.1:9101 (empty: none)"),
   };
   return f;
@@ -81,7 +83,17 @@ const Fields<C>& attention_fields() {
   static const Fields<C> f = {
       config::text<C>("bind", [](C& c) -> auto& { return c.attention.bind; }, "where the attention role listens", config::check_address),
       config::text<C>("connect", [](C& c) -> auto& { return c.attention_connect; },
-                      "where the gateway reaches it (empty: its bind)",
+                      "where the gateway reaches it: endpoints separated by commas (empty: its bind; `router`: only the replicas the router lists)",
+                      [](const std::string& a) {
+                        if (a != "router")
+                          for (const auto& e : split_endpoints(a)) config::check_address(e);
+                      }),
+      config::integer<C>("replicas", [](C& c) -> auto& { return c.attention_replicas; },
+                         "attention replicas `moemesh up` starts (each with its own KV cache, scheduler and mtp-draft)", 1, 64),
+      config::text<C>("name", [](C& c) -> auto& { return c.attention.name; },
+                      "its name among the replicas (with replicas > 1, `up` numbers them: name-0, name-1, ...)"),
+      config::text<C>("advertise", [](C& c) -> auto& { return c.attention.advertise; },
+                      "where gateways dial it, as it reports to the router (empty: its bind)",
                       [](const std::string& a) { if (!a.empty()) config::check_address(a); }),
       config::text<C>("zone", [](C& c) -> auto& { return c.attention.dispatch.zone; }, "its zone: expert hosts of the same zone are preferred"),
       config::integer<C>("kv_tokens", [](C& c) -> auto& { return c.attention.kv_tokens; }, "latent KV cache size in tokens", 64),
@@ -169,6 +181,19 @@ const Fields<C>& gateway_fields() {
                       [](const std::string& v) {
                         if (v != "auto" && v != "on" && v != "off") throw std::invalid_argument("must be auto, on or off, not '" + v + "'");
                       }),
+      config::text<C>("routing", [](C& c) -> auto& { return c.gateway.routing; },
+                      "which attention replica a request goes to: cache_aware (the one holding its longest prefix unless overloaded), least_load or round_robin",
+                      [](const std::string& v) {
+                        if (v != "cache_aware" && v != "least_load" && v != "round_robin")
+                          throw std::invalid_argument("must be cache_aware, least_load or round_robin, not '" + v + "'");
+                      }),
+      config::integer<C>("balance_abs", [](C& c) -> auto& { return c.gateway.balance_abs; },
+                         "cache_aware: the replica holding the prefix is passed over when it has this many more requests than the least loaded ...", 0),
+      config::number<C>("balance_rel", [](C& c) -> auto& { return c.gateway.balance_rel; }, "... and this many times as many", 1.0, 1000.0),
+      config::integer<C>("stall_floor_ms", [](C& c) -> auto& { return c.gateway.stall_floor_ms; },
+                         "a replica that leaves a stats question unanswered this long (or 8 times its recent round trip) is hung: its streams resume elsewhere", 100),
+      config::integer<C>("replica_wait_ms", [](C& c) -> auto& { return c.gateway.replica_wait_ms; },
+                         "a request waits this long for a usable attention replica before it fails (HTTP 503)", 0),
   };
   return f;
 }
@@ -297,6 +322,7 @@ ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
   // What follows from the rest: the model and compute everywhere, who reaches whom.
   if (c.router_connect.empty()) c.router_connect = c.router.bind;
   if (c.attention_connect.empty()) c.attention_connect = c.attention.bind;
+  if (c.attention_replicas > 1 && c.attention_connect == c.attention.bind) c.attention_connect = "router";  // the launchers name each
   if (c.mtp_connect.empty()) c.mtp_connect = c.mtp.bind;
   c.router.model = c.attention.model = c.mtp.model = c.model;
   c.attention.compute = c.mtp.compute = c.compute;
@@ -389,6 +415,39 @@ nlohmann::json load_cluster_json(const std::string& file, const std::vector<std:
   apply_env_overrides(j, ::environ);
   for (const auto& s : sets) apply_override(j, s);
   return j;
+}
+
+std::vector<std::string> split_endpoints(const std::string& list) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at <= list.size()) {
+    const size_t comma = std::min(list.find(',', at), list.size());
+    std::string e = list.substr(at, comma - at);
+    e.erase(0, e.find_first_not_of(' '));
+    e.erase(e.find_last_not_of(' ') + 1);
+    if (!e.empty()) out.push_back(e);
+    at = comma + 1;
+  }
+  return out;
+}
+
+std::string nth_endpoint(const std::string& endpoint, size_t i) {
+  if (i == 0 || endpoint.empty()) return endpoint;
+  if (endpoint.rfind("inproc://", 0) == 0) return endpoint + "-" + std::to_string(i);
+  const size_t colon = endpoint.rfind(':');
+  if (colon == std::string::npos) return endpoint;
+  const std::string port = endpoint.substr(colon + 1);
+  if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos) return endpoint;
+  const long p = std::stol(port);
+  return p == 0 ? endpoint : endpoint.substr(0, colon + 1) + std::to_string(p + static_cast<long>(i));
+}
+
+GatewayUpstream ClusterConfig::gateway_upstream() const {
+  GatewayUpstream u;
+  if (attention_connect != "router") u.attention = split_endpoints(attention_connect);
+  // A router bound to "any free port" has no address to dial from here.
+  if (router_connect.size() < 2 || router_connect.compare(router_connect.size() - 2, 2, ":0") != 0) u.router = router_connect;
+  return u;
 }
 
 std::vector<int32_t> resolve_experts(const std::string& spec, int32_t n_experts) {

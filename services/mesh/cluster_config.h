@@ -33,7 +33,10 @@ struct ClusterConfig {
   std::string router_connect;  // where the other roles reach the router (default: its bind)
   DispatcherOptions dispatch;  // every dispatcher's (attention and mtp-draft; each has its own zone)
   AttentionOptions attention;
-  std::string attention_connect;  // where the gateway reaches attention (default: its bind)
+  std::string attention_connect;  // where the gateway reaches attention (default: its bind; "router": only through the router)
+  int64_t attention_replicas = 1;  // how many the launchers start
+  // The gateway's view of the attention tier: attention_connect's endpoints and the router.
+  GatewayUpstream gateway_upstream() const;
   bool mtp_enabled = true;
   MtpDraftOptions mtp;
   std::string mtp_connect;
@@ -62,6 +65,12 @@ void apply_env_overrides(nlohmann::json& j, char** environ);
 // Defaults ← file (if any) ← environment ← `sets`.
 nlohmann::json load_cluster_json(const std::string& file, const std::vector<std::string>& sets,
                                  const std::string& transport = "inproc");
+
+// "a,b" -> {"a", "b"} (blanks dropped).
+std::vector<std::string> split_endpoints(const std::string& list);
+// The i-th of several roles from one section: inproc://x -> inproc://x-i, a fixed
+// tcp or metrics port p -> p+i (port 0 stays 0: each picks its own).
+std::string nth_endpoint(const std::string& endpoint, size_t i);
 
 // Expert ids from a host's spec for a model with n experts.
 std::vector<int32_t> resolve_experts(const std::string& spec, int32_t n_experts);

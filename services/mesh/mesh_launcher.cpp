@@ -37,23 +37,37 @@ MeshEndpoints InProcessMesh::start(const Progress& progress) {
     ep.expert_hosts.push_back(hosts_.back()->start());
   }
   if (mc.n_routed_experts > 0 && !c_.expert_hosts.empty()) wait_for_experts(ctx_, ep.router, std::chrono::seconds(120));
-  AttentionOptions a = c_.attention;
-  a.router = router;
-  if (c_.mtp_enabled && mc.num_nextn_predict_layers > 0) {
-    say("mtp-draft: loading the MTP layer");
-    MtpDraftOptions m = c_.mtp;
-    m.router = router;
-    mtp_ = std::make_unique<MtpDraftService>(m, ctx_);
-    ep.mtp = mtp_->start();
-    a.mtp = c_.mtp_connect == c_.mtp.bind ? ep.mtp : c_.mtp_connect;
-  } else {
-    a.mtp.clear();
+  const bool drafts = c_.mtp_enabled && mc.num_nextn_predict_layers > 0;
+  for (int64_t i = 0; i < c_.attention_replicas; ++i) {
+    const auto n = static_cast<size_t>(i);
+    AttentionOptions a = c_.attention;
+    a.router = router;
+    a.bind = nth_endpoint(c_.attention.bind, n);
+    a.metrics = nth_endpoint(c_.attention.metrics, n);
+    if (c_.attention_replicas > 1) a.name = c_.attention.name + "-" + std::to_string(i);
+    if (drafts) {
+      say("mtp-draft: loading the MTP layer" + (c_.attention_replicas > 1 ? " for " + a.name : ""));
+      MtpDraftOptions m = c_.mtp;
+      m.router = router;
+      m.bind = nth_endpoint(c_.mtp.bind, n);
+      m.metrics = nth_endpoint(c_.mtp.metrics, n);
+      mtp_.push_back(std::make_unique<MtpDraftService>(m, ctx_));
+      ep.mtp_replicas.push_back(mtp_.back()->start());
+      a.mtp = c_.mtp_connect == c_.mtp.bind || i > 0 ? ep.mtp_replicas.back() : c_.mtp_connect;
+    } else {
+      a.mtp.clear();
+    }
+    say("attention" + (c_.attention_replicas > 1 ? " " + a.name : std::string()) + ": loading embeddings, attention layers and the LM head");
+    attention_.push_back(std::make_unique<AttentionService>(a, ctx_));
+    ep.attention_replicas.push_back(attention_.back()->start());
   }
-  say("attention: loading embeddings, attention layers and the LM head");
-  attention_ = std::make_unique<AttentionService>(a, ctx_);
-  ep.attention = attention_->start();
-  for (const std::string& url : {router_->metrics_url(), attention_->metrics_url(), mtp_ ? mtp_->metrics_url() : std::string()})
-    if (!url.empty()) ep.metrics.push_back(url);
+  ep.attention = ep.attention_replicas.front();
+  if (!ep.mtp_replicas.empty()) ep.mtp = ep.mtp_replicas.front();
+  if (!router_->metrics_url().empty()) ep.metrics.push_back(router_->metrics_url());
+  for (const auto& a : attention_)
+    if (!a->metrics_url().empty()) ep.metrics.push_back(a->metrics_url());
+  for (const auto& m : mtp_)
+    if (!m->metrics_url().empty()) ep.metrics.push_back(m->metrics_url());
   for (const auto& h : hosts_)
     if (!h->metrics_url().empty()) ep.metrics.push_back(h->metrics_url());
   return ep;
@@ -61,13 +75,13 @@ MeshEndpoints InProcessMesh::start(const Progress& progress) {
 
 void InProcessMesh::stop() {
   // Clients first, so no role waits on one already gone.
-  if (attention_) attention_->drain(c_.drain_timeout);
-  if (attention_) attention_->stop();
-  if (mtp_) mtp_->stop();
+  for (auto& a : attention_) a->drain(c_.drain_timeout);
+  for (auto& a : attention_) a->stop();
+  for (auto& m : mtp_) m->stop();
   for (auto& h : hosts_) h->stop();
   if (router_) router_->stop();
-  attention_.reset();
-  mtp_.reset();
+  attention_.clear();
+  mtp_.clear();
   hosts_.clear();
   router_.reset();
 }
@@ -132,19 +146,48 @@ MeshEndpoints ProcessMesh::start(const Progress& progress) {
     ep_.expert_hosts.push_back(ep);
   }
   if (!config_["expert_hosts"].empty()) wait_for_experts(ctx_, ep_.router, std::chrono::seconds(120));
-  std::vector<std::string> attn{"serve", "attention", "--config", cfg, "--set", set_router};
   const ModelConfig mc = ModelConfig::load(config_.value("model", std::string()));
-  if (config_["mtp_draft"].value("enabled", true) && mc.num_nextn_predict_layers > 0) {
-    say("mtp-draft: starting");
-    mtp_args_ = {"serve", "mtp-draft", "--config", cfg, "--set", set_router};
-    mtp_ = spawn(mtp_args_, &ep_.mtp);
-    attn.insert(attn.end(), {"--set", "mtp_draft.connect=" + ep_.mtp});
+  drafts_ = config_["mtp_draft"].value("enabled", true) && mc.num_nextn_predict_layers > 0;
+  const int64_t n = config_["attention"].value("replicas", int64_t{1});
+  const std::string base = config_["attention"].value("name", std::string("attention"));
+  for (int64_t i = 0; i < n; ++i) add_attention(n > 1 ? base + "-" + std::to_string(i) : base);
+  ep_.attention = ep_.attention_replicas.front();
+  if (!ep_.mtp_replicas.empty()) ep_.mtp = ep_.mtp_replicas.front();
+  return ep_;
+}
+
+ChildProcess& ProcessMesh::add_attention(const std::string& name) {
+  const std::string cfg = file_.string(), set_router = "router.connect=" + ep_.router;
+  const size_t i = attention_.size();
+  // The i-th replica's fixed ports, if any, one up from the first's.
+  auto nth = [&](const char* section, const char* key) {
+    const std::string v = config_[section].value(key, std::string());
+    return std::string(key) == "bind" ? "--bind=" + nth_endpoint(v, i) : "--set=" + std::string(section) + "." + key + "=" + nth_endpoint(v, i);
+  };
+  std::vector<std::string> attn{"serve", "attention", "--config", cfg, "--name", name, "--set", set_router, nth("attention", "bind")};
+  if (!config_["attention"].value("metrics", std::string()).empty()) attn.push_back(nth("attention", "metrics"));
+  if (drafts_) {
+    mtp_args_.push_back({"serve", "mtp-draft", "--config", cfg, "--set", set_router, nth("mtp_draft", "bind")});
+    if (!config_["mtp_draft"].value("metrics", std::string()).empty()) mtp_args_.back().push_back(nth("mtp_draft", "metrics"));
+    std::string mep;
+    mtp_.push_back(spawn(mtp_args_.back(), &mep));
+    ep_.mtp_replicas.push_back(mep);
+    attn.insert(attn.end(), {"--set", "mtp_draft.connect=" + mep});
   } else {
     attn.insert(attn.end(), {"--set", "mtp_draft.enabled=false"});
   }
-  say("attention: starting");
-  attention_ = spawn(attn, &ep_.attention);
-  return ep_;
+  std::string ep;
+  attention_args_.push_back(attn);
+  attention_.push_back(spawn(attn, &ep));
+  ep_.attention_replicas.push_back(ep);
+  return *attention_.back();
+}
+
+ChildProcess& ProcessMesh::restart_attention(size_t i) {
+  attention_.at(i)->stop(SIGKILL);
+  attention_[i] = spawn(attention_args_.at(i), &ep_.attention_replicas.at(i));
+  if (i == 0) ep_.attention = ep_.attention_replicas[0];
+  return *attention_[i];
 }
 
 ChildProcess& ProcessMesh::add_expert_host(const std::string& name, const std::string& experts,
@@ -160,6 +203,7 @@ ChildProcess& ProcessMesh::add_expert_host(const std::string& name, const std::s
 
 namespace {
 std::vector<std::string> with_bind(std::vector<std::string> args, const std::string& endpoint) {
+  std::erase_if(args, [](const std::string& a) { return a.rfind("--bind=", 0) == 0; });
   args.insert(args.end(), {"--bind", endpoint});
   return args;
 }
@@ -173,13 +217,13 @@ ChildProcess& ProcessMesh::restart_router() {
   return *router_;
 }
 
-ChildProcess& ProcessMesh::restart_mtp() {
-  if (!mtp_) throw std::logic_error("this mesh has no mtp-draft role");
-  mtp_->stop(SIGKILL);
+ChildProcess& ProcessMesh::restart_mtp(size_t i) {
+  if (i >= mtp_.size()) throw std::logic_error("this mesh has no mtp-draft role " + std::to_string(i));
+  mtp_[i]->stop(SIGKILL);
   std::string ep;
-  mtp_ = spawn(with_bind(mtp_args_, ep_.mtp), &ep);
-  if (ep != ep_.mtp) throw std::runtime_error("mtp-draft came back on " + ep + ", not " + ep_.mtp);
-  return *mtp_;
+  mtp_[i] = spawn(with_bind(mtp_args_[i], ep_.mtp_replicas[i]), &ep);
+  if (ep != ep_.mtp_replicas[i]) throw std::runtime_error("mtp-draft came back on " + ep + ", not " + ep_.mtp_replicas[i]);
+  return *mtp_[i];
 }
 
 ChildProcess& ProcessMesh::restart_expert_host(size_t i) {
@@ -191,12 +235,12 @@ ChildProcess& ProcessMesh::restart_expert_host(size_t i) {
 void ProcessMesh::stop() {
   // Front to back, each given its drain time: SIGKILL only for a role that hangs.
   const auto grace = ClusterConfig::from_json(config_).drain_timeout + std::chrono::seconds(5);
-  if (attention_) attention_->stop(SIGTERM, grace);
-  if (mtp_) mtp_->stop(SIGTERM, grace);
+  for (auto& a : attention_) a->stop(SIGTERM, grace);
+  for (auto& m : mtp_) m->stop(SIGTERM, grace);
   for (auto& h : hosts_) h->stop(SIGTERM, grace);
   if (router_) router_->stop(SIGTERM, grace);
-  attention_.reset();
-  mtp_.reset();
+  attention_.clear();
+  mtp_.clear();
   hosts_.clear();
   router_.reset();
 }

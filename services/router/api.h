@@ -27,6 +27,9 @@ struct RouterOptions {
   // silence (a dropped connection takes it out at once).
   std::chrono::milliseconds heartbeat_timeout{10000};
   std::chrono::milliseconds rebalance_interval{0};  // 0: only on command
+  // An attention replica whose reports stop this long leaves the list gateways
+  // get (gateways notice a dropped connection or a hung replica themselves, sooner).
+  std::chrono::milliseconds replica_timeout{3000};
   int rebalance_moves = 8;
   std::string metrics;  // Prometheus endpoint, e.g. 127.0.0.1:9101 (port 0: any); empty: none
 };
@@ -119,9 +122,29 @@ struct Suspicion {
 nlohmann::json to_json(const Suspicion& s);
 Suspicion suspicion_from_json(const nlohmann::json& j);
 
-// ---- Control commands to the router (operators, hosts stopping) ----
+// ---- Attention replicas → router: a Replica report every 250 ms ----
+// The router keeps the live replicas for the gateways (the Replicas command);
+// it never sits between a gateway and a replica.
 
-enum class RouterCommandKind { Stats, Rebalance, Drain, Leaving };
+struct ReplicaReport {
+  std::string name, endpoint, zone;  // endpoint: where gateways reach it
+  int64_t running = 0, waiting = 0;  // requests in its batch and queued
+  int64_t kv_pages_free = 0, kv_pages_total = 0;
+  bool draining = false;             // takes no new requests (SIGTERM)
+};
+nlohmann::json to_json(const ReplicaReport& r);
+ReplicaReport replica_report_from_json(const nlohmann::json& j);  // throws std::invalid_argument
+
+// What the Replicas command answers: every replica heard from lately.
+struct ReplicaList {
+  std::vector<ReplicaReport> replicas;
+};
+nlohmann::json to_json(const ReplicaList& l);
+ReplicaList replica_list_from_json(const nlohmann::json& j);  // throws std::invalid_argument
+
+// ---- Control commands to the router (operators, hosts stopping, gateways) ----
+
+enum class RouterCommandKind { Stats, Rebalance, Drain, Leaving, Replicas };
 struct RouterCommand {
   RouterCommandKind kind = RouterCommandKind::Stats;
   std::string host;  // Drain, Leaving

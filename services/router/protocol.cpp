@@ -161,12 +161,54 @@ Suspicion suspicion_from_json(const nlohmann::json& j) {
   return s;
 }
 
+nlohmann::json to_json(const ReplicaReport& r) {
+  return {{"name", r.name}, {"endpoint", r.endpoint}, {"zone", r.zone}, {"running", r.running}, {"waiting", r.waiting},
+          {"kv_pages_free", r.kv_pages_free}, {"kv_pages_total", r.kv_pages_total}, {"draining", r.draining}};
+}
+
+ReplicaReport replica_report_from_json(const nlohmann::json& j) {
+  object(j, "a Replica report");
+  ReplicaReport r;
+  r.name = string_field(j, "name", true, "a Replica report");
+  r.endpoint = string_field(j, "endpoint", true, "a Replica report");
+  r.zone = string_field(j, "zone", false, "a Replica report");
+  auto count = [&](const char* key) -> int64_t {
+    if (!j.contains(key)) return 0;
+    if (!j[key].is_number_integer() || j[key].get<int64_t>() < 0) bad(std::string("a Replica report's ") + key + " must be a non-negative integer");
+    return j[key].get<int64_t>();
+  };
+  r.running = count("running");
+  r.waiting = count("waiting");
+  r.kv_pages_free = count("kv_pages_free");
+  r.kv_pages_total = count("kv_pages_total");
+  if (j.contains("draining")) {
+    if (!j["draining"].is_boolean()) bad("a Replica report's draining must be true or false");
+    r.draining = j["draining"].get<bool>();
+  }
+  return r;
+}
+
+nlohmann::json to_json(const ReplicaList& l) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& r : l.replicas) a.push_back(to_json(r));
+  return {{"replicas", a}};
+}
+
+ReplicaList replica_list_from_json(const nlohmann::json& j) {
+  object(j, "a replica list");
+  if (!j.contains("replicas") || !j["replicas"].is_array()) bad("a replica list needs \"replicas\"");
+  ReplicaList l;
+  for (const auto& r : j["replicas"]) l.replicas.push_back(replica_report_from_json(r));
+  return l;
+}
+
 nlohmann::json to_json(const RouterCommand& c) {
   switch (c.kind) {
     case RouterCommandKind::Stats: return {{"cmd", "stats"}};
     case RouterCommandKind::Rebalance: return {{"cmd", "rebalance"}};
     case RouterCommandKind::Drain: return {{"cmd", "drain"}, {"host", c.host}};
     case RouterCommandKind::Leaving: return {{"cmd", "leaving"}, {"host", c.host}};
+    case RouterCommandKind::Replicas: return {{"cmd", "replicas"}};
   }
   return {};
 }
@@ -179,7 +221,8 @@ RouterCommand router_command_from_json(const nlohmann::json& j) {
   else if (cmd == "rebalance") c.kind = RouterCommandKind::Rebalance;
   else if (cmd == "drain") c.kind = RouterCommandKind::Drain;
   else if (cmd == "leaving") c.kind = RouterCommandKind::Leaving;
-  else bad("router commands are stats, rebalance, drain {host} and leaving {host}, not '" + cmd + "'");
+  else if (cmd == "replicas") c.kind = RouterCommandKind::Replicas;
+  else bad("router commands are stats, rebalance, drain {host}, leaving {host} and replicas, not '" + cmd + "'");
   if (c.kind == RouterCommandKind::Drain || c.kind == RouterCommandKind::Leaving)
     c.host = string_field(j, "host", true, "a router command");
   return c;

@@ -15,6 +15,7 @@
 #include "actors/transport.h"
 #include "core/model_config.h"
 #include "membership.h"
+#include "replica_registry.h"
 #include "services/router/api.h"
 
 namespace moemesh {
@@ -58,7 +59,7 @@ class RouterActor : public caf::event_based_actor {
       return {};
     }
     spdlog::info("router: {} experts, heartbeat timeout {} ms", n_experts_, opts_.heartbeat_timeout.count());
-    last_rebalance_ = last_publish_ = Clock::now();
+    last_rebalance_ = last_publish_ = started_ = Clock::now();
     delayed_send(this, kTick, tick_atom::value);
     return {
         [this](inbound_atom, const InboundPtr& in) {
@@ -99,6 +100,7 @@ class RouterActor : public caf::event_based_actor {
     m_zone_uncovered_ = &metrics_->gauge("moemesh_uncovered_experts_in_zone", "Routed experts with no live expert host in the zone");
     m_version_ = &metrics_->gauge("moemesh_placement_table_version", "Version of the placement table last published").Add({});
     m_dispatchers_ = &metrics_->gauge("moemesh_dispatchers", "Dispatchers subscribed to the placement table").Add({});
+    m_replicas_ = &metrics_->gauge("moemesh_attention_replicas", "Attention replicas reporting to the router").Add({});
     metrics_->gauge("moemesh_model_load_seconds", "Time this role took to load its part of the model").Add({}).Set(load_seconds);
   }
 
@@ -118,6 +120,7 @@ class RouterActor : public caf::event_based_actor {
         case wire::MsgType::Heartbeat: return on_report(in);
         case wire::MsgType::Subscribe: return on_subscribe(in);
         case wire::MsgType::Suspect: return on_suspect(in);
+        case wire::MsgType::Replica: return on_replica(in);
         case wire::MsgType::Control: return on_control(in);
         default:
           throw wire::WireError(wire::ErrorCode::Unsupported,
@@ -164,7 +167,8 @@ class RouterActor : public caf::event_based_actor {
     if (!subscribers_.count(who)) spdlog::info("router: dispatcher {} subscribed{}", h.name, h.zone.empty() ? "" : " (zone " + h.zone + ")");
     subscribers_[who] = {h, Clock::now()};
     members_->placement().note_zone(h.zone);  // its zone's coverage is reported from now on
-    transport_.reply(std::move(in.routing), json_message(wire::MsgType::Table, in.message->header.request_id, to_json(members_->table())));
+    if (settled_)
+      transport_.reply(std::move(in.routing), json_message(wire::MsgType::Table, in.message->header.request_id, to_json(members_->table())));
   }
 
   void on_suspect(Inbound& in) {
@@ -177,6 +181,15 @@ class RouterActor : public caf::event_based_actor {
     if (sub != subscribers_.end()) sub->second.last_seen = Clock::now();
     m_suspicions_->Add({{"reason", suspicion_reason_name(s.reason)}}).Increment();
     execute(members_->suspect(s, Clock::now()));
+  }
+
+  void on_replica(Inbound& in) {
+    // Only attention roles report as replicas (under CURVE: attention keys).
+    if (!in.peer.empty() && curve::peer_kind(in.peer) != "attention")
+      throw wire::WireError(wire::ErrorCode::Forbidden, "router: " + in.peer + " may not report as an attention replica (docs/SECURITY.md)");
+    const ReplicaReport r = decode<ReplicaReport>(*in.message, replica_report_from_json);
+    if (replicas_.report(r, Clock::now()))
+      spdlog::info("router: attention replica {} at {}{}", r.name, r.endpoint, r.zone.empty() ? "" : " (zone " + r.zone + ")");
   }
 
   void on_host_answer(int socket, const wire::Message& m) {
@@ -194,7 +207,9 @@ class RouterActor : public caf::event_based_actor {
   // Under CURVE, who may do what: stats for every admitted key; drain and
   // rebalance for the operator (admin); a host's leaving for that host or the operator.
   void authorize(const Inbound& in, const RouterCommand& c) const {
-    if (in.peer.empty() || c.kind == RouterCommandKind::Stats || curve::peer_kind(in.peer) == "admin") return;
+    if (in.peer.empty() || c.kind == RouterCommandKind::Stats || c.kind == RouterCommandKind::Replicas ||
+        curve::peer_kind(in.peer) == "admin")
+      return;
     if (c.kind == RouterCommandKind::Leaving && in.peer == "expert-host/" + c.host) return;
     throw wire::WireError(wire::ErrorCode::Forbidden, "router: " + in.peer + " may not send this command (docs/SECURITY.md)");
   }
@@ -213,6 +228,10 @@ class RouterActor : public caf::event_based_actor {
           r["bad_frames"] = transport_.bad_frames();
           r["refused_connections"] = curve::refused();  // CURVE: keys not in the keyring or not allowed here
           r["refused_hosts"] = refused_hosts_;         // reports under a key that is not that host's
+          r["attention_replicas"] = to_json(replicas_.list())["replicas"];
+          break;
+        case RouterCommandKind::Replicas:
+          r = to_json(replicas_.list());
           break;
         case RouterCommandKind::Rebalance: {
           nlohmann::json moves;
@@ -264,6 +283,10 @@ class RouterActor : public caf::event_based_actor {
 
   // The current table to every dispatcher.
   void publish() {
+    // A router just started knows no host yet: a table from it would take every
+    // expert away from dispatchers that still hold a good one. It publishes once
+    // every expert has a host again, or the hosts had their heartbeat timeout to say Hello.
+    if (!settled_) return;
     const nlohmann::json t = to_json(members_->table());
     for (const auto& [who, sub] : subscribers_) transport_.reply(routing_of(who), json_message(wire::MsgType::Table, 0, t));
     last_publish_ = Clock::now();
@@ -272,11 +295,17 @@ class RouterActor : public caf::event_based_actor {
 
   void on_tick() {
     const auto now = Clock::now();
+    if (!settled_ && (members_->placement().uncovered().empty() || now - started_ >= opts_.heartbeat_timeout)) {
+      settled_ = true;
+      spdlog::info("router: publishing the placement table ({} experts without a host)", members_->placement().uncovered().size());
+      publish();
+    }
     execute(members_->tick(now));
     if (opts_.rebalance_interval.count() > 0 && now - last_rebalance_ > opts_.rebalance_interval) {
       execute(members_->rebalance(nullptr));
       last_rebalance_ = now;
     }
+    if (const size_t gone = replicas_.expire(now)) spdlog::info("router: {} attention replica(s) silent for {} ms left the list", gone, opts_.replica_timeout.count());
     for (auto it = subscribers_.begin(); it != subscribers_.end();)
       it = now - it->second.last_seen > kSubscriberTimeout ? subscribers_.erase(it) : std::next(it);
     if (now - last_publish_ >= kRepublish) publish();
@@ -302,6 +331,7 @@ class RouterActor : public caf::event_based_actor {
     for (const std::string& z : p.zones())
       m_zone_uncovered_->Add({{"zone", z}}).Set(static_cast<double>(p.uncovered_in_zone(z).size()));
     m_dispatchers_->Set(static_cast<double>(subscribers_.size()));
+    m_replicas_->Set(static_cast<double>(replicas_.size()));
   }
 
   struct Subscriber {
@@ -318,14 +348,16 @@ class RouterActor : public caf::event_based_actor {
   std::map<int, int> host_of_socket_;
   std::map<Identity, Subscriber> subscribers_;
   uint64_t next_command_ = 1, errors_ = 0, seen_changes_ = 0, seen_moves_ = 0, seen_wire_errors_ = 0;
-  Clock::time_point last_rebalance_, last_publish_;
+  Clock::time_point last_rebalance_, last_publish_, started_;
+  bool settled_ = false;  // hosts have had their chance to (re)join: tables go out
   std::unique_ptr<RoleMetrics> metrics_;
   prometheus::Counter *m_membership_ = nullptr, *m_moves_ = nullptr, *m_wire_errors_ = nullptr, *m_refused_ = nullptr, *m_curve_refused_ = nullptr;
   uint64_t seen_curve_refused_ = 0, refused_hosts_ = 0;
   prometheus::Family<prometheus::Counter>* m_suspicions_ = nullptr;
   std::vector<prometheus::Counter*> m_routed_;
   prometheus::Family<prometheus::Gauge>*m_up_ = nullptr, *m_zone_uncovered_ = nullptr;
-  prometheus::Gauge *m_uncovered_ = nullptr, *m_version_ = nullptr, *m_dispatchers_ = nullptr;
+  prometheus::Gauge *m_uncovered_ = nullptr, *m_version_ = nullptr, *m_dispatchers_ = nullptr, *m_replicas_ = nullptr;
+  ReplicaRegistry replicas_{opts_.replica_timeout};
 };
 
 }  // namespace

@@ -100,13 +100,23 @@ TEST_P(HelmChart, LintsRendersAndEveryRoleIsThere) {
   ASSERT_EQ(tpl.code, 0) << tpl.out;
   const auto objs = objects(tpl.out);
 
-  for (const std::string role : {"gateway", "attention", "router", "mtp-draft"}) {
+  for (const std::string role : {"gateway", "attention", "router"}) {
     const Object* d = find(objs, "Deployment", "demo-moemesh-" + role);
     ASSERT_NE(d, nullptr) << role;
     EXPECT_NE(find(objs, "Service", "demo-moemesh-" + role), nullptr) << role;
     EXPECT_NE(find(objs, "PodDisruptionBudget", "demo-moemesh-" + role), nullptr) << role;
     EXPECT_NE(d->text.find("\"serve\", \"" + role + "\""), std::string::npos) << role;
   }
+  // Attention replicas: each pod reports its own name and address to the
+  // router (the gateways find them there), with its own mtp-draft beside it;
+  // the Service balances nothing (headless).
+  const Object* attn = find(objs, "Deployment", "demo-moemesh-attention");
+  EXPECT_NE(attn->text.find("\"--advertise\", \"tcp://$(POD_IP):7410\""), std::string::npos) << attn->text;
+  EXPECT_NE(attn->text.find("fieldPath: status.podIP"), std::string::npos);
+  EXPECT_NE(attn->text.find("\"--name\", \"$(POD_NAME)\""), std::string::npos);
+  EXPECT_NE(attn->text.find("\"serve\", \"mtp-draft\""), std::string::npos) << "the mtp-draft sidecar";
+  EXPECT_EQ(find(objs, "Deployment", "demo-moemesh-mtp-draft"), nullptr) << "one mtp-draft per attention pod, not a Deployment";
+  EXPECT_NE(find(objs, "Service", "demo-moemesh-attention")->text.find("clusterIP: None"), std::string::npos);
   const Object* eh = find(objs, "StatefulSet", "demo-moemesh-expert-host");
   ASSERT_NE(eh, nullptr);
   EXPECT_NE(find(objs, "Service", "demo-moemesh-expert-host"), nullptr);
@@ -137,6 +147,11 @@ TEST_P(HelmChart, LintsRendersAndEveryRoleIsThere) {
   EXPECT_EQ(c.expert_hosts[gpu ? 3 : 1].experts, gpu ? "96-127" : "all");
   EXPECT_EQ(c.router_connect, "tcp://demo-moemesh-router.serving.svc:7411");
   EXPECT_EQ(c.dispatch.activations, gpu ? WireActivations::FP8 : WireActivations::BF16);
+  EXPECT_EQ(c.attention_connect, "router") << "the gateway finds the replicas through the router";
+  EXPECT_TRUE(c.gateway_upstream().attention.empty());
+  EXPECT_EQ(c.gateway_upstream().router, c.router_connect);
+  EXPECT_EQ(c.mtp_connect, "tcp://127.0.0.1:7412") << "each replica's own drafter, in its pod";
+  EXPECT_EQ(c.gateway.routing, "cache_aware");
 
   // Monitoring objects and autoscalers follow their flags.
   EXPECT_EQ(find(objs, "ServiceMonitor", "demo-moemesh") != nullptr, gpu);
@@ -221,7 +236,7 @@ TEST(HelmChartCurve, EveryRoleMountsItsKeysFromTheSecretTheScriptMakes) {
   // Each workload's items, written out as the kubelet would, make a keyring its role loads.
   const std::vector<std::tuple<std::string, std::string, std::string, std::string>> roles = {
       {"Deployment", "demo-moemesh-router", "router", "router"},       {"Deployment", "demo-moemesh-attention", "attention", "attention"},
-      {"Deployment", "demo-moemesh-gateway", "gateway", "gateway"},    {"Deployment", "demo-moemesh-mtp-draft", "mtp-draft", "mtp-draft"},
+      {"Deployment", "demo-moemesh-gateway", "gateway", "gateway"},    {"Deployment", "demo-moemesh-attention", "mtp-draft", "mtp-draft"},
       {"StatefulSet", "demo-moemesh-expert-host", "expert-host", "demo-moemesh-expert-host-1"}};
   for (const auto& [kind, name, role, id] : roles) {
     const Object* o = find(objs, kind, name);
@@ -236,7 +251,8 @@ TEST(HelmChartCurve, EveryRoleMountsItsKeysFromTheSecretTheScriptMakes) {
       std::ofstream(dir / path) << secret.at(key);
       secrets += key.size() > 4 && key.substr(key.size() - 4) == ".key";
     }
-    EXPECT_EQ(secrets, role == "expert-host" ? 2 : 1) << name << ": its own secret key only (hosts share a pod template)";
+    EXPECT_EQ(secrets, role == "expert-host" || name == "demo-moemesh-attention" ? 2 : 1)
+        << name << ": its own secret key only (hosts share a pod template; an attention pod holds its mtp-draft's too)";
     EXPECT_NO_THROW(curve::Keyring::load(dir, {{role, id}})) << name;
     const auto k = curve::Keyring::load(dir, {{role, id}});
     EXPECT_TRUE(k->public_key("router")) << name;

@@ -281,3 +281,42 @@ TEST(Scheduler, MinTokensKeepsStopIdsOutOfReachUntilThenWithOrWithoutDrafts) {
   Scheduler s(e);
   EXPECT_THROW(s.submit(bad), RequestRefused);
 }
+
+TEST(Scheduler, AResumedGenerationGoesOnAsIfNeverInterrupted) {
+  // A replica failed after 10 tokens: another one is given the prompt and those
+  // tokens as `resumed`. The penalties must count them as generated, or the
+  // continuation differs.
+  EngineOptions o;
+  o.kv_tokens = 4096;
+  o.compute = cpu::Precision::Exact;
+  o.prefix_cache = false;
+  Engine e(test_model("tiny"), o);
+  const int64_t V = e.config().vocab_size;
+  GenerationRequest whole{1, random_tokens(9, V, 77), 24, {}, {}};
+  // Negative penalties: tokens said before are favoured, so the history shows.
+  whole.adjust.presence_penalty = -2.0f;
+  whole.adjust.frequency_penalty = -2.0f;
+  Scheduler s(e);
+  s.submit(whole);
+  const auto all = drain(s)[1];
+  ASSERT_EQ(all.size(), 24u);
+  GenerationRequest rest = whole;
+  rest.id = 2;
+  rest.prompt.insert(rest.prompt.end(), all.begin(), all.begin() + 10);
+  rest.resumed = 10;
+  rest.max_new_tokens = 14;
+  s.submit(rest);
+  const auto tail = drain(s)[2];
+  EXPECT_EQ(tail, std::vector<int32_t>(all.begin() + 10, all.end()));
+  // The same without `resumed`: the penalties see a different history (this
+  // is what the test could catch going wrong).
+  GenerationRequest naive = rest;
+  naive.id = 3;
+  naive.resumed = 0;
+  s.submit(naive);
+  EXPECT_NE(drain(s)[3], tail);
+  GenerationRequest bad = rest;
+  bad.id = 4;
+  bad.resumed = static_cast<int64_t>(bad.prompt.size());
+  EXPECT_THROW(s.submit(bad), RequestRefused);
+}

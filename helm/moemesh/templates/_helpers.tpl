@@ -78,7 +78,8 @@ resources:
 {{- end -}}
 
 {{/* The keyring of one role (.root, .role): every public key, and the role's own
-     secret key (expert hosts share one pod template, so each holds every host's). */}}
+     secret key (expert hosts share one pod template, so each holds every host's;
+     an attention pod holds its mtp-draft sidecar's too). */}}
 {{- define "moemesh.keyVolume" -}}
 {{- if .root.Values.security.curve }}
 {{- $fn := include "moemesh.fullname" .root -}}
@@ -96,7 +97,7 @@ resources:
       {{- end }}
       {{- range $id := $ids }}
       {{- $kind := index (splitList "/" $id) 0 }}
-      {{- if or (eq $kind $.role) (and (eq $kind "expert-host") (eq $.role "expert-host")) }}
+      {{- if or (eq $kind $.role) (and (eq $kind "mtp-draft") (eq $.role "attention") $.root.Values.mtpDraft.enabled) }}
       - {key: {{ replace "/" "--" $id }}.key, path: {{ $id }}.key}
       {{- end }}
       {{- end }}
