@@ -247,6 +247,7 @@ class AttentionActor : public caf::event_based_actor {
     } else {
       r = stats_;
       r["clients"] = clients_.size();
+      r["draining"] = drain_.draining();  // gateways send it nothing new
       r["dispatch"] = to_json(dispatch_stats(false));
     }
     transport_.reply(std::move(in.routing), json_message(wire::MsgType::Control, in.message->header.request_id, r));

@@ -108,6 +108,7 @@ ChatOutcome chat_websocket(const std::string& host, uint16_t port, nlohmann::jso
         }
       } else if (type == "done") {
         o.finish = j.value("finish_reason", std::string());
+        if (j.contains("usage") && j["usage"].is_object()) o.completion_tokens = j["usage"].value("completion_tokens", int64_t{0});
         break;
       } else if (type == "error") {
         o.error = j.dump();

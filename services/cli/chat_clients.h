@@ -17,6 +17,7 @@ struct ChatOutcome {
   std::string finish;
   double first_ms = 0;    // to the first piece
   double max_gap_ms = 0;  // longest wait between two pieces
+  int64_t completion_tokens = 0;  // from the WebSocket `done` message's usage
 };
 
 // `host`, `port`: the gateway; `body`: a chat request (messages, max_tokens...).

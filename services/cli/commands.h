@@ -21,6 +21,7 @@ void add_bench_speculative_command(CLI::App& app);
 void add_bench_skew_command(CLI::App& app);
 void add_bench_chat_command(CLI::App& app);
 void add_bench_chaos_command(CLI::App& app);
+void add_bench_replicas_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_config_command(CLI::App& app);
 void add_keygen_command(CLI::App& app);

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   moemesh::cli::add_bench_skew_command(app);
   moemesh::cli::add_bench_chat_command(app);
   moemesh::cli::add_bench_chaos_command(app);
+  moemesh::cli::add_bench_replicas_command(app);
   moemesh::cli::add_chat_command(app);
   moemesh::cli::add_config_command(app);
   moemesh::cli::add_keygen_command(app);

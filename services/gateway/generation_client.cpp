@@ -110,7 +110,7 @@ class ClientActor : public caf::event_based_actor {
     bool fixed = false;     // configured: never forgotten
     bool down = false;      // its connection dropped, until it is back
     bool hung = false;      // silent past its deadline, until it speaks again
-    bool draining = false;  // the router lists it draining, or it refused as shutting down
+    bool draining = false;  // its stats say it drains, or it refused as shutting down
     Clock::time_point heard, listed, stats_sent, unusable_since;
     bool stats_out = false;
     double rtt_ms = 0;      // its recent stats round trips (moving average)
@@ -330,6 +330,9 @@ class ClientActor : public caf::event_based_actor {
       try {
         r.stats = wire::json_payload(m);
         r.reported = r.stats.value("running", int64_t{0}) + r.stats.value("waiting", int64_t{0});
+        const bool was = r.draining;
+        r.draining = r.stats.value("draining", false);
+        if (was && !r.draining) retry_waiting();
       } catch (const std::exception&) {
         r.stats = nullptr;
       }
@@ -411,22 +414,19 @@ class ClientActor : public caf::event_based_actor {
         // Restarted elsewhere under the same name: its old streams are gone with the old process.
         Replica& r = it->second;
         spdlog::info("gateway: attention replica {} moved from {} to {}", r.name, r.endpoint, rep.endpoint);
-        move_all_away(r, "disconnect", false);
         forget(r);
         r.endpoint = rep.endpoint;
-        r.down = r.hung = false;
+        r.down = r.hung = r.draining = false;
         r.stats_out = false;
         r.index = PrefixIndex();
         r.socket = transport_.connect(r.endpoint, true, "attention");
         by_socket_[r.socket] = r.name;
         r.heard = now;
+        // Placed again only now, so none goes to the old process's socket.
+        move_all_away(r, "disconnect", false);
         retry_waiting();
       }
-      Replica& r = it->second;
-      r.listed = now;
-      const bool was = r.draining;
-      r.draining = rep.draining;
-      if (was && !r.draining) retry_waiting();
+      it->second.listed = now;  // (whether it drains comes from its own stats answers, fresher than the list)
     }
     for (auto it = replicas_.begin(); it != replicas_.end();) {
       Replica& r = it->second;

@@ -1,5 +1,7 @@
 #include "services/mtp_draft/client.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "actors/control_call.h"
@@ -14,6 +16,17 @@ struct RemoteDrafter::Impl {
   std::chrono::milliseconds timeout;
   std::chrono::steady_clock::time_point retry_at{};
   std::chrono::milliseconds backoff{1000};
+  // The deadline follows the drafter's measured answer times: ten times their
+  // moving average, at least 300 ms, at most `timeout` (and `timeout` until a
+  // few are measured), so a stopped drafter holds its replica's steps up for
+  // a fraction of a second, not seconds.
+  double latency_ms = 0;
+  int measured = 0;
+  std::chrono::milliseconds deadline() const {
+    if (measured < 8) return timeout;
+    const auto d = std::chrono::milliseconds(static_cast<int64_t>(10 * latency_ms));
+    return std::clamp(d, std::min(std::chrono::milliseconds(300), timeout), timeout);
+  }
 };
 
 RemoteDrafter::RemoteDrafter(zmq::context_t& ctx, const std::string& endpoint, int64_t vocab, int64_t hidden,
@@ -37,11 +50,15 @@ std::vector<Draft> RemoteDrafter::draft(const std::vector<DraftCall>& c) {
 }
 
 std::vector<Draft> RemoteDrafter::draft_once(const std::vector<DraftCall>& c) {
-  auto r = impl_->channel.call(encode_draft_request(impl_->channel.next_id(), c, impl_->hidden), impl_->timeout);
+  const auto deadline = impl_->deadline();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = impl_->channel.call(encode_draft_request(impl_->channel.next_id(), c, impl_->hidden), deadline);
   if (!r) {
     impl_->channel.reconnect();
-    throw std::runtime_error("mtp-draft did not answer within " + std::to_string(impl_->timeout.count()) + " ms");
+    throw std::runtime_error("mtp-draft did not answer within " + std::to_string(deadline.count()) + " ms");
   }
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  impl_->latency_ms = impl_->measured++ == 0 ? ms : 0.9 * impl_->latency_ms + 0.1 * ms;
   if (r->header.type == wire::MsgType::Error) throw error_of(*r);
   return decode_draft_response(*r, c, impl_->vocab);
 }

@@ -1,6 +1,8 @@
 // The attention side's client of the mtp-draft role: a Drafter whose drafts
-// come over the wire. After a failure it refuses at once for a back-off (1 s,
-// doubling up to 30 s), so a dead drafter costs one timeout, not one per request.
+// come over the wire. It waits for an answer ten times the drafter's recent
+// answer time (at least 300 ms, at most `timeout`); after a failure it refuses
+// at once for a back-off (1 s, doubling up to 30 s), so a dead or stopped
+// drafter costs one short wait, not one per request.
 #pragma once
 
 #include <chrono>

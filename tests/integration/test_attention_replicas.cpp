@@ -298,3 +298,19 @@ TEST(AttentionReplicas, SixtySecondsOfChaosFailNoRequest) {
   }
   EXPECT_EQ(hit, (std::set<std::string>{"attent", "expert", "mtp-dr", "router"})) << j["faults"].dump();
 }
+
+TEST(AttentionReplicas, ASigtermedReplicaFinishesItsStreamsAndTakesNoNewOnes) {
+  Replicas r("replicas-drain", kExact, "least_load");
+  const auto ps = prompts(8, "drain");
+  const auto want = one_process(ps, 48);
+  Load load(r.url, ps, 48);
+  ASSERT_TRUE(eventually([&] { return load.pieces.load() > 30; }));
+  const double before = r.requests_of("attention-0");
+  r.mesh.mesh->attention(0).signal(SIGTERM);
+  load.expect_equal(want);
+  // Drained: its streams finished there (none moved for a stall or a drop) and it exits.
+  EXPECT_EQ(r.metric("moemesh_resumed_streams_total", "reason=\"stall\""), 0);
+  EXPECT_TRUE(eventually([&] { return !r.mesh.mesh->attention(0).running(); }));
+  for (const auto& p : prompts(4, "after")) EXPECT_EQ(complete(r.url, p, 8).error, "");
+  EXPECT_EQ(r.requests_of("attention-0"), before) << "nothing new went to the draining replica";
+}

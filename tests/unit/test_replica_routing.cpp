@@ -5,6 +5,8 @@
 #include "services/gateway/prefix_index.h"
 #include "services/gateway/replica_choice.h"
 #include "services/router/replica_registry.h"
+#include "services/gateway/generation_client.h"
+#include "services/mesh/cluster_config.h"
 
 using namespace moemesh;
 
@@ -122,4 +124,22 @@ TEST(ReplicaRegistry, ReportsRoundTripAndBadOnesAreRefusedByField) {
   EXPECT_THROW(replica_report_from_json({{"name", "x"}, {"endpoint", "e"}, {"draining", "yes"}}), std::invalid_argument);
   EXPECT_EQ(replica_list_from_json(to_json(ReplicaList{{r, r}})).replicas.size(), 2u);
   EXPECT_THROW(replica_list_from_json(nlohmann::json::object()), std::invalid_argument);
+}
+
+TEST(ReplicaConfig, EndpointListsAndTheIthReplicasAddress) {
+  EXPECT_EQ(split_endpoints("tcp://a:1, tcp://b:2,,"), (std::vector<std::string>{"tcp://a:1", "tcp://b:2"}));
+  EXPECT_EQ(nth_endpoint("inproc://attention", 0), "inproc://attention");
+  EXPECT_EQ(nth_endpoint("inproc://attention", 2), "inproc://attention-2");
+  EXPECT_EQ(nth_endpoint("tcp://0.0.0.0:7410", 1), "tcp://0.0.0.0:7411");
+  EXPECT_EQ(nth_endpoint("tcp://127.0.0.1:0", 3), "tcp://127.0.0.1:0") << "any free port stays any";
+  EXPECT_EQ(nth_endpoint("127.0.0.1:9102", 1), "127.0.0.1:9103");
+  nlohmann::json j = load_cluster_json("", {"attention.replicas=2"}, "tcp");
+  const ClusterConfig c = ClusterConfig::from_json(j);
+  EXPECT_EQ(c.attention_replicas, 2);
+  EXPECT_EQ(c.attention_connect, "router") << "several replicas: the gateway finds them through the router";
+  EXPECT_THROW(ClusterConfig::from_json(load_cluster_json("", {"attention.replicas=0"}, "tcp")), std::invalid_argument);
+  EXPECT_THROW(ClusterConfig::from_json(load_cluster_json("", {"gateway.routing=random"}, "tcp")), std::invalid_argument);
+  GatewayOptions o;
+  o.balance_rel = 0.5;
+  EXPECT_THROW(replica_routing(o), std::invalid_argument);
 }
