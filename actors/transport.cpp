@@ -151,6 +151,14 @@ void Transport::drain_commands() {
       } else {
         auto it = peers_.find(c.socket);
         if (it == peers_.end()) continue;  // disconnected meanwhile
+        // A peer that takes nothing (down while its queue filled up to the
+        // high-water mark) must not block this thread, which every socket of
+        // the role shares: what would block is dropped, and counted.
+        if (!(it->second.get(zmq::sockopt::events) & ZMQ_POLLOUT)) {
+          if (dropped_++ % 1000 == 0)
+            spdlog::warn("transport: a peer ({}) takes no messages; {} dropped so far", c.socket, dropped_);
+          continue;
+        }
         bytes_sent_ += payload_bytes(c.message);
         wire::send(it->second, c.message);
       }

@@ -85,6 +85,7 @@ class Transport {
   int next_socket_ = 1;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> bytes_sent_{0}, bad_frames_{0};
+  uint64_t dropped_ = 0;  // messages to peers that took none (the loop's own)
   std::thread thread_;
 };
 

@@ -2,7 +2,8 @@
 
 namespace moemesh {
 
-ChoiceStream::ChoiceStream(std::shared_ptr<const tok::Tokenizer> tk, const ApiRequest& api) : chat_(api.chat), text_(tk, api.stop) {
+ChoiceStream::ChoiceStream(std::shared_ptr<const tok::Tokenizer> tk, const ApiRequest& api)
+    : chat_(api.chat), stop_strings_(!api.stop.empty()), text_(tk, api.stop) {
   if (api.logprobs) logprobs_.emplace(std::move(tk), api.chat);
   if (api.chat && api.reasoning) reasoning_.emplace(api.think_opened);
   if (api.chat && api.tools.parses()) {
@@ -65,24 +66,33 @@ ChoiceStream::Piece ChoiceStream::push(const TokensUpdate& u) {
   Piece p;
   if (ended()) return p;
   if (!u.tokens.empty() && !first_) first_ = clock::now();
-  tokens_ += static_cast<int64_t>(u.tokens.size());
-  // The tokens of this update, the one that completed a stop string included; none after it.
-  if (logprobs_ && !stopped_) {
-    nlohmann::json lp = logprobs_->add(u.tokens, u.logprobs);
-    if (lp.is_object() && !(chat_ ? lp["content"] : lp["tokens"]).empty()) p.logprobs = std::move(lp);
-  }
+  // Only the tokens up to the one that completed a stop string count, in usage
+  // and logprobs alike: those generated before the cancellation reached the
+  // engine are a race, and the client never sees them.
+  size_t used = 0;
   if (!stopped_) {
-    if (reasoning_) {
-      // Token by token: a token that enters, stays in or leaves the think block is a reasoning token.
+    if (reasoning_ || stop_strings_) {
+      // Token by token: a token that enters, stays in or leaves the think block is
+      // a reasoning token, and a stop string ends the count at its last token.
       for (const int32_t t : u.tokens) {
-        const bool was = reasoning_->in_think();
+        const bool was = reasoning_ && reasoning_->in_think();
         feed(p, text_.push({t}));
-        if (was || reasoning_->in_think()) ++reasoning_tokens_;
+        ++used;
+        if (reasoning_ && (was || reasoning_->in_think())) ++reasoning_tokens_;
         if (text_.stopped()) break;
       }
     } else {
       feed(p, text_.push(u.tokens));
+      used = u.tokens.size();
     }
+  }
+  tokens_ += static_cast<int64_t>(used);
+  if (logprobs_ && used > 0) {
+    const std::vector<int32_t> ids(u.tokens.begin(), u.tokens.begin() + static_cast<std::ptrdiff_t>(used));
+    const std::vector<cpu::TokenLogprobs> lps(u.logprobs.begin(),
+                                              u.logprobs.begin() + static_cast<std::ptrdiff_t>(std::min(used, u.logprobs.size())));
+    nlohmann::json lp = logprobs_->add(ids, lps);
+    if (lp.is_object() && !(chat_ ? lp["content"] : lp["tokens"]).empty()) p.logprobs = std::move(lp);
   }
   if (text_.stopped() && !stopped_) {
     stopped_ = true;

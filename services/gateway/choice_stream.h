@@ -64,6 +64,7 @@ class ChoiceStream {
   void flush(Piece& p);                    // the end: what the parsers held
   static void add(Piece& p, const ToolCallParser::Out& o);  // the parser's content and call deltas
   bool chat_;
+  bool stop_strings_;  // a stop string may end the text inside an update
   TextStream text_;
   std::optional<ReasoningParser> reasoning_;
   std::optional<ToolCallParser> tools_;

@@ -129,6 +129,7 @@ class ClientActor : public caf::event_based_actor {
     uint64_t attempt = 0;         // its request id there
     std::set<std::string> avoid;  // replicas it failed on
     bool waiting = false;
+    bool cancelled = false;       // the caller cancelled: it is never placed again
     Clock::time_point waiting_since;
   };
 
@@ -167,6 +168,11 @@ class ClientActor : public caf::event_based_actor {
     auto it = streams_.find(id);
     if (it == streams_.end()) return;
     Stream& st = it->second;
+    if (st.cancelled) {
+      TokensUpdate u;
+      u.finish = FinishReason::Cancelled;
+      return finish(it, u);
+    }
     const GenerationRequest& req = st.sub->request;
     std::vector<Replica*> usable;
     for (auto& [name, r] : replicas_)
@@ -272,6 +278,7 @@ class ClientActor : public caf::event_based_actor {
     auto it = streams_.find(id);
     if (it == streams_.end()) return;
     Stream& st = it->second;
+    st.cancelled = true;  // should its replica fail before the Cancelled arrives, it ends rather than resumes
     if (!st.attempt) {  // not on any replica yet
       TokensUpdate u;
       u.finish = FinishReason::Cancelled;
@@ -315,6 +322,7 @@ class ClientActor : public caf::event_based_actor {
     if (r.hung) {
       spdlog::info("gateway: attention replica {} answers again", r.name);
       r.hung = false;
+      r.stats_out = false;  // a fresh question, not the one it left unanswered
       retry_waiting();
     }
   }
@@ -396,12 +404,23 @@ class ClientActor : public caf::event_based_actor {
       // A configured endpoint the router also lists is one replica, under its name.
       for (auto it = replicas_.begin(); it != replicas_.end(); ++it)
         if (it->first != rep.name && it->second.fixed && it->second.endpoint == rep.endpoint && it->first == it->second.endpoint) {
+          if (replicas_.count(rep.name)) {
+            // Known under its name already (at another endpoint): the configured entry goes.
+            Replica& dup = it->second;
+            dup.down = true;
+            move_all_away(dup, "disconnect", false);
+            forget(dup);
+            replicas_.erase(it);
+            break;
+          }
           Replica moved = std::move(it->second);
           replicas_.erase(it);
           moved.name = rep.name;
           by_socket_[moved.socket] = rep.name;
-          for (auto& [id, st] : streams_)
+          for (auto& [id, st] : streams_) {
             if (st.replica == rep.endpoint) st.replica = rep.name;
+            if (st.avoid.erase(rep.endpoint)) st.avoid.insert(rep.name);
+          }
           replicas_.emplace(rep.name, std::move(moved));
           break;
         }
@@ -492,10 +511,12 @@ class ClientActor : public caf::event_based_actor {
     for (const auto& [name, r] : replicas_) {
       reps.push_back({{"name", name}, {"endpoint", r.endpoint}, {"state", r.state()}, {"inflight", r.inflight},
                       {"requests", r.requests}, {"moved_away", r.moved_away}, {"cached_blocks", r.index.blocks()}});
-      if (!r.usable() || !r.stats.is_object()) continue;
-      any = true;
+      if (!r.stats.is_object()) continue;
+      // Gauges from the replicas serving now; running totals from every one's
+      // last answer (so one that goes away and comes back is not counted twice).
+      any = any || r.usable();
       for (const auto& [k, v] : r.stats.items()) {
-        if (v.is_number()) sum[k] = sum.value(k, 0.0) + v.get<double>();
+        if (v.is_number() && r.usable()) sum[k] = sum.value(k, 0.0) + v.get<double>();
         if (v.is_array() && (k == "drafted" || k == "accepted")) {
           auto& a = sum[k];
           if (!a.is_array()) a = nlohmann::json::array();

@@ -4,6 +4,12 @@ namespace moemesh::router_internal {
 
 bool ReplicaRegistry::report(const ReplicaReport& r, Clock::time_point now) {
   auto it = entries_.find(r.name);
+  // Another endpoint under a name that reported a moment ago: two live replicas
+  // share a name (a restart takes longer than this). The first keeps it.
+  if (it != entries_.end() && it->second.report.endpoint != r.endpoint && now - it->second.last_seen < kSameNameWindow) {
+    ++conflicts_;
+    return false;
+  }
   const bool fresh = it == entries_.end() || it->second.report.endpoint != r.endpoint;
   entries_[r.name] = {r, now};
   if (fresh) ++joins_;

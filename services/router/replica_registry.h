@@ -1,6 +1,7 @@
 // The attention replicas the router has heard from: each Replica report
 // refreshes its entry (a replica restarted on a new endpoint replaces its old
-// one), entries silent for the timeout leave. Gateways get the list; they
+// one; two live ones under one name are refused, the first keeps it), entries
+// silent for the timeout leave. Gateways get the list; they
 // judge a replica's health on their own connection (docs/MESH.md).
 #pragma once
 
@@ -24,6 +25,9 @@ class ReplicaRegistry {
   ReplicaList list() const;
   size_t size() const { return entries_.size(); }
   uint64_t joins() const { return joins_; }
+  // Reports refused because a live replica already has that name at another endpoint.
+  uint64_t conflicts() const { return conflicts_; }
+  static constexpr std::chrono::milliseconds kSameNameWindow{600};  // over two report periods
 
  private:
   struct Entry {
@@ -32,7 +36,7 @@ class ReplicaRegistry {
   };
   std::chrono::milliseconds timeout_;
   std::map<std::string, Entry> entries_;  // by name
-  uint64_t joins_ = 0;
+  uint64_t joins_ = 0, conflicts_ = 0;
 };
 
 }  // namespace moemesh::router_internal

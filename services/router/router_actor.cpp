@@ -188,8 +188,11 @@ class RouterActor : public caf::event_based_actor {
     if (!in.peer.empty() && curve::peer_kind(in.peer) != "attention")
       throw wire::WireError(wire::ErrorCode::Forbidden, "router: " + in.peer + " may not report as an attention replica (docs/SECURITY.md)");
     const ReplicaReport r = decode<ReplicaReport>(*in.message, replica_report_from_json);
+    const uint64_t conflicts = replicas_.conflicts();
     if (replicas_.report(r, Clock::now()))
       spdlog::info("router: attention replica {} at {}{}", r.name, r.endpoint, r.zone.empty() ? "" : " (zone " + r.zone + ")");
+    else if (replicas_.conflicts() > conflicts && replicas_.conflicts() % 100 == 1)
+      spdlog::error("router: two attention replicas report the name '{}' ({} is refused): give each its own attention.name", r.name, r.endpoint);
   }
 
   void on_host_answer(int socket, const wire::Message& m) {
@@ -229,6 +232,7 @@ class RouterActor : public caf::event_based_actor {
           r["refused_connections"] = curve::refused();  // CURVE: keys not in the keyring or not allowed here
           r["refused_hosts"] = refused_hosts_;         // reports under a key that is not that host's
           r["attention_replicas"] = to_json(replicas_.list())["replicas"];
+          r["replica_name_conflicts"] = replicas_.conflicts();
           break;
         case RouterCommandKind::Replicas:
           r = to_json(replicas_.list());

@@ -143,3 +143,17 @@ TEST(ReplicaConfig, EndpointListsAndTheIthReplicasAddress) {
   o.balance_rel = 0.5;
   EXPECT_THROW(replica_routing(o), std::invalid_argument);
 }
+
+TEST(ReplicaRegistry, TwoLiveReplicasUnderOneNameKeepTheFirst) {
+  using namespace std::chrono_literals;
+  router_internal::ReplicaRegistry reg(3000ms);
+  const auto t0 = router_internal::ReplicaRegistry::Clock::now();
+  ReplicaReport a{"attention", "tcp://10.0.0.1:7430", "", 0, 0, 0, 0, false}, b = a;
+  b.endpoint = "tcp://10.0.0.2:7430";
+  EXPECT_TRUE(reg.report(a, t0));
+  EXPECT_FALSE(reg.report(b, t0 + 100ms)) << "a still reports: b may not take its name";
+  EXPECT_EQ(reg.conflicts(), 1u);
+  EXPECT_EQ(reg.list().replicas[0].endpoint, a.endpoint);
+  EXPECT_TRUE(reg.report(b, t0 + 2000ms)) << "a silent for 2 s: b is its restart";
+  EXPECT_EQ(reg.list().replicas[0].endpoint, b.endpoint);
+}

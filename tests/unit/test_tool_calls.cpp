@@ -547,3 +547,32 @@ TEST(ToolRequests, ChoiceStreamSplitsReasoningContentAndCallsFromTokens) {
     EXPECT_LE(c.reasoning_tokens(), static_cast<int64_t>(think_tokens)) << per;
   }
 }
+
+// Tokens generated after a stop string, before the cancellation reached the
+// engine, are a race: usage and logprobs count up to the token that completed it.
+TEST(ToolRequests, ChoiceStreamCountsTokensOnlyUpToTheStopString) {
+  ApiRequest api = chat("");
+  api.stop = {"weather"};
+  api.logprobs = true;
+  const std::string text = "The user wants weather in Oslo and then some more words after it.";
+  const auto ids = model().tk->encode(text, false);
+  size_t upto = 0;  // tokens up to the one that completes the stop string
+  while (upto < ids.size() && model().tk->decode(std::span(ids.data(), upto)).find("weather") == std::string::npos) ++upto;
+  ASSERT_LT(upto, ids.size()) << "the stop string must end before the text does";
+  for (size_t per : {1, 2, 3, 7, 1000}) {
+    ChoiceStream c(model().tk, api);
+    bool cancelled = false;
+    for (size_t i = 0; i < ids.size(); i += per) {
+      TokensUpdate u;
+      u.tokens.assign(ids.begin() + static_cast<std::ptrdiff_t>(i), ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + per)));
+      u.logprobs.resize(u.tokens.size());
+      if (i + per >= ids.size()) u.finish = FinishReason::Cancelled;
+      cancelled |= c.push(u).cancel;
+    }
+    EXPECT_TRUE(cancelled) << per;
+    EXPECT_EQ(c.text(), "The user wants ") << per;
+    EXPECT_EQ(c.finish(), FinishReason::Stop) << per;
+    EXPECT_EQ(c.tokens(), static_cast<int64_t>(upto)) << per;
+    EXPECT_EQ(c.logprobs()["content"].size(), upto) << per;
+  }
+}
