@@ -88,10 +88,7 @@ ChoiceStream::Piece ChoiceStream::push(const TokensUpdate& u) {
   }
   tokens_ += static_cast<int64_t>(used);
   if (logprobs_ && used > 0) {
-    const std::vector<int32_t> ids(u.tokens.begin(), u.tokens.begin() + static_cast<std::ptrdiff_t>(used));
-    const std::vector<cpu::TokenLogprobs> lps(u.logprobs.begin(),
-                                              u.logprobs.begin() + static_cast<std::ptrdiff_t>(std::min(used, u.logprobs.size())));
-    nlohmann::json lp = logprobs_->add(ids, lps);
+    nlohmann::json lp = logprobs_->add(std::span(u.tokens).first(used), std::span(u.logprobs).first(std::min(used, u.logprobs.size())));
     if (lp.is_object() && !(chat_ ? lp["content"] : lp["tokens"]).empty()) p.logprobs = std::move(lp);
   }
   if (text_.stopped() && !stopped_) {

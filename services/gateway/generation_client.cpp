@@ -512,8 +512,9 @@ class ClientActor : public caf::event_based_actor {
       reps.push_back({{"name", name}, {"endpoint", r.endpoint}, {"state", r.state()}, {"inflight", r.inflight},
                       {"requests", r.requests}, {"moved_away", r.moved_away}, {"cached_blocks", r.index.blocks()}});
       if (!r.stats.is_object()) continue;
-      // Gauges from the replicas serving now; running totals from every one's
-      // last answer (so one that goes away and comes back is not counted twice).
+      // Numbers (gauges) from the replicas serving now; the draft counts, running
+      // totals, from every one's last answer (so one that goes away and comes
+      // back is not counted twice).
       any = any || r.usable();
       for (const auto& [k, v] : r.stats.items()) {
         if (v.is_number() && r.usable()) sum[k] = sum.value(k, 0.0) + v.get<double>();

@@ -23,7 +23,7 @@ nlohmann::json LogprobsJson::entry(int32_t id, float logprob) const {
   return {{"token", text}, {"logprob", logprob}, {"bytes", std::move(bytes)}};
 }
 
-nlohmann::json LogprobsJson::add(const std::vector<int32_t>& tokens, const std::vector<cpu::TokenLogprobs>& lp) {
+nlohmann::json LogprobsJson::add(std::span<const int32_t> tokens, std::span<const cpu::TokenLogprobs> lp) {
   nlohmann::json part = empty_object(chat_);
   for (size_t i = 0; i < tokens.size() && i < lp.size(); ++i) {
     nlohmann::json e = entry(tokens[i], lp[i].logprob);

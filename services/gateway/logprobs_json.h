@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -21,7 +22,7 @@ class LogprobsJson {
   LogprobsJson(std::shared_ptr<const tok::Tokenizer> tk, bool chat);
   // Takes the entries of `tokens` (one per token; fewer: the rest are skipped)
   // and returns the object for just these, for a stream chunk.
-  nlohmann::json add(const std::vector<int32_t>& tokens, const std::vector<cpu::TokenLogprobs>& lp);
+  nlohmann::json add(std::span<const int32_t> tokens, std::span<const cpu::TokenLogprobs> lp);
   // The object for every token so far.
   const nlohmann::json& all() const { return all_; }
 
