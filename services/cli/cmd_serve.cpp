@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <iostream>
 #include <thread>
 
@@ -58,6 +59,21 @@ void drain(Service& s, const char* role, std::chrono::milliseconds deadline) {
   else spdlog::warn("{}: work still running after {:.1f} s; stopping anyway", role, secs);
 }
 
+// Closing a socket only hands what it still queues (a drained request's last
+// tokens, a Leave) to ZeroMQ's I/O thread; terminating the context is what waits
+// for it to reach the wire, up to each socket's linger. Bounded, so that a socket
+// left open somewhere cannot hold the exit.
+void flush_sockets(zmq::context_t& ctx, const char* role) {
+  auto closed = std::make_shared<std::promise<void>>();
+  auto done = closed->get_future();
+  std::thread([&ctx, closed] {
+    ctx.close();
+    closed->set_value();
+  }).detach();
+  if (done.wait_for(std::chrono::seconds(3)) != std::future_status::ready)
+    spdlog::warn("{}: mesh sockets still flushing after 3 s; exiting without them", role);
+}
+
 void common_options(CLI::App* cmd, const std::shared_ptr<ServeArgs>& a) {
   cmd->add_option("--config", a->config, "cluster config (JSON)");
   cmd->add_option("--model", a->model, "checkpoint directory (overrides the config's model)");
@@ -87,8 +103,8 @@ bool wait_for_signal(const std::function<bool()>& also) {
 void add_serve_command(CLI::App& app) {
   auto* serve = app.add_subcommand("serve", "run one role of the mesh");
   serve->require_subcommand(1);
-  // Lives as long as the process (terminating it would wait for every socket);
-  // held by a static so that leak checkers see it as reachable.
+  // Terminated only after the role has stopped (flush_sockets); held by a
+  // static so that leak checkers see it as reachable.
   static zmq::context_t* const process_ctx = new zmq::context_t(1);
   zmq::context_t* ctx = process_ctx;
 
@@ -99,11 +115,14 @@ void add_serve_command(CLI::App& app) {
     ClusterConfig c = load(*r);
     if (!r->bind.empty()) c.router.bind = r->bind;
     secure(c, "router", "router");
-    RouterService s(c.router, *ctx);
-    announce(s.start());
-    if (!s.metrics_url().empty()) spdlog::info("router: metrics at {}", s.metrics_url());
-    wait_for_signal();
-    drain(s, "router", c.drain_timeout);
+    {
+      RouterService s(c.router, *ctx);
+      announce(s.start());
+      if (!s.metrics_url().empty()) spdlog::info("router: metrics at {}", s.metrics_url());
+      wait_for_signal();
+      drain(s, "router", c.drain_timeout);
+    }
+    flush_sockets(*ctx, "router");
   });
 
   auto e = std::make_shared<ServeArgs>();
@@ -138,12 +157,15 @@ void add_serve_command(CLI::App& app) {
     const ModelConfig mc = ModelConfig::load(c.model);
     h.options.experts = resolve_experts(h.experts, static_cast<int32_t>(mc.n_routed_experts));
     secure(c, "expert-host", h.options.name);
-    ExpertHostService s(h.options, *ctx);
-    announce(s.start());
-    if (!s.metrics_url().empty()) spdlog::info("expert host: metrics at {}", s.metrics_url());
-    auto left = s.left();
-    if (wait_for_signal([&] { return left.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }))
-      drain(s, "expert host", c.drain_timeout);
+    {
+      ExpertHostService s(h.options, *ctx);
+      announce(s.start());
+      if (!s.metrics_url().empty()) spdlog::info("expert host: metrics at {}", s.metrics_url());
+      auto left = s.left();
+      if (wait_for_signal([&] { return left.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }))
+        drain(s, "expert host", c.drain_timeout);
+    }
+    flush_sockets(*ctx, "expert host");
   });
 
   auto m = std::make_shared<ServeArgs>();
@@ -155,11 +177,14 @@ void add_serve_command(CLI::App& app) {
     if (!m->bind.empty()) c.mtp.bind = m->bind;
     if (!m->zone.empty()) c.mtp.dispatch.zone = m->zone;
     secure(c, "mtp-draft", "mtp-draft");
-    MtpDraftService s(c.mtp, *ctx);
-    announce(s.start());
-    if (!s.metrics_url().empty()) spdlog::info("mtp-draft: metrics at {}", s.metrics_url());
-    wait_for_signal();
-    drain(s, "mtp-draft", c.drain_timeout);
+    {
+      MtpDraftService s(c.mtp, *ctx);
+      announce(s.start());
+      if (!s.metrics_url().empty()) spdlog::info("mtp-draft: metrics at {}", s.metrics_url());
+      wait_for_signal();
+      drain(s, "mtp-draft", c.drain_timeout);
+    }
+    flush_sockets(*ctx, "mtp-draft");
   });
 
   auto gw = std::make_shared<ServeArgs>();
@@ -168,12 +193,15 @@ void add_serve_command(CLI::App& app) {
   gateway->callback([gw, ctx] {
     ClusterConfig c = load(*gw);
     secure(c, "gateway", "gateway");
-    GatewayService g(c.gateway, c.model, c.gateway_upstream(), *ctx);
-    const uint16_t port = g.start();
-    announce((c.gateway.tls_cert.empty() ? "http://" : "https://") + c.gateway.host + ":" + std::to_string(port));
-    wait_for_signal();
-    drain(g, "gateway", c.drain_timeout);  // 503 for new generations meanwhile
-    g.stop();
+    {
+      GatewayService g(c.gateway, c.model, c.gateway_upstream(), *ctx);
+      const uint16_t port = g.start();
+      announce((c.gateway.tls_cert.empty() ? "http://" : "https://") + c.gateway.host + ":" + std::to_string(port));
+      wait_for_signal();
+      drain(g, "gateway", c.drain_timeout);  // 503 for new generations meanwhile
+      g.stop();
+    }
+    flush_sockets(*ctx, "gateway");
   });
 
   auto a = std::make_shared<ServeArgs>();
@@ -189,11 +217,14 @@ void add_serve_command(CLI::App& app) {
     if (!a->advertise.empty()) c.attention.advertise = a->advertise;
     if (!a->zone.empty()) c.attention.dispatch.zone = a->zone;
     secure(c, "attention", "attention");
-    AttentionService s(c.attention, *ctx);
-    announce(s.start());
-    if (!s.metrics_url().empty()) spdlog::info("attention: metrics at {}", s.metrics_url());
-    wait_for_signal();
-    drain(s, "attention", c.drain_timeout);
+    {
+      AttentionService s(c.attention, *ctx);
+      announce(s.start());
+      if (!s.metrics_url().empty()) spdlog::info("attention: metrics at {}", s.metrics_url());
+      wait_for_signal();
+      drain(s, "attention", c.drain_timeout);
+    }
+    flush_sockets(*ctx, "attention");
   });
 }
 

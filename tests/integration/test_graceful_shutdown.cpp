@@ -35,8 +35,13 @@ struct Load {
         }
       });
   }
+  ~Load() { join(); }  // also when an assertion left the test early
+  void join() {
+    for (auto& t : threads)
+      if (t.joinable()) t.join();
+  }
   void expect_all_complete(size_t tokens) {
-    for (auto& t : threads) t.join();
+    join();
     for (size_t i = 0; i < results.size(); ++i) {
       EXPECT_EQ(errors[i], "") << "request " << i;
       EXPECT_EQ(results[i].finish, FinishReason::Length) << "request " << i << ": " << results[i].error;
@@ -81,11 +86,15 @@ TEST(GracefulShutdown, EachRoleFinishesItsAcceptedWorkAndExitsZero) {
   }
 
   // Attention: running generations finish; a new one is refused at once, clearly.
+  // The late request goes once the drain has begun (its stats say so) and
+  // while the load still runs: long enough that a fast machine is not done first.
   {
-    Load load(m, 4, 96, 300);
+    constexpr int64_t kTokens = 480;
+    Load load(m, 4, kTokens, 300);
     ASSERT_TRUE(eventually([&] { return load.tokens_seen.load() > 8; }));
     auto attention = terminate(m.mesh->attention());
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ASSERT_TRUE(eventually([&] { return AttentionClient(m.ctx, m.ep.attention).stats().value("draining", false); }));
+    ASSERT_LT(load.tokens_seen.load(), 4 * kTokens) << "the load ended before the late request could be sent";
     AttentionClient late(m.ctx, m.ep.attention, std::chrono::seconds(20));
     GenerationRequest r;
     r.prompt = {1, 2, 3};
@@ -94,7 +103,7 @@ TEST(GracefulShutdown, EachRoleFinishesItsAcceptedWorkAndExitsZero) {
     EXPECT_EQ(u.finish, FinishReason::Error) << "a request during the drain was served";
     EXPECT_EQ(u.code, wire::ErrorCode::ShuttingDown) << u.error;
     EXPECT_NE(u.error.find("shutting down"), std::string::npos) << u.error;
-    load.expect_all_complete(96);
+    load.expect_all_complete(kTokens);
     EXPECT_TRUE(exited_zero(attention.get()));
   }
 
