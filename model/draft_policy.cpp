@@ -1,6 +1,7 @@
 #include "model/draft_policy.h"
 
 #include <algorithm>
+#include <bit>
 
 namespace moemesh {
 namespace {
@@ -12,16 +13,26 @@ constexpr double kMinKeep = 0.3;       // a draft less likely than this to be ke
 constexpr int kProbeMin = 4, kProbeMax = 64;
 constexpr double kArmDecay = 0.9;      // a cap's rate is that of its last ten steps or so
 constexpr int kStepsPerCap = 8;        // steps measured under a cap before the cap is chosen again
-constexpr int64_t kRetryAfter = 128;   // a cap not measured for this many steps is tried again
+constexpr int kStepsPerRetrial = 4;    // as many again when it was measured before (its history counts too)
+// A losing cap is tried again after this many steps, then twice as many after
+// each trial it loses: exploring costs a per cent or so of the steps after a
+// few rounds, and a change (the text, the load) is still noticed.
+constexpr int64_t kRetryMin = 64, kRetryMax = 4096;
+constexpr size_t kClasses = 8;         // batch 1, 2–3, 4–7, …, 128 and more
 }  // namespace
 
 DraftPolicy::DraftPolicy(int max_k, bool adaptive)
-    : max_k_(std::max(0, max_k)),
-      adaptive_(adaptive),
-      drafted_(max_k_, 0.0),
-      accepted_(max_k_, 0.0),
-      arms_(static_cast<size_t>(max_k_) + 1),
-      cap_(max_k_) {}
+    : max_k_(std::max(0, max_k)), adaptive_(adaptive), drafted_(max_k_, 0.0), accepted_(max_k_, 0.0) {
+  Arms a;
+  a.arm.assign(static_cast<size_t>(max_k_) + 1, Arm{0, 0, -1, kRetryMin});
+  classes_.assign(kClasses, a);
+}
+
+size_t DraftPolicy::batch_class(int64_t batch) {
+  return std::min<size_t>(std::bit_width(static_cast<uint64_t>(std::max<int64_t>(batch, 1))) - 1, kClasses - 1);
+}
+
+int DraftPolicy::cap(int64_t batch) const { return adaptive_ ? classes_[batch_class(batch)].cap : max_k_; }
 
 double DraftPolicy::acceptance(int pos) const {
   return (accepted_[pos] + kPrior * kPriorWeight) / (drafted_[pos] + kPriorWeight);
@@ -53,38 +64,70 @@ void DraftPolicy::record_verdict(RequestState& s, int drafted, int accepted) {
   }
 }
 
-void DraftPolicy::record_outcome(int64_t tokens, double seconds, bool decode_only) {
+void DraftPolicy::record_outcome(int64_t tokens, double seconds, bool decode_only, int64_t batch) {
+  const bool chose = chosen_ >= 0;
+  chosen_ = -1;
   if (!adaptive_ || !decode_only || seconds <= 0) return;
-  Arm& arm = arms_[cap_];
+  Arms& a = classes_[batch_class(batch)];
+  // A step in which no request could draft (none was asked) ran as under no cap:
+  // it measures cap 0 and is no step of a trial.
+  const bool as_cap = chose || a.cap == 0;
+  if (as_cap && a.switched) {
+    // The first step under a new cap pays for the switch (the drafter catching
+    // up on the tokens decoded without it): a one-off, not the cap's rate.
+    a.switched = false;
+    return;
+  }
+  Arm& arm = a.arm[as_cap ? a.cap : 0];
+  const bool measured_before = arm.last_step >= 0;
   arm.tokens = arm.tokens * kArmDecay + static_cast<double>(tokens);
   arm.seconds = arm.seconds * kArmDecay + seconds;
-  arm.last_step = steps_++;
-  if (++steps_at_cap_ < kStepsPerCap) return;
-  steps_at_cap_ = 0;
-  // A cap unmeasured for long (or ever) is tried next, shortest first; else the best.
-  for (int c = 0; c <= max_k_; ++c)
-    if (arms_[c].last_step < 0 || steps_ - arms_[c].last_step > kRetryAfter) {
-      cap_ = c;
-      return;
-    }
-  int best = cap_;
-  for (int c = 0; c <= max_k_; ++c)
-    if (arms_[c].tokens * arms_[best].seconds > arms_[best].tokens * arms_[c].seconds) best = c;
-  cap_ = best;
+  arm.last_step = a.steps++;
+  if (!as_cap) return;
+  if (a.steps_at_cap == 0) a.trial_steps = a.trial && measured_before ? kStepsPerRetrial : kStepsPerCap;
+  if (++a.steps_at_cap >= a.trial_steps) next_cap(a);
 }
 
-std::vector<int> DraftPolicy::choose(const std::vector<Candidate>& c) {
+void DraftPolicy::next_cap(Arms& a) {
+  a.steps_at_cap = 0;
+  auto rate_above = [&](int x, int y) { return a.arm[x].tokens * a.arm[y].seconds > a.arm[y].tokens * a.arm[x].seconds; };
+  int best = -1;
+  for (int c = 0; c <= max_k_; ++c)
+    if (a.arm[c].last_step >= 0 && (best < 0 || rate_above(c, best))) best = c;
+  if (a.trial) {
+    Arm& tried = a.arm[a.cap];
+    tried.retry_every = best == a.cap ? kRetryMin : std::min(2 * tried.retry_every, kRetryMax);
+  }
+  const int was = a.cap;
+  // A neighbour of the best never measured, or not for its retry interval, is
+  // tried next (the shorter first); else the best. Only neighbours: tokens per
+  // second rise with the cap up to the best and fall after it, so a cap past a
+  // losing neighbour would lose too, and trying it would cost the most.
+  a.trial = false;
+  a.cap = best;
+  for (int c : {best - 1, best + 1})
+    if (c >= 0 && c <= max_k_ && (a.arm[c].last_step < 0 || a.steps - a.arm[c].last_step > a.arm[c].retry_every)) {
+      a.cap = c;
+      a.trial = true;
+      break;
+    }
+  if (a.cap != was) a.switched = true;
+}
+
+std::vector<int> DraftPolicy::choose(const std::vector<Candidate>& c, int64_t batch) {
   const size_t n = c.size();
   std::vector<int> k(n, 0);
   if (!adaptive_) {
     for (size_t i = 0; i < n; ++i) k[i] = std::clamp(c[i].max_k, 0, max_k_);
     return k;
   }
+  chosen_ = static_cast<int>(batch_class(batch));
+  const int cap = classes_[static_cast<size_t>(chosen_)].cap;
   for (size_t i = 0; i < n; ++i) {
     RequestState& s = *c[i].state;
     // As many drafts as the cap allows while each is likely enough to be kept.
     double keep = 1;
-    for (int j = 0; j < std::min(c[i].max_k, cap_); ++j) {
+    for (int j = 0; j < std::min(c[i].max_k, cap); ++j) {
       keep *= request_acceptance(s, j);
       if (keep < kMinKeep) break;
       k[i] = j + 1;
@@ -92,7 +135,7 @@ std::vector<int> DraftPolicy::choose(const std::vector<Candidate>& c) {
     if (k[i] > 0) {
       s.idle_steps = 0;
       s.probe_every = kProbeMin;
-    } else if (c[i].max_k > 0 && cap_ > 0 && ++s.idle_steps >= s.probe_every) {
+    } else if (c[i].max_k > 0 && cap > 0 && ++s.idle_steps >= s.probe_every) {
       // A probe that does not bring drafting back doubles the wait for the next.
       s.idle_steps = 0;
       s.probe_every = std::min(2 * s.probe_every, kProbeMax);

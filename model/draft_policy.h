@@ -3,15 +3,20 @@
 // model-wide rate), which sets how far its drafts are likely to be kept, and the
 // tokens per second that whole steps delivered under each cap on draft length
 // (0 .. max_k), which sets how far drafting pays on this machine, model and
-// batch: the best cap lately is used, every other cap is tried for a few steps
-// now and then. Measuring outcomes rather than predicting them from a cost model
-// means that no cost (caches, the thread pool, the wire to a remote drafter) can
-// make drafting slower than not drafting for long; a random model's drafts are
-// never kept, so it stops drafting within a few steps. A request left at zero
-// drafts probes with one now and then, backing off while probes fail, so that a
-// change of text is noticed.
+// batch. Caps are compared within a batch size class (1, 2–3, 4–7, …): a step of
+// 32 requests delivers more tokens per second than a step of one whatever the
+// cap. The best cap lately is used; the caps next to it are tried for a few
+// steps now and then, and a cap that loses its trial waits twice as long for the
+// next, so that exploring costs a per cent or so once the best is known.
+// Measuring outcomes rather than predicting them from a cost model means that no
+// cost (caches, the thread pool, the wire to a remote drafter) can make drafting
+// slower than not drafting for long; a random model's drafts are never kept, so
+// it stops drafting within a few steps. A request left at zero drafts probes
+// with one now and then, backing off while probes fail, so that a change of text
+// is noticed.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -35,31 +40,46 @@ class DraftPolicy {
   int max_k() const { return max_k_; }
   bool adaptive() const { return adaptive_; }
 
-  // Drafts per candidate, in order.
-  std::vector<int> choose(const std::vector<Candidate>& c);
+  // Drafts per candidate, in order, in a step decoding `batch` requests.
+  std::vector<int> choose(const std::vector<Candidate>& c, int64_t batch);
   // A verification: `drafted` drafts of which the first `accepted` were kept.
   void record_verdict(RequestState& s, int drafted, int accepted);
-  // What a whole step delivered: tokens emitted in `seconds` (drafting, main
-  // step and verification together); `decode_only`: no prompt tokens in it
-  // (only those steps compare caps).
-  void record_outcome(int64_t tokens, double seconds, bool decode_only);
+  // What a step decoding `batch` requests delivered: tokens emitted in `seconds`
+  // (drafting, main step and verification together); `decode_only`: no prompt
+  // tokens in it (only those steps compare caps). A step without a choose()
+  // (no request could draft) measures no drafts.
+  void record_outcome(int64_t tokens, double seconds, bool decode_only, int64_t batch);
   // The model-wide acceptance estimate at a draft position (conditional on reaching it).
   double acceptance(int pos) const;
+  // The cap on draft length now used for steps of `batch` requests.
+  int cap(int64_t batch) const;
 
  private:
+  // Delivered tokens and seconds under one cap, decayed per step measured under it.
+  struct Arm {
+    double tokens = 0, seconds = 0;
+    int64_t last_step = -1;   // the last decode-only step measured under it
+    int64_t retry_every;      // steps before it is tried again; doubles per lost trial
+  };
+  // The caps' measurements for one batch size class.
+  struct Arms {
+    std::vector<Arm> arm;
+    int cap = 0;
+    bool trial = false;       // cap is being tried, not chosen as the best
+    bool switched = true;     // the next step is the first under cap: not measured
+    int steps_at_cap = 0;
+    int trial_steps = 0;      // steps to measure under cap before choosing again
+    int64_t steps = 0;
+  };
+  static size_t batch_class(int64_t batch);
   double request_acceptance(const RequestState& s, int pos) const;
+  void next_cap(Arms& a);
+
   int max_k_;
   bool adaptive_;
   std::vector<double> drafted_, accepted_;  // model-wide, decayed
-  // Delivered tokens and seconds per cap, decayed per step measured under it.
-  struct Arm {
-    double tokens = 0, seconds = 0;
-    int64_t last_step = -1;  // the last decode-only step measured under it
-  };
-  std::vector<Arm> arms_;
-  int cap_;
-  int steps_at_cap_ = 0;
-  int64_t steps_ = 0;
+  std::vector<Arms> classes_;
+  int chosen_ = -1;  // the class choose() was called for this step, until its outcome comes
 };
 
 }  // namespace moemesh

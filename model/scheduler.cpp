@@ -7,6 +7,11 @@
 #include "model/transformer.h"
 
 namespace moemesh {
+namespace {
+// Decode steps a request may go without drafts and still take them up again:
+// past it the drafter's catch-up costs more than drafting would bring back.
+constexpr int kMaxUndraftedSteps = 64;
+}  // namespace
 
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
@@ -262,8 +267,10 @@ std::map<uint64_t, Draft> Scheduler::make_drafts(int64_t budget) {
   int64_t spare = budget - std::min(budget, decoding);
   for (auto& [id, a] : running_) {
     if (a.prefilled < static_cast<int64_t>(a.req.prompt.size())) continue;
-    if (a.speculate && a.pend_t.size() > 1024) {
-      // Too long without drafting: the catch-up is not worth keeping.
+    if (a.speculate && (a.pend_t.size() > 1024 || a.undrafted_steps > kMaxUndraftedSteps)) {
+      // Too long without drafting: the drafter's catch-up on every token since
+      // (a prefill through the MTP layer) would cost more than drafting brings
+      // back; the request goes on plainly.
       a.speculate = false;
       a.pend_h.clear();
       a.pend_t.clear();
@@ -282,7 +289,11 @@ std::map<uint64_t, Draft> Scheduler::make_drafts(int64_t budget) {
     cands.push_back({&a.drafts, k});
   }
   if (cands.empty()) return drafts;
-  std::vector<int> ks = policy_->choose(cands);
+  std::vector<int> ks = policy_->choose(cands, decoding);
+  for (size_t i = 0; i < who.size(); ++i) {
+    int& u = running_.at(who[i]).undrafted_steps;
+    u = ks[i] > 0 ? 0 : u + 1;
+  }
   // The budget holds every chosen draft (in admission order, as the inputs are built).
   std::vector<DraftCall> calls;
   std::vector<uint64_t> called;
@@ -332,6 +343,7 @@ std::vector<TokenEvent> Scheduler::step() {
   std::vector<uint64_t> ids;
   int64_t prompt_left = 0;
   for (const auto& [id, a] : running_) prompt_left += static_cast<int64_t>(a.req.prompt.size()) - a.prefilled;
+  const int64_t batch = static_cast<int64_t>(running_.size());
   const auto step_t0 = std::chrono::steady_clock::now();
   std::map<uint64_t, Draft> drafts = make_drafts(budget);
   for (auto& [id, a] : running_) {
@@ -482,7 +494,7 @@ std::vector<TokenEvent> Scheduler::step() {
     int64_t emitted = 0;
     for (const auto& ev : events) emitted += ev.token >= 0;
     policy_->record_outcome(emitted, std::chrono::duration<double>(std::chrono::steady_clock::now() - step_t0).count(),
-                            /*decode_only=*/prompt_left == 0);
+                            /*decode_only=*/prompt_left == 0, batch);
   }
   return events;
 }

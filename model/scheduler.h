@@ -136,6 +136,7 @@ class Scheduler {
     std::vector<float> pend_h;
     std::vector<int32_t> pend_t;
     int64_t mtp_len = 0;
+    int undrafted_steps = 0;  // decode steps since its last drafts
     DraftPolicy::RequestState drafts;  // what its drafts have measured
   };
   // Drafts for this step's decoding requests, in one call to the drafter.
