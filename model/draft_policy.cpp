@@ -13,7 +13,7 @@ constexpr double kMinKeep = 0.3;       // a draft less likely than this to be ke
 constexpr int kProbeMin = 4, kProbeMax = 64;
 constexpr double kArmDecay = 0.9;      // a cap's rate is that of its last ten steps or so
 constexpr int kStepsPerCap = 8;        // steps measured under a cap before the cap is chosen again
-constexpr int kStepsPerRetrial = 4;    // as many again when it was measured before (its history counts too)
+constexpr double kMargin = 1.03;       // a trial must beat the best by this much to replace it
 // A losing cap is tried again after this many steps, then twice as many after
 // each trial it loses: exploring costs a per cent or so of the steps after a
 // few rounds, and a change (the text, the load) is still noticed.
@@ -79,38 +79,57 @@ void DraftPolicy::record_outcome(int64_t tokens, double seconds, bool decode_onl
     return;
   }
   Arm& arm = a.arm[as_cap ? a.cap : 0];
-  const bool measured_before = arm.last_step >= 0;
+  if (as_cap && a.steps_at_cap == 0 && (a.trial || a.tried >= 0)) {
+    // Trials and the best's measurement after one start afresh: what a cap did
+    // long ago (shorter contexts, another load) is no evidence about now.
+    arm.tokens = 0;
+    arm.seconds = 0;
+  }
   arm.tokens = arm.tokens * kArmDecay + static_cast<double>(tokens);
   arm.seconds = arm.seconds * kArmDecay + seconds;
   arm.last_step = a.steps++;
-  if (!as_cap) return;
-  if (a.steps_at_cap == 0) a.trial_steps = a.trial && measured_before ? kStepsPerRetrial : kStepsPerCap;
-  if (++a.steps_at_cap >= a.trial_steps) next_cap(a);
+  if (as_cap && ++a.steps_at_cap >= kStepsPerCap) next_cap(a);
 }
+
+double DraftPolicy::Arm::rate() const { return seconds > 0 ? tokens / seconds : 0.0; }
 
 void DraftPolicy::next_cap(Arms& a) {
   a.steps_at_cap = 0;
-  auto rate_above = [&](int x, int y) { return a.arm[x].tokens * a.arm[y].seconds > a.arm[y].tokens * a.arm[x].seconds; };
-  int best = -1;
-  for (int c = 0; c <= max_k_; ++c)
-    if (a.arm[c].last_step >= 0 && (best < 0 || rate_above(c, best))) best = c;
-  if (a.trial) {
-    Arm& tried = a.arm[a.cap];
-    tried.retry_every = best == a.cap ? kRetryMin : std::min(2 * tried.retry_every, kRetryMax);
-  }
   const int was = a.cap;
-  // A neighbour of the best never measured, or not for its retry interval, is
-  // tried next (the shorter first); else the best. Only neighbours: tokens per
-  // second rise with the cap up to the best and fall after it, so a cap past a
-  // losing neighbour would lose too, and trying it would cost the most.
-  a.trial = false;
-  a.cap = best;
-  for (int c : {best - 1, best + 1})
-    if (c >= 0 && c <= max_k_ && (a.arm[c].last_step < 0 || a.steps - a.arm[c].last_step > a.arm[c].retry_every)) {
-      a.cap = c;
-      a.trial = true;
-      break;
+  if (a.trial) {
+    // A trial ended: the best is measured again before the trial is judged.
+    a.trial = false;
+    a.tried = a.cap;
+    a.cap = a.best;
+  } else {
+    if (a.tried >= 0) {
+      // The trial against the best just before and just after it (every cap's
+      // rate drifts as contexts grow and the load changes), by a margin: a
+      // close call is noise, and keeping the best costs nothing.
+      Arm& tried = a.arm[a.tried];
+      const double best_then = 0.5 * (a.best_before + a.arm[a.best].rate());
+      if (tried.rate() > kMargin * best_then) {
+        a.arm[a.best].retry_every = kRetryMin;
+        a.best = a.tried;
+        tried.retry_every = kRetryMin;
+      } else {
+        tried.retry_every = std::min(2 * tried.retry_every, kRetryMax);
+      }
+      a.tried = -1;
     }
+    // A neighbour of the best never measured, or not for its retry interval, is
+    // tried next (the shorter first); else the best goes on. Only neighbours:
+    // tokens per second rise with the cap up to the best and fall after it, so a
+    // cap past a losing neighbour would lose too, and trying it would cost most.
+    a.cap = a.best;
+    for (int c : {a.best - 1, a.best + 1})
+      if (c >= 0 && c <= max_k_ && (a.arm[c].last_step < 0 || a.steps - a.arm[c].last_step > a.arm[c].retry_every)) {
+        a.best_before = a.arm[a.best].rate();
+        a.cap = c;
+        a.trial = true;
+        break;
+      }
+  }
   if (a.cap != was) a.switched = true;
 }
 

@@ -60,15 +60,18 @@ class DraftPolicy {
     double tokens = 0, seconds = 0;
     int64_t last_step = -1;   // the last decode-only step measured under it
     int64_t retry_every;      // steps before it is tried again; doubles per lost trial
+    double rate() const;      // tokens per second
   };
   // The caps' measurements for one batch size class.
   struct Arms {
     std::vector<Arm> arm;
-    int cap = 0;
-    bool trial = false;       // cap is being tried, not chosen as the best
+    int cap = 0;              // in use now
+    int best = 0;             // in use but for trials
+    bool trial = false;       // cap is being tried
+    int tried = -1;           // the cap whose trial waits for the best's measurement after it
+    double best_before = 0;   // the best's rate just before the trial
     bool switched = true;     // the next step is the first under cap: not measured
     int steps_at_cap = 0;
-    int trial_steps = 0;      // steps to measure under cap before choosing again
     int64_t steps = 0;
   };
   static size_t batch_class(int64_t batch);
