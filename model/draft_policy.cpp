@@ -25,6 +25,9 @@ DraftPolicy::DraftPolicy(int max_k, bool adaptive)
     : max_k_(std::max(0, max_k)), adaptive_(adaptive), drafted_(max_k_, 0.0), accepted_(max_k_, 0.0) {
   Arms a;
   a.arm.assign(static_cast<size_t>(max_k_) + 1, Arm{0, 0, -1, kRetryMin});
+  // Before anything is measured one draft is worth trying: it is the cheapest
+  // way to learn acceptance, and its neighbours (none, two) are tried next.
+  a.cap = a.best = std::min(1, max_k_);
   classes_.assign(kClasses, a);
 }
 
