@@ -68,8 +68,8 @@ void DraftPolicy::record_verdict(RequestState& s, int drafted, int accepted) {
 }
 
 void DraftPolicy::record_outcome(int64_t tokens, double seconds, bool decode_only, int64_t batch) {
-  const bool chose = chosen_ >= 0;
-  chosen_ = -1;
+  const bool chose = chose_;
+  chose_ = false;
   if (!adaptive_ || !decode_only || seconds <= 0) return;
   Arms& a = classes_[batch_class(batch)];
   // A step in which no request could draft (none was asked) ran as under no cap:
@@ -143,8 +143,8 @@ std::vector<int> DraftPolicy::choose(const std::vector<Candidate>& c, int64_t ba
     for (size_t i = 0; i < n; ++i) k[i] = std::clamp(c[i].max_k, 0, max_k_);
     return k;
   }
-  chosen_ = static_cast<int>(batch_class(batch));
-  const int cap = classes_[static_cast<size_t>(chosen_)].cap;
+  chose_ = true;
+  const int cap = classes_[batch_class(batch)].cap;
   for (size_t i = 0; i < n; ++i) {
     RequestState& s = *c[i].state;
     // As many drafts as the cap allows while each is likely enough to be kept.

@@ -82,7 +82,7 @@ class DraftPolicy {
   bool adaptive_;
   std::vector<double> drafted_, accepted_;  // model-wide, decayed
   std::vector<Arms> classes_;
-  int chosen_ = -1;  // the class choose() was called for this step, until its outcome comes
+  bool chose_ = false;  // choose() was called for this step (until its outcome comes)
 };
 
 }  // namespace moemesh

@@ -61,18 +61,29 @@ void drain(Service& s, const char* role, std::chrono::milliseconds deadline) {
 
 // Closing a socket only hands what it still queues (a drained request's last
 // tokens, a Leave) to ZeroMQ's I/O thread; terminating the context is what waits
-// for it to reach the wire, up to each socket's linger. Bounded, so that a socket
+// for it to reach the wire, up to each socket's linger. Declared before the role's
+// service, so that it runs once the service is gone. Bounded, so that a socket
 // left open somewhere cannot hold the exit.
-void flush_sockets(zmq::context_t& ctx, const char* role) {
-  auto closed = std::make_shared<std::promise<void>>();
-  auto done = closed->get_future();
-  std::thread([&ctx, closed] {
-    ctx.close();
-    closed->set_value();
-  }).detach();
-  if (done.wait_for(std::chrono::seconds(3)) != std::future_status::ready)
-    spdlog::warn("{}: mesh sockets still flushing after 3 s; exiting without them", role);
-}
+class FlushOnExit {
+ public:
+  FlushOnExit(zmq::context_t& ctx, const char* role) : ctx_(ctx), role_(role) {}
+  FlushOnExit(const FlushOnExit&) = delete;
+  FlushOnExit& operator=(const FlushOnExit&) = delete;
+  ~FlushOnExit() {
+    auto closed = std::make_shared<std::promise<void>>();
+    auto done = closed->get_future();
+    std::thread([ctx = &ctx_, closed] {
+      ctx->close();
+      closed->set_value();
+    }).detach();
+    if (done.wait_for(std::chrono::seconds(3)) != std::future_status::ready)
+      spdlog::warn("{}: mesh sockets still flushing after 3 s; exiting without them", role_);
+  }
+
+ private:
+  zmq::context_t& ctx_;
+  const char* role_;
+};
 
 void common_options(CLI::App* cmd, const std::shared_ptr<ServeArgs>& a) {
   cmd->add_option("--config", a->config, "cluster config (JSON)");
@@ -103,7 +114,7 @@ bool wait_for_signal(const std::function<bool()>& also) {
 void add_serve_command(CLI::App& app) {
   auto* serve = app.add_subcommand("serve", "run one role of the mesh");
   serve->require_subcommand(1);
-  // Terminated only after the role has stopped (flush_sockets); held by a
+  // Terminated only after the role has stopped (FlushOnExit); held by a
   // static so that leak checkers see it as reachable.
   static zmq::context_t* const process_ctx = new zmq::context_t(1);
   zmq::context_t* ctx = process_ctx;
@@ -115,14 +126,12 @@ void add_serve_command(CLI::App& app) {
     ClusterConfig c = load(*r);
     if (!r->bind.empty()) c.router.bind = r->bind;
     secure(c, "router", "router");
-    {
-      RouterService s(c.router, *ctx);
-      announce(s.start());
-      if (!s.metrics_url().empty()) spdlog::info("router: metrics at {}", s.metrics_url());
-      wait_for_signal();
-      drain(s, "router", c.drain_timeout);
-    }
-    flush_sockets(*ctx, "router");
+    FlushOnExit flush(*ctx, "router");
+    RouterService s(c.router, *ctx);
+    announce(s.start());
+    if (!s.metrics_url().empty()) spdlog::info("router: metrics at {}", s.metrics_url());
+    wait_for_signal();
+    drain(s, "router", c.drain_timeout);
   });
 
   auto e = std::make_shared<ServeArgs>();
@@ -157,15 +166,13 @@ void add_serve_command(CLI::App& app) {
     const ModelConfig mc = ModelConfig::load(c.model);
     h.options.experts = resolve_experts(h.experts, static_cast<int32_t>(mc.n_routed_experts));
     secure(c, "expert-host", h.options.name);
-    {
-      ExpertHostService s(h.options, *ctx);
-      announce(s.start());
-      if (!s.metrics_url().empty()) spdlog::info("expert host: metrics at {}", s.metrics_url());
-      auto left = s.left();
-      if (wait_for_signal([&] { return left.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }))
-        drain(s, "expert host", c.drain_timeout);
-    }
-    flush_sockets(*ctx, "expert host");
+    FlushOnExit flush(*ctx, "expert host");
+    ExpertHostService s(h.options, *ctx);
+    announce(s.start());
+    if (!s.metrics_url().empty()) spdlog::info("expert host: metrics at {}", s.metrics_url());
+    auto left = s.left();
+    if (wait_for_signal([&] { return left.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }))
+      drain(s, "expert host", c.drain_timeout);
   });
 
   auto m = std::make_shared<ServeArgs>();
@@ -177,14 +184,12 @@ void add_serve_command(CLI::App& app) {
     if (!m->bind.empty()) c.mtp.bind = m->bind;
     if (!m->zone.empty()) c.mtp.dispatch.zone = m->zone;
     secure(c, "mtp-draft", "mtp-draft");
-    {
-      MtpDraftService s(c.mtp, *ctx);
-      announce(s.start());
-      if (!s.metrics_url().empty()) spdlog::info("mtp-draft: metrics at {}", s.metrics_url());
-      wait_for_signal();
-      drain(s, "mtp-draft", c.drain_timeout);
-    }
-    flush_sockets(*ctx, "mtp-draft");
+    FlushOnExit flush(*ctx, "mtp-draft");
+    MtpDraftService s(c.mtp, *ctx);
+    announce(s.start());
+    if (!s.metrics_url().empty()) spdlog::info("mtp-draft: metrics at {}", s.metrics_url());
+    wait_for_signal();
+    drain(s, "mtp-draft", c.drain_timeout);
   });
 
   auto gw = std::make_shared<ServeArgs>();
@@ -193,15 +198,13 @@ void add_serve_command(CLI::App& app) {
   gateway->callback([gw, ctx] {
     ClusterConfig c = load(*gw);
     secure(c, "gateway", "gateway");
-    {
-      GatewayService g(c.gateway, c.model, c.gateway_upstream(), *ctx);
-      const uint16_t port = g.start();
-      announce((c.gateway.tls_cert.empty() ? "http://" : "https://") + c.gateway.host + ":" + std::to_string(port));
-      wait_for_signal();
-      drain(g, "gateway", c.drain_timeout);  // 503 for new generations meanwhile
-      g.stop();
-    }
-    flush_sockets(*ctx, "gateway");
+    FlushOnExit flush(*ctx, "gateway");
+    GatewayService g(c.gateway, c.model, c.gateway_upstream(), *ctx);
+    const uint16_t port = g.start();
+    announce((c.gateway.tls_cert.empty() ? "http://" : "https://") + c.gateway.host + ":" + std::to_string(port));
+    wait_for_signal();
+    drain(g, "gateway", c.drain_timeout);  // 503 for new generations meanwhile
+    g.stop();
   });
 
   auto a = std::make_shared<ServeArgs>();
@@ -217,14 +220,12 @@ void add_serve_command(CLI::App& app) {
     if (!a->advertise.empty()) c.attention.advertise = a->advertise;
     if (!a->zone.empty()) c.attention.dispatch.zone = a->zone;
     secure(c, "attention", "attention");
-    {
-      AttentionService s(c.attention, *ctx);
-      announce(s.start());
-      if (!s.metrics_url().empty()) spdlog::info("attention: metrics at {}", s.metrics_url());
-      wait_for_signal();
-      drain(s, "attention", c.drain_timeout);
-    }
-    flush_sockets(*ctx, "attention");
+    FlushOnExit flush(*ctx, "attention");
+    AttentionService s(c.attention, *ctx);
+    announce(s.start());
+    if (!s.metrics_url().empty()) spdlog::info("attention: metrics at {}", s.metrics_url());
+    wait_for_signal();
+    drain(s, "attention", c.drain_timeout);
   });
 }
 
