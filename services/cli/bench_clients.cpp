@@ -73,8 +73,10 @@ double LocalRunner::run(const std::vector<std::vector<int32_t>>& prompts, int64_
     scheduler_->submit(std::move(req));
   }
   int64_t tokens = 0;
-  while (!scheduler_->idle())
+  while (!scheduler_->idle()) {
     for (const auto& ev : scheduler_->step()) tokens += ev.token >= 0;
+    ++steps_;
+  }
   return static_cast<double>(tokens) / std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 

@@ -32,12 +32,16 @@ class LocalRunner {
   // Tokens/s of one run of every prompt at once, `n` new tokens each (greedy).
   double run(const std::vector<std::vector<int32_t>>& prompts, int64_t n);
   const SpeculationStats& speculation() const { return scheduler_->speculation(); }
+  // Times the engine's operation classes in the runs that follow (null: off).
+  void set_profile(StepProfile* p) { engine_.set_profile(p); }
+  int64_t steps() const { return steps_; }  // scheduler steps run so far
 
  private:
   Engine engine_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<LocalDrafter> drafter_;
   uint64_t next_id_ = 1;
+  int64_t steps_ = 0;
 };
 
 struct ClientRun {

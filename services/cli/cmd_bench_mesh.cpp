@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/scheduler.h"
+#include "model/step_profile.h"
 #include "services/attention/client.h"
 #include "bench_clients.h"
 #include "commands.h"
@@ -19,21 +20,45 @@
 namespace moemesh::cli {
 namespace {
 
-// Tokens/s of `batch` concurrent requests in one process, one scheduler: a
-// warm-up run, then the median of `repeat`.
-double run_local(const std::string& model, int batch, int64_t prompt, int64_t n, int repeat) {
-  LocalRunner local(model, /*k=*/0, /*adaptive=*/false, batch * (prompt + n + 64));
-  const auto ps = random_prompts(batch, prompt, ModelConfig::load(model).vocab_size);
-  local.run(ps, n);
-  std::vector<double> runs;
-  for (int r = 0; r < repeat; ++r) runs.push_back(local.run(ps, n));
-  return median(runs);
-}
-
 int64_t moe_layers(const ModelConfig& mc) {
   int64_t n = 0;
   for (int64_t l = 0; l < mc.num_hidden_layers; ++l) n += mc.is_moe_layer(l) ? 1 : 0;
   return n;
+}
+
+struct LocalRun {
+  double tokens_per_s = 0;
+  double moe_us = 0;  // gate and routed experts, per MoE layer per step (one more, profiled run)
+};
+
+// Tokens/s of `batch` concurrent requests in one process, one scheduler: a
+// warm-up run, then the median of `repeat`.
+LocalRun run_local(const std::string& model, int batch, int64_t prompt, int64_t n, int repeat) {
+  const ModelConfig mc = ModelConfig::load(model);
+  LocalRunner local(model, /*k=*/0, /*adaptive=*/false, batch * (prompt + n + 64));
+  const auto ps = random_prompts(batch, prompt, mc.vocab_size);
+  local.run(ps, n);
+  std::vector<double> runs;
+  for (int r = 0; r < repeat; ++r) runs.push_back(local.run(ps, n));
+  StepProfile profile;
+  local.set_profile(&profile);
+  const int64_t steps_before = local.steps();
+  local.run(ps, n);
+  local.set_profile(nullptr);
+  const double calls = static_cast<double>((local.steps() - steps_before) * moe_layers(mc));
+  const double moe = profile.seconds(OpClass::Gate) + profile.seconds(OpClass::RoutedExperts);
+  return {median(runs), calls > 0 ? moe / calls * 1e6 : 0.0};
+}
+
+// Where a dispatcher's MoE call spends its time, µs per call, from the attention role's stats.
+struct CallPhases {
+  double gate = 0, send = 0, wait = 0, host = 0, sum = 0;
+};
+CallPhases call_phases(const nlohmann::json& dispatch) {
+  const auto& p = dispatch.at("phase_seconds");
+  const double calls = std::max(1.0, p.at("calls").get<double>());
+  auto us = [&](const char* k) { return p.at(k).get<double>() / calls * 1e6; };
+  return {us("gate"), us("send"), us("wait"), us("host_compute"), us("sum")};
 }
 
 }  // namespace
@@ -79,8 +104,11 @@ void add_bench_mesh_command(CLI::App& app) {
     std::cout << "| batch | one process tok/s | mesh inproc tok/s | mesh tcp tok/s | tcp / one process |"
                  " tcp: added µs per MoE layer per step | tcp, 2 replica hosts, 2 micro-batches | failed requests |\n"
                  "|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    std::vector<std::pair<int, CallPhases>> phases;
+    std::vector<double> local_moe_us;
     for (int b : a->batches) {
-      const double local = run_local(a->model, b, a->prompt, a->tokens, a->repeat);
+      const LocalRun one = run_local(a->model, b, a->prompt, a->tokens, a->repeat);
+      const double local = one.tokens_per_s;
       ClientRun inproc, tcp, tcp2;
       {
         InProcessMesh m(ClusterConfig::from_json(config(same_cores, "inproc")), ctx);
@@ -91,6 +119,8 @@ void add_bench_mesh_command(CLI::App& app) {
         ProcessMesh m(bin, config(same_cores, "tcp"), dir, ctx);
         const auto ep = m.start();
         tcp = run_clients_repeated(ctx, ep.attention, random_prompts(b, a->prompt, mc.vocab_size), a->tokens, a->repeat);
+        phases.emplace_back(b, call_phases(AttentionClient(ctx, ep.attention).stats()["dispatch"]));
+        local_moe_us.push_back(one.moe_us);
       }
       {
         ProcessMesh m(bin, config(deployment, "tcp"), dir, ctx);
@@ -104,6 +134,15 @@ void add_bench_mesh_command(CLI::App& app) {
       std::printf("| %d | %.1f | %.1f | %.1f | %.2f | %.0f | %.1f | %d |\n", b, local, inproc.tokens_per_s, tcp.tokens_per_s,
                   tcp.tokens_per_s / local, added_us, tcp2.tokens_per_s, inproc.failed + tcp.failed + tcp2.failed);
       std::fflush(stdout);
+    }
+    // The tcp mesh's MoE call, phase by phase, beside one process's gate and routed experts.
+    std::cout << "\n| batch | one process: gate + routed experts µs per MoE layer per step | tcp mesh, µs per MoE call: gate |"
+                 " pack and send | wait for answers | of which host compute | sum | total |\n"
+                 "|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (size_t i = 0; i < phases.size(); ++i) {
+      const CallPhases& p = phases[i].second;
+      std::printf("| %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", phases[i].first, local_moe_us[i], p.gate, p.send,
+                  p.wait, p.host, p.sum, p.gate + p.send + p.wait + p.sum);
     }
     // Bytes between attention and the expert hosts per generated token (tcp, batch 8).
     std::cout << "\n| dispatch | bytes on the wire per token (to hosts and back) | tok/s |\n|---|---:|---:|\n";

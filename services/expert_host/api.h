@@ -83,7 +83,9 @@ DispatchView decode_dispatch(const wire::Message& m, int64_t hidden, int64_t n_e
 
 // ---- Combine: expert host → dispatcher ----
 // header: request_id and layer of the Dispatch; the weighted partial sums
-// [rows, hidden] in f32 when the dispatch came in f32, else bf16.
+// [rows, hidden] in f32 when the dispatch came in f32, else bf16; aux = the
+// microseconds the host computed it (so a dispatcher can tell compute from
+// transport and queueing; 0 from a host that does not say).
 // A host that does not hold an expert it was sent answers Error NotHeld (the
 // dispatcher sends that work elsewhere and asks the router for the table); one
 // that is stopping answers ShuttingDown.

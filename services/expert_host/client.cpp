@@ -32,6 +32,12 @@ DispatcherStats& DispatcherStats::operator+=(const DispatcherStats& o) {
   bytes_sent += o.bytes_sent;
   bytes_received += o.bytes_received;
   table_version = std::max(table_version, o.table_version);
+  phases.calls += o.phases.calls;
+  phases.gate += o.phases.gate;
+  phases.send += o.phases.send;
+  phases.wait += o.phases.wait;
+  phases.host_compute += o.phases.host_compute;
+  phases.sum += o.phases.sum;
   for (const auto& [k, v] : o.retries) retries[k] += v;
   for (const auto& [name, h] : o.hosts) {
     Host& m = hosts[name];
@@ -67,10 +73,14 @@ nlohmann::json to_json(const DispatcherStats& s) {
   nlohmann::json retries = nlohmann::json::object();
   for (int r = 0; r < kRetryReasons; ++r) retries[retry_reason_name(static_cast<RetryReason>(r))] = 0;
   for (const auto& [k, v] : s.retries) retries[k] = v;
+  const auto& p = s.phases;
+  const nlohmann::json phases = {{"calls", p.calls}, {"gate", p.gate}, {"send", p.send}, {"wait", p.wait},
+                                 {"host_compute", p.host_compute}, {"sum", p.sum}};
   return {{"calls", s.calls},           {"failed", s.failed_calls},   {"dispatches", s.dispatches},
           {"hedges", s.hedges},         {"cross_zone", s.cross_zone}, {"suspicions", s.suspicions},
           {"bytes_sent", s.bytes_sent}, {"bytes_received", s.bytes_received},
-          {"table_version", s.table_version}, {"retries", retries}, {"hosts", hosts}};
+          {"table_version", s.table_version}, {"retries", retries}, {"hosts", hosts},
+          {"phase_seconds", phases}};
 }
 
 struct ExpertDispatcher::Impl {
@@ -109,6 +119,8 @@ struct ExpertDispatcher::Impl {
   std::vector<float> gathered;  // a part's rows, reused call to call
   Routing routing;
   std::vector<float> logits;
+  double call_host_compute = 0;  // the slowest answer's host compute, this call
+  DispatcherStats::Phases phases;  // published with the rest in publish_stats
 
   mutable std::mutex mu;  // guards shared
   DispatcherStats shared;
@@ -250,6 +262,7 @@ struct ExpertDispatcher::Impl {
         add_retry(RetryReason::Error);
         return;
       }
+      call_host_compute = std::max(call_host_compute, m.header.aux * 1e-6);
       call->combined(part, std::move(y));
       return;
     }
@@ -431,6 +444,7 @@ struct ExpertDispatcher::Impl {
   void publish_stats() {
     std::lock_guard<std::mutex> lock(mu);
     shared.table_version = hosts.version();
+    shared.phases = phases;
     for (size_t i = 0; i < hosts.size(); ++i) {
       const HostView& h = hosts.at(static_cast<int>(i));
       auto& s = shared.hosts[h.name];
@@ -511,14 +525,18 @@ void ExpertDispatcher::begin(int64_t layer, const float* x, int64_t tokens) {
   Impl& s = *impl_;
   auto g = s.gates.find(layer);
   if (g == s.gates.end()) throw std::out_of_range("no MoE layer " + std::to_string(layer) + " here");
-  s.pump(Clock::now());  // what arrived since the last call: tables, connections, late answers
   const auto t0 = Clock::now();
   g->second->route(x, tokens, s.routing, s.logits);
+  const auto t1 = Clock::now();
+  const double gate_seconds = std::chrono::duration<double>(t1 - t0).count();
   if (ctx_ && ctx_->profile) {
-    const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
-    ctx_->profile->add(OpClass::Gate, sec);
-    ctx_->profile->add(OpClass::RoutedExperts, -sec);
+    ctx_->profile->add(OpClass::Gate, gate_seconds);
+    ctx_->profile->add(OpClass::RoutedExperts, -gate_seconds);
   }
+  ++s.phases.calls;
+  s.phases.gate += gate_seconds;
+  s.call_host_compute = 0;
+  s.pump(Clock::now());  // what arrived since the last call: tables, connections, late answers
   s.layer = static_cast<int32_t>(layer);
   s.x = x;
   s.tokens = tokens;
@@ -539,12 +557,14 @@ void ExpertDispatcher::begin(int64_t layer, const float* x, int64_t tokens) {
   } catch (const CallFailure& f) {
     s.fail(f.what);
   }
+  s.phases.send += std::chrono::duration<double>(Clock::now() - t1).count();
 }
 
 void ExpertDispatcher::end(float* out) {
   Impl& s = *impl_;
   if (!s.call) throw std::logic_error("ExpertDispatcher::end without begin");
   CallState& c = *s.call;
+  const auto t0 = Clock::now();
   try {
     while (!c.done()) {
       if (c.waiting()) s.send(c.plan(s.hosts));
@@ -561,7 +581,11 @@ void ExpertDispatcher::end(float* out) {
   } catch (const CallFailure& f) {
     s.fail(f.what);
   }
+  const auto t1 = Clock::now();
   c.sum(out, s.cfg.hidden_size);
+  s.phases.wait += std::chrono::duration<double>(t1 - t0).count();
+  s.phases.host_compute += s.call_host_compute;
+  s.phases.sum += std::chrono::duration<double>(Clock::now() - t1).count();
   s.call.reset();
   s.part_of.clear();
   s.publish_stats();
@@ -576,6 +600,8 @@ DispatcherMetrics::DispatcherMetrics(RoleMetrics& m, bool per_layer)
       hedges_(&m.counter("moemesh_dispatch_hedges_total", "Dispatches past their deadline duplicated on a replica").Add({})),
       cross_zone_(&m.counter("moemesh_cross_zone_dispatches_total", "Dispatches to an expert host of another zone").Add({})),
       suspicions_(&m.counter("moemesh_dispatch_suspicions_total", "Expert hosts reported to the router as unreachable or slow").Add({})),
+      phases_(&m.counter("moemesh_moe_call_phase_seconds_total",
+                         "Time of MoE calls by phase (host_compute: the slowest answer's, as its host reported it; part of wait)")),
       by_layer_(per_layer ? &m.counter("moemesh_tokens_routed_by_layer_total", "Rows routed to each expert of each MoE layer") : nullptr) {
   // Every series a dashboard needs exists from the start.
   calls_->Add({{"status", "ok"}});
@@ -596,6 +622,15 @@ void DispatcherMetrics::update(const DispatcherStats& now) {
   add(*hedges_, now.hedges, seen_.hedges);
   add(*cross_zone_, now.cross_zone, seen_.cross_zone);
   add(*suspicions_, now.suspicions, seen_.suspicions);
+  const std::pair<const char*, double DispatcherStats::Phases::*> phases[] = {
+      {"gate", &DispatcherStats::Phases::gate}, {"send", &DispatcherStats::Phases::send},
+      {"wait", &DispatcherStats::Phases::wait}, {"host_compute", &DispatcherStats::Phases::host_compute},
+      {"sum", &DispatcherStats::Phases::sum}};
+  for (const auto& [name, field] : phases) {
+    const double d = now.phases.*field - seen_.phases.*field;
+    auto& c = phases_->Add({{"phase", name}});
+    if (d > 0) c.Increment(d);
+  }
   for (const auto& [name, h] : now.hosts) {
     auto s = seen_.hosts.find(name);
     const DispatcherStats::Host before = s == seen_.hosts.end() ? DispatcherStats::Host{} : s->second;

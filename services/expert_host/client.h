@@ -66,6 +66,14 @@ struct DispatcherStats {
   };
   std::map<std::string, Host> hosts;
   std::map<int64_t, std::vector<uint64_t>> layer_rows;  // with count_layers: rows per expert, by layer
+  // Where the MoE calls' time went (seconds, summed over calls): the gate;
+  // taking in what arrived, planning, packing and sending; waiting in end() for
+  // the answers, and of that the slowest answer's compute as its host reported
+  // it (the rest of the wait is transport and queueing); summing the answers.
+  struct Phases {
+    uint64_t calls = 0;
+    double gate = 0, send = 0, wait = 0, host_compute = 0, sum = 0;
+  } phases;
   // Latency samples since the previous take (seconds, per host): for histograms.
   std::map<std::string, std::vector<double>> latencies;
   DispatcherStats& operator+=(const DispatcherStats& o);
@@ -76,7 +84,8 @@ nlohmann::json to_json(const DispatcherStats& s);
 // {status}, moemesh_dispatches_total{host}, moemesh_dispatch_bytes_total{host},
 // moemesh_dispatch_seconds{host}, moemesh_dispatch_retries_total{reason},
 // moemesh_dispatch_hedges_total, moemesh_cross_zone_dispatches_total,
-// moemesh_dispatch_suspicions_total, and with per_layer
+// moemesh_dispatch_suspicions_total, moemesh_moe_call_phase_seconds_total{phase}
+// (gate, send, wait, host_compute, sum: DispatcherStats::Phases), and with per_layer
 // moemesh_tokens_routed_by_layer_total{layer, expert}.
 class DispatcherMetrics {
  public:
@@ -88,6 +97,7 @@ class DispatcherMetrics {
   prometheus::Family<prometheus::Counter>*calls_, *retries_, *dispatches_, *bytes_;
   prometheus::Family<prometheus::Histogram>* seconds_;
   prometheus::Counter *hedges_, *cross_zone_, *suspicions_;
+  prometheus::Family<prometheus::Counter>* phases_;
   prometheus::Family<prometheus::Counter>* by_layer_;
   DispatcherStats seen_;
 };

@@ -1,6 +1,8 @@
 // The expert-host role as an actor: serves Dispatch messages from dispatchers
 // on its ROUTER socket (compute on its compute queue), registers with a router
 // and heartbeats its load, and loads, unloads or leaves when the router says so.
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -183,7 +185,9 @@ class ExpertHostActor : public caf::event_based_actor {
     bool not_held = false;
     try {
       reply = host_->handle(m);
-      m_compute_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      m_compute_->Observe(seconds);
+      reply.header.aux = static_cast<uint32_t>(std::min(seconds * 1e6, 4.0e9));  // Combine: compute µs (api.h)
       m_dispatches_->Increment();
       m_rows_->Increment(static_cast<double>(host_->rows() - rows_before));
     } catch (const wire::WireError& e) {

@@ -359,7 +359,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       choice["text"] = piece.text;
     }
     role_sent_[index] = true;
-    j["choices"] = {choice};
+    // Not `= {choice}`: a one-element braced list of a json is a copy for clang, an array for gcc.
+    j["choices"] = nlohmann::json::array();
+    j["choices"].push_back(std::move(choice));
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
 
@@ -569,6 +571,7 @@ void Gateway::stop() {
   g.ioc.stop();
   for (auto& t : g.threads) t.join();
   g.threads.clear();
+  g.ioc.shutdown();  // the handlers left (sessions still connected, the acceptor's) go, and with them their hold on `g`
 }
 
 void Gateway::set_ready(bool ready) { impl_->ready = ready; }

@@ -30,13 +30,21 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
+// An io_context whose pending handlers can be let go of at stop. They hold the
+// sessions, which hold the gateway's state, which holds this context: without
+// it, a connection still open at stop (a keep-alive client, a stream) would
+// keep all of it alive for good.
+struct GatewayIoContext : net::io_context {
+  using net::io_context::shutdown;  // destroys every handler not yet run
+};
+
 struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
   GatewayOptions opts;
   std::shared_ptr<const tok::Tokenizer> tk;
   std::optional<tok::ChatTemplate> tpl;
   GenerationClient& client;
   std::vector<int32_t> stop_ids;
-  net::io_context ioc;
+  GatewayIoContext ioc;
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
   std::atomic<bool> ready{false};

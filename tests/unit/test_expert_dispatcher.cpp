@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <future>
 #include <thread>
@@ -81,14 +82,26 @@ TEST(ExpertDispatcher, ExpertHostsComputeWhatOneProcessComputes) {
   const auto want = all_logits(local, tokens);
   for (auto wire : {WireActivations::F32, WireActivations::BF16, WireActivations::FP8}) {
     EngineOptions o = exact;
+    ExpertDispatcher* dispatcher = nullptr;
     o.make_moe = [&](const ModelConfig& c, const Checkpoint& ck, const std::vector<int64_t>& layers) {
-      return std::make_unique<ExpertDispatcher>(ctx, c, ck, layers,
-                                                std::vector<StaticExpertHost>{{"a", a.endpoint, "", a.experts()},
-                                                                              {"b", b.endpoint, "", b.experts()}},
-                                                dispatch_options(wire));
+      auto d = std::make_unique<ExpertDispatcher>(ctx, c, ck, layers,
+                                                  std::vector<StaticExpertHost>{{"a", a.endpoint, "", a.experts()},
+                                                                                {"b", b.endpoint, "", b.experts()}},
+                                                  dispatch_options(wire));
+      dispatcher = d.get();
+      return d;
     };
     Engine remote(dir, o);
+    const auto t0 = std::chrono::steady_clock::now();
     const auto got = all_logits(remote, tokens);
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // Every call's time is accounted for, phase by phase, and the hosts said how long they computed.
+    const DispatcherStats st = dispatcher->stats();
+    EXPECT_EQ(st.phases.calls, st.calls);
+    EXPECT_GT(st.calls, 0u);
+    EXPECT_GT(st.phases.host_compute, 0.0) << "no Combine carried its host's compute time";
+    EXPECT_LE(st.phases.host_compute, elapsed) << "the slowest answers' compute, summed over the calls, within the step";
+    EXPECT_LE(st.phases.gate + st.phases.send + st.phases.wait + st.phases.sum, elapsed);
     if (wire != WireActivations::FP8) {
       // f32 on the wire: only the order of summing the two hosts' partial sums differs;
       // bf16 activations: their rounding (2^-9 relative) through the experts.
