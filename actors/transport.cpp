@@ -58,6 +58,14 @@ std::string Transport::start(const std::string& endpoint, caf::actor owner) {
   return bound;
 }
 
+void Transport::count_drops_in(RoleMetrics& m) {
+  prometheus::Counter* c =
+      &m.counter("moemesh_transport_dropped_sends_total", "Messages to a peer whose queue was full (down, or not reading), dropped").Add({});
+  std::lock_guard<std::mutex> lock(drops_mu_);
+  drops_metric_ = c;
+  if (dropped_ > 0) c->Increment(static_cast<double>(dropped_.load()));
+}
+
 void Transport::stop() {
   if (!thread_.joinable()) return;
   stop_ = true;
@@ -155,8 +163,13 @@ void Transport::drain_commands() {
         // high-water mark) must not block this thread, which every socket of
         // the role shares: what would block is dropped, and counted.
         if (!(it->second.get(zmq::sockopt::events) & ZMQ_POLLOUT)) {
-          if (dropped_++ % 1000 == 0)
-            spdlog::warn("transport: a peer ({}) takes no messages; {} dropped so far", c.socket, dropped_);
+          uint64_t n = 0;
+          {
+            std::lock_guard<std::mutex> lock(drops_mu_);
+            n = ++dropped_;
+            if (drops_metric_) drops_metric_->Increment();
+          }
+          if (n % 1000 == 1) spdlog::warn("transport: a peer ({}) takes no messages; {} dropped so far", c.socket, n);
           continue;
         }
         bytes_sent_ += payload_bytes(c.message);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "actors/mesh_actor.h"
+#include "actors/role_metrics.h"
 #include "actors/socket_monitor.h"
 
 namespace moemesh {
@@ -56,6 +57,11 @@ class Transport {
 
   uint64_t bytes_sent() const { return bytes_sent_; }
   uint64_t bad_frames() const { return bad_frames_; }
+  // Messages to a peer that took none (its queue full: down, or not reading), dropped.
+  uint64_t dropped_sends() const { return dropped_; }
+  // Thread-safe. From now on every dropped message also counts in the role's
+  // moemesh_transport_dropped_sends_total; those dropped before are added now.
+  void count_drops_in(RoleMetrics& m);
 
  private:
   struct Command {
@@ -85,7 +91,9 @@ class Transport {
   int next_socket_ = 1;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> bytes_sent_{0}, bad_frames_{0};
-  uint64_t dropped_ = 0;  // messages to peers that took none (the loop's own)
+  std::atomic<uint64_t> dropped_{0};  // messages to peers that took none
+  std::mutex drops_mu_;               // guards drops_metric_ against the loop
+  prometheus::Counter* drops_metric_ = nullptr;
   std::thread thread_;
 };
 

@@ -79,6 +79,7 @@ class AttentionActor : public caf::event_based_actor {
       }
       const std::string ep = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
       metrics_ = std::make_unique<RoleMetrics>("attention", ep, opts_.metrics);
+      transport_.count_drops_in(*metrics_);
       *metrics_url_ = metrics_->url();
       m_kv_ = &metrics_->gauge("moemesh_kv_cache_pages", "Latent KV cache pages, by state");
       m_batch_ = &metrics_->gauge("moemesh_batch_size", "Requests in the running batch").Add({});

@@ -86,6 +86,47 @@ std::vector<std::pair<Cell, double>> run_local(const std::string& model, const s
   return out;
 }
 
+// The same over the tcp mesh: every mode's mesh started first and left
+// running, then the rounds interleaved across them as in one process (meshes
+// started and measured one after another met different slow spells of the
+// shared machine: ±10 % between modes that draft nothing).
+std::vector<std::pair<Cell, double>> run_meshes(const std::vector<nlohmann::json>& configs, const std::filesystem::path& dir,
+                                                zmq::context_t& ctx, const std::vector<std::vector<int32_t>>& ps, int64_t n,
+                                                int repeat) {
+  const std::string bin = self_binary();
+  std::vector<std::unique_ptr<ProcessMesh>> meshes;
+  std::vector<std::string> attention;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    meshes.push_back(std::make_unique<ProcessMesh>(bin, configs[i], dir / ("mode-" + std::to_string(i)), ctx));
+    attention.push_back(meshes.back()->start().attention);
+  }
+  std::vector<std::vector<double>> tps(configs.size()), ratios(configs.size());
+  std::vector<int> failed(configs.size(), 0);
+  for (int r = 0; r <= repeat; ++r) {
+    std::vector<double> round;
+    for (size_t i = 0; i < configs.size(); ++i) {
+      const ClientRun run = run_clients(ctx, attention[i], ps, n);
+      failed[i] += run.failed;
+      round.push_back(run.tokens_per_s);
+    }
+    if (r == 0) continue;
+    for (size_t i = 0; i < configs.size(); ++i) {
+      tps[i].push_back(round[i]);
+      ratios[i].push_back(round[0] > 0 ? round[i] / round[0] : 0.0);
+    }
+  }
+  std::vector<std::pair<Cell, double>> out;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const auto st = AttentionClient(ctx, attention[i]).stats();
+    Cell c;
+    c.tokens_per_s = median(tps[i]);
+    c.failed = failed[i];
+    c.acceptance = acceptance_of(st["drafted"].get<std::vector<int64_t>>(), st["accepted"].get<std::vector<int64_t>>());
+    out.emplace_back(c, median(ratios[i]));
+  }
+  return out;
+}
+
 }  // namespace
 
 void add_bench_speculative_command(CLI::App& app) {
@@ -123,7 +164,6 @@ void add_bench_speculative_command(CLI::App& app) {
     auto prompts_for = [&](int b) {
       return text.empty() ? random_prompts(b, a->prompt, mc.vocab_size) : text_prompts(text, b, a->prompt);
     };
-    const std::string bin = self_binary();
     zmq::context_t ctx(1);
     const auto dir = std::filesystem::temp_directory_path() / ("moemesh-bench-spec-" + std::to_string(getpid()));
     const int max_batch = *std::max_element(a->batches.begin(), a->batches.end());
@@ -143,30 +183,26 @@ void add_bench_speculative_command(CLI::App& app) {
     };
     const std::string first = modes.front().name;
     std::cout << "| batch | mode | one process tok/s | / " << first << " (per round) | acceptance per position | tcp mesh tok/s | / " << first
-              << " | acceptance per position | failed |\n"
+              << " (per round) | acceptance per position | failed |\n"
                  "|---:|---|---:|---:|---|---:|---:|---|---:|\n";
     for (int b : a->batches) {
       const auto ps = prompts_for(b);
       const auto locals = run_local(a->model, modes, ps, a->tokens, a->repeat);
-      double mesh_first = 0;
+      std::vector<std::pair<Cell, double>> meshes;
+      if (a->mesh) {
+        std::vector<nlohmann::json> configs;
+        for (const auto& m : modes) configs.push_back(config(m));
+        meshes = run_meshes(configs, dir, ctx, ps, a->tokens, a->repeat);
+      }
       for (size_t mi = 0; mi < modes.size(); ++mi) {
         const Mode& m = modes[mi];
         const Cell& local = locals[mi].first;
-        Cell mesh;
-        if (a->mesh) {
-          ProcessMesh pm(bin, config(m), dir, ctx);
-          const auto ep = pm.start();
-          const ClientRun r = run_clients_repeated(ctx, ep.attention, ps, a->tokens, a->repeat);
-          const auto st = AttentionClient(ctx, ep.attention).stats();
-          mesh.tokens_per_s = r.tokens_per_s;
-          mesh.failed = r.failed;
-          mesh.acceptance = acceptance_of(st["drafted"].get<std::vector<int64_t>>(), st["accepted"].get<std::vector<int64_t>>());
-        }
-        if (mi == 0) mesh_first = mesh.tokens_per_s;
         char tcp[256] = "| - | - | - | - |";
-        if (a->mesh)
-          std::snprintf(tcp, sizeof tcp, "| %.1f | %.2f | %s | %d |", mesh.tokens_per_s,
-                        mesh_first > 0 ? mesh.tokens_per_s / mesh_first : 0.0, mesh.acceptance.c_str(), mesh.failed);
+        if (a->mesh) {
+          const Cell& mesh = meshes[mi].first;
+          std::snprintf(tcp, sizeof tcp, "| %.1f | %.2f | %s | %d |", mesh.tokens_per_s, meshes[mi].second, mesh.acceptance.c_str(),
+                        mesh.failed);
+        }
         std::printf("| %d | %s | %.1f | %.2f | %s %s\n", b, m.name.c_str(), local.tokens_per_s, locals[mi].second,
                     local.acceptance.c_str(), tcp);
         std::fflush(stdout);

@@ -94,6 +94,7 @@ class ExpertHostActor : public caf::event_based_actor {
  private:
   void make_metrics(double load_seconds) {
     metrics_ = std::make_unique<RoleMetrics>("expert-host", opts_.name, opts_.metrics);
+    transport_.count_drops_in(*metrics_);
     *metrics_url_ = metrics_->url();
     m_dispatches_ = &metrics_->counter("moemesh_expert_dispatches_total", "Dispatches computed").Add({});
     m_rows_ = &metrics_->counter("moemesh_expert_rows_total", "Token rows computed").Add({});

@@ -58,6 +58,7 @@ class MtpDraftActor : public caf::event_based_actor {
       const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       const std::string ep = transport_.start(opts_.bind, caf::actor_cast<caf::actor>(this));
       metrics_ = std::make_unique<RoleMetrics>("mtp-draft", ep, opts_.metrics);
+      transport_.count_drops_in(*metrics_);
       metrics_->gauge("moemesh_model_load_seconds", "Time this role took to load its part of the model").Add({}).Set(load_seconds);
       *metrics_url_ = metrics_->url();
       auto& requests = metrics_->counter("moemesh_draft_requests_total", "Draft requests answered, by status");

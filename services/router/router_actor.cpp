@@ -84,6 +84,7 @@ class RouterActor : public caf::event_based_actor {
  private:
   void make_metrics(const std::string& instance, double load_seconds) {
     metrics_ = std::make_unique<RoleMetrics>("router", instance, opts_.metrics);
+    transport_.count_drops_in(*metrics_);
     *metrics_url_ = metrics_->url();
     auto& routed = metrics_->counter("moemesh_tokens_routed_total", "Rows the expert hosts computed for each expert, all MoE layers summed");
     for (int64_t e = 0; e < n_experts_; ++e) m_routed_.push_back(&routed.Add({{"expert", std::to_string(e)}}));
