@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -58,36 +59,45 @@ std::string acceptance_of(const std::vector<int64_t>& drafted, const std::vector
   return s.empty() ? "-" : s;
 }
 
-// Every mode in one process, the runs interleaved (one of each mode per round,
-// after a warm-up round) so that the machine's slow spells fall on every mode:
-// per mode the median tokens/s and the median of its per-round ratio to the first mode.
+// `count` configurations measured in rounds, one run (its tokens/s) of each per
+// round after a warm-up round, so that the machine's slow spells fall on every
+// one: per configuration the median tokens/s and the median of its per-round
+// ratio to the first.
+std::vector<std::pair<double, double>> interleaved(size_t count, int repeat, const std::function<double(size_t)>& run) {
+  std::vector<std::vector<double>> tps(count), ratios(count);
+  for (int r = 0; r <= repeat; ++r) {
+    std::vector<double> round;
+    for (size_t i = 0; i < count; ++i) round.push_back(run(i));
+    if (r == 0) continue;
+    for (size_t i = 0; i < count; ++i) {
+      tps[i].push_back(round[i]);
+      ratios[i].push_back(round[0] > 0 ? round[i] / round[0] : 0.0);
+    }
+  }
+  std::vector<std::pair<double, double>> out;
+  for (size_t i = 0; i < count; ++i) out.emplace_back(median(tps[i]), median(ratios[i]));
+  return out;
+}
+
+// Every mode in one process, interleaved.
 std::vector<std::pair<Cell, double>> run_local(const std::string& model, const std::vector<Mode>& modes,
                                                const std::vector<std::vector<int32_t>>& ps, int64_t n, int repeat) {
   const int64_t kv = static_cast<int64_t>(ps.size()) * (static_cast<int64_t>(ps[0].size()) + n + 64);
   std::vector<std::unique_ptr<LocalRunner>> runners;
   for (const auto& m : modes) runners.push_back(std::make_unique<LocalRunner>(model, m.k, m.adaptive, kv));
-  std::vector<std::vector<double>> tps(modes.size()), ratios(modes.size());
-  for (int r = 0; r <= repeat; ++r) {
-    std::vector<double> round;
-    for (auto& x : runners) round.push_back(x->run(ps, n));
-    if (r == 0) continue;
-    for (size_t i = 0; i < modes.size(); ++i) {
-      tps[i].push_back(round[i]);
-      ratios[i].push_back(round[0] > 0 ? round[i] / round[0] : 0.0);
-    }
-  }
+  const auto rates = interleaved(modes.size(), repeat, [&](size_t i) { return runners[i]->run(ps, n); });
   std::vector<std::pair<Cell, double>> out;
   for (size_t i = 0; i < modes.size(); ++i) {
     Cell c;
-    c.tokens_per_s = median(tps[i]);
+    c.tokens_per_s = rates[i].first;
     c.acceptance = acceptance_of(runners[i]->speculation().drafted, runners[i]->speculation().accepted);
-    out.emplace_back(c, median(ratios[i]));
+    out.emplace_back(c, rates[i].second);
   }
   return out;
 }
 
 // The same over the tcp mesh: every mode's mesh started first and left
-// running, then the rounds interleaved across them as in one process (meshes
+// running, then the rounds interleaved across them (meshes
 // started and measured one after another met different slow spells of the
 // shared machine: ±10 % between modes that draft nothing).
 std::vector<std::pair<Cell, double>> run_meshes(const std::vector<nlohmann::json>& configs, const std::filesystem::path& dir,
@@ -100,29 +110,20 @@ std::vector<std::pair<Cell, double>> run_meshes(const std::vector<nlohmann::json
     meshes.push_back(std::make_unique<ProcessMesh>(bin, configs[i], dir / ("mode-" + std::to_string(i)), ctx));
     attention.push_back(meshes.back()->start().attention);
   }
-  std::vector<std::vector<double>> tps(configs.size()), ratios(configs.size());
   std::vector<int> failed(configs.size(), 0);
-  for (int r = 0; r <= repeat; ++r) {
-    std::vector<double> round;
-    for (size_t i = 0; i < configs.size(); ++i) {
-      const ClientRun run = run_clients(ctx, attention[i], ps, n);
-      failed[i] += run.failed;
-      round.push_back(run.tokens_per_s);
-    }
-    if (r == 0) continue;
-    for (size_t i = 0; i < configs.size(); ++i) {
-      tps[i].push_back(round[i]);
-      ratios[i].push_back(round[0] > 0 ? round[i] / round[0] : 0.0);
-    }
-  }
+  const auto rates = interleaved(configs.size(), repeat, [&](size_t i) {
+    const ClientRun run = run_clients(ctx, attention[i], ps, n);
+    failed[i] += run.failed;
+    return run.tokens_per_s;
+  });
   std::vector<std::pair<Cell, double>> out;
   for (size_t i = 0; i < configs.size(); ++i) {
     const auto st = AttentionClient(ctx, attention[i]).stats();
     Cell c;
-    c.tokens_per_s = median(tps[i]);
+    c.tokens_per_s = rates[i].first;
     c.failed = failed[i];
     c.acceptance = acceptance_of(st["drafted"].get<std::vector<int64_t>>(), st["accepted"].get<std::vector<int64_t>>());
-    out.emplace_back(c, median(ratios[i]));
+    out.emplace_back(c, rates[i].second);
   }
   return out;
 }
