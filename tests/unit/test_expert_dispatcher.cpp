@@ -8,12 +8,14 @@
 #include <chrono>
 #include <cmath>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "actors/wire_message.h"
 #include "model/eval.h"
 #include "services/expert_host/api.h"
 #include "services/expert_host/client.h"
+#include "services/router/api.h"
 #include "tests/support/test_models.h"
 
 using namespace moemesh;
@@ -239,6 +241,102 @@ TEST(ExpertDispatcher, ACombineInAnUnknownDtypeIsRefused) {
   const DispatcherStats st = dispatcher->stats();
   EXPECT_GT(st.retries.at("error"), 0u) << "each bad answer counted and the work asked again";
   EXPECT_EQ(st.failed_calls, 1u);
+  stop = true;
+  fake.join();
+}
+
+// A router (here a fake one on a ROUTER socket) takes the only host out and
+// then readmits it at the same address, as after a SIGSTOP and SIGCONT: the
+// dispatcher closed its link while the host was out, and dials it again.
+TEST(ExpertDispatcher, AHostReadmittedAtItsOldAddressIsDialledAgain) {
+  const auto& dir = test_model("tiny");
+  HostThread a(dir, [&] {
+    std::vector<int32_t> all(static_cast<size_t>(ModelConfig::load(dir).n_routed_experts));
+    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int32_t>(i);
+    return all;
+  }());
+  zmq::context_t rctx;
+  zmq::socket_t router(rctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.bind("tcp://127.0.0.1:0");
+  const std::string router_ep = router.get(zmq::sockopt::last_endpoint);
+  std::mutex mu;
+  PlacementTable current;  // what the fake router answers and pushes
+  uint64_t pushed = 0;
+  auto table = [&](uint64_t version, HostState state) {
+    std::lock_guard<std::mutex> lock(mu);
+    current.version = version;
+    current.hosts = {TableHost{"a", a.endpoint, "", state, a.experts(), 0, false}};
+  };
+  table(1, HostState::Ready);
+  std::atomic<bool> stop{false};
+  std::thread fake([&] {
+    std::vector<zmq::message_t> subscriber;
+    while (!stop) {
+      zmq::pollitem_t items[] = {{static_cast<void*>(router), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 1, std::chrono::milliseconds(20));
+      std::lock_guard<std::mutex> lock(mu);
+      if (items[0].revents & ZMQ_POLLIN) {
+        std::vector<zmq::message_t> routing;
+        auto m = wire::receive(router, &routing);
+        if (m && m->header.type == wire::MsgType::Subscribe) {
+          subscriber.clear();
+          for (auto& f : routing) subscriber.emplace_back(f.data(), f.size());
+          pushed = 0;  // answer with the table now
+        }
+      }
+      if (!subscriber.empty() && pushed != current.version) {
+        std::vector<zmq::message_t> to;
+        for (auto& f : subscriber) to.emplace_back(f.data(), f.size());
+        auto t = wire::json_message(wire::MsgType::Table, 0, to_json(current));
+        wire::send(router, t, &to);
+        pushed = current.version;
+      }
+    }
+  });
+  zmq::context_t dctx;
+  EngineOptions o;
+  o.make_moe = [&](const ModelConfig& c, const Checkpoint& ck, const std::vector<int64_t>& layers) {
+    DispatcherOptions d = dispatch_options(WireActivations::F32);
+    d.max_wait = std::chrono::milliseconds(1000);
+    return std::make_unique<ExpertDispatcher>(dctx, c, ck, layers, router_ep, d);
+  };
+  Engine e(dir, o);
+  const auto prompt = random_tokens(8, e.config().vocab_size, 3);
+  auto step = [&] {
+    e.step({{1, prompt, false}});
+    e.release(1);
+  };
+  step();  // table 1: served by a
+  table(2, HostState::Dead);
+  bool refused = false;
+  for (int i = 0; i < 100 && !refused; ++i) {
+    try {
+      step();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    } catch (const ExpertsUnavailable&) {
+      refused = true;  // table 2 taken: nobody holds the experts
+    }
+  }
+  ASSERT_TRUE(refused) << "the dispatcher never took the table without the host";
+  const uint64_t served = a.dispatches();
+  table(3, HostState::Ready);  // readmitted, same name and address
+  // Until table 3 arrives the experts have no holder and the step fails at once;
+  // after, a host listed but never dialled would make it wait out max_wait and fail.
+  bool served_again = false;
+  std::string last;
+  for (const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+       !served_again && std::chrono::steady_clock::now() < until;) {
+    try {
+      step();
+      served_again = true;
+    } catch (const ExpertsUnavailable& err) {
+      last = err.what();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  EXPECT_TRUE(served_again) << "the readmitted host was not dialled again: " << last;
+  EXPECT_GT(a.dispatches(), served);
   stop = true;
   fake.join();
 }
