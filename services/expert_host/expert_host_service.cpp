@@ -106,7 +106,19 @@ class ExpertHostActor : public caf::event_based_actor {
     metrics_->gauge("moemesh_model_load_seconds", "Time this role took to load its part of the model").Add({}).Set(load_seconds);
   }
 
-  HostReport report() const {
+  // What the transport thread served since the last look (it serves without
+  // telling the actor: a message per dispatch would wake an actor thread for
+  // every MoE layer of every token, on cores the compute needs).
+  void absorb_counts() {
+    std::lock_guard<std::mutex> serving(serve_mu_);
+    dispatches_ = host_->dispatches();
+    rows_ = host_->rows();
+    if (expert_rows_.size() < static_cast<size_t>(cfg_.n_routed_experts)) expert_rows_.resize(cfg_.n_routed_experts, 0);
+    for (const auto& [e, n] : host_->take_expert_rows()) expert_rows_[e] += n;
+  }
+
+  HostReport report() {
+    absorb_counts();
     HostReport r;
     r.name = opts_.name;
     r.endpoint = endpoint_;
@@ -127,6 +139,7 @@ class ExpertHostActor : public caf::event_based_actor {
   void start_drain(const DrainDone& done, int64_t deadline_ms) {
     spdlog::info("expert host {}: stopping ({} dispatches running)", opts_.name, inflight_.load());
     drain_.start(done);
+    draining_ = true;  // from now on the transport thread says when a dispatch ends
     leaving_ = true;  // no more heartbeats
     if (!router_) return settle();
     transport_.send(router_, json_message(wire::MsgType::Control, kLeavingRequest,
@@ -175,10 +188,7 @@ class ExpertHostActor : public caf::event_based_actor {
       m_refused_->Add({{"reason", "shutting_down"}}).Increment();
       reply = wire::error_message(m.header.request_id, wire::ErrorCode::ShuttingDown,
                                   "expert host " + opts_.name + ": stopping; send this elsewhere");
-      run_in(self, [this] {
-        --inflight_;
-        settle();
-      });
+      done_serving(self);
       return true;
     }
     const auto t0 = std::chrono::steady_clock::now();
@@ -199,18 +209,16 @@ class ExpertHostActor : public caf::event_based_actor {
       }
       reply = wire::error_message(m.header.request_id, e.code(), e.what());
     }
-    const uint64_t d = host_->dispatches(), r = host_->rows();
-    auto rows = host_->take_expert_rows();
-    run_in(self, [this, d, r, rows = std::move(rows), not_held] {
-      dispatches_ = d;
-      rows_ = r;
-      if (expert_rows_.size() < static_cast<size_t>(cfg_.n_routed_experts)) expert_rows_.resize(cfg_.n_routed_experts, 0);
-      for (const auto& [e, n] : rows) expert_rows_[e] += n;
-      if (not_held) m_refused_->Add({{"reason", "not_held"}}).Increment();
-      --inflight_;
-      settle();
-    });
+    if (not_held) m_refused_->Add({{"reason", "not_held"}}).Increment();
+    done_serving(self);
     return true;
+  }
+
+  // Only a draining actor waits to hear that a dispatch ended (seq_cst: either
+  // it reads the decrement when it settles, or this thread reads its flag).
+  void done_serving(const caf::actor& self) {
+    --inflight_;
+    if (draining_) run_in(self, [this] { settle(); });
   }
 
   void on_control(const InboundPtr& in) {
@@ -286,9 +294,10 @@ class ExpertHostActor : public caf::event_based_actor {
   std::string endpoint_;
   int router_ = 0;
   bool leaving_ = false, left_ = false, router_gone_ = false;
-  // Dispatches taken by the transport thread and not yet counted here.
+  // Dispatches the transport thread is serving.
   std::atomic<int64_t> inflight_{0};
   std::atomic<bool> stopping_{false};  // set by the actor; the transport thread then refuses dispatches
+  std::atomic<bool> draining_{false};  // set by the actor at SIGTERM
   std::atomic<bool> ready_{false};     // metrics made: the transport thread may serve dispatches
   std::mutex serve_mu_;
   DrainState drain_;
