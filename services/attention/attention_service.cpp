@@ -2,6 +2,7 @@
 // socket; the scheduler and engine on its compute queue, one job at a time.
 #include <unistd.h>
 
+#include <atomic>
 #include <deque>
 #include <filesystem>
 #include <optional>
@@ -134,6 +135,7 @@ class AttentionActor : public caf::event_based_actor {
   }
 
   void on_exit() override {
+    quitting_ = true;   // a step loop in flight ends after its step
     compute_.reset();  // finishes the job in flight; its reply still goes out
     transport_.stop();
     // A pending delayed message (the drain cutoff) keeps this object alive until
@@ -306,7 +308,12 @@ class AttentionActor : public caf::event_based_actor {
   // Starts the next compute job when none is running. The scheduler and engine
   // are touched only by that job, so submissions wait here until it is done.
   void kick() {
-    if (busy_) return;
+    if (busy_) {
+      // The step loop hands the scheduler back after its step to take these.
+      if (!queued_.empty() || !cancels_.empty() || !scores_.empty()) news_ = true;
+      return;
+    }
+    news_ = false;
     auto self = caf::actor_cast<caf::actor>(this);
     for (auto& r : queued_) {
       const uint64_t id = r.id;
@@ -344,7 +351,16 @@ class AttentionActor : public caf::event_based_actor {
       return;
     }
     busy_ = true;
-    compute_->post([this, self] {
+    compute_->post([this, self] { step_loop(self); });
+  }
+
+  // On the compute thread: steps back to back while the scheduler has work and
+  // the actor has nothing for it, each step's tokens sent to the actor without
+  // waiting for it (a round trip through the actor per step would sit on every
+  // token's path). The scheduler goes back to the actor when it is idle, when
+  // submissions, cancels or scores wait, or at exit.
+  void step_loop(const caf::actor& self) {
+    for (;;) {
       const auto t0 = std::chrono::steady_clock::now();
       auto events = std::make_shared<std::vector<TokenEvent>>(scheduler_->step());
       m_step_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -367,16 +383,19 @@ class AttentionActor : public caf::event_based_actor {
                               {"inserted_pages", ps.inserted_pages},
                               {"evicted_pages", ps.evicted_pages}};
       }
-      run_in(self, [this, events, st] {
-        busy_ = false;
+      const bool more = !news_ && !quitting_ && !scheduler_->idle();
+      run_in(self, [this, events, st, more] {
         stats_ = st;
         ++stats_steps_;
         update_metrics(*events);
         stats_["steps"] = stats_steps_;
         deliver(*events);
+        if (more) return;
+        busy_ = false;
         kick();
       });
-    });
+      if (!more) return;
+    }
   }
 
   void update_metrics(const std::vector<TokenEvent>& events) {
@@ -521,7 +540,9 @@ class AttentionActor : public caf::event_based_actor {
   std::unique_ptr<RemoteDrafter> drafter_;
   std::vector<ExpertDispatcher*> dispatchers_;  // owned by the engine, one per lane
   std::unique_ptr<DispatcherMetrics> dispatch_metrics_;
-  bool busy_ = false;
+  bool busy_ = false;  // the compute thread holds the scheduler and engine
+  std::atomic<bool> news_{false};      // the actor has work for the scheduler (set while busy_)
+  std::atomic<bool> quitting_{false};
   DrainState drain_;
   std::vector<GenerationRequest> queued_;
   std::vector<uint64_t> cancels_;
