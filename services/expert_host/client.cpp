@@ -149,12 +149,12 @@ struct ExpertDispatcher::Impl {
     links.resize(hosts.size());
     counters.resize(hosts.size());
     for (int i : change->disconnect) close_link(i);
-    for (int i : change->connect) open_link(i);
     for (size_t i = 0; i < hosts.size(); ++i) {
       const int h = static_cast<int>(i);
       // Hosts no longer listed keep their connection while work is outstanding there.
       if (!hosts.at(h).listed && links[i].sock && !has_outstanding(h)) close_link(h);
-      // A host readmitted at the address it had: its link was closed while it was out.
+      // Every listed host has a link: new ones, those at a new address, and those
+      // readmitted at the address they had (their link was closed while they were out).
       if (hosts.at(h).listed && !links[i].sock && !hosts.at(h).endpoint.empty()) open_link(h);
     }
     spdlog::debug("dispatcher {}: placement table {} ({} hosts)", o.name, t.version, t.hosts.size());

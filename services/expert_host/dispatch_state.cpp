@@ -91,9 +91,9 @@ std::optional<HostSet::Change> HostSet::apply(const PlacementTable& t) {
     HostView& h = hosts_[i];
     seen[i] = true;
     if (h.endpoint != th.endpoint) {
-      // New, or restarted elsewhere: a fresh connection and no history.
+      // New, or restarted elsewhere: a fresh connection (the caller dials every
+      // listed host without one) and no history.
       if (!h.endpoint.empty()) c.disconnect.push_back(i);
-      c.connect.push_back(i);
       h.endpoint = th.endpoint;
       h.up = false;
       h.inflight_rows = 0;

@@ -81,7 +81,7 @@ class HostSet {
   HostSet(int32_t n_experts, std::string zone, int64_t zone_overload_rows);
 
   struct Change {
-    std::vector<int> connect, disconnect;  // host indices to dial (new, or at a new endpoint) and to drop
+    std::vector<int> disconnect;  // host indices whose link goes (restarted at a new endpoint)
   };
   // Takes a table newer than the one held (nullopt for an older or equal one).
   std::optional<Change> apply(const PlacementTable& t);

@@ -177,18 +177,17 @@ class ExpertHostActor : public caf::event_based_actor {
 
   // Dispatches are computed on the transport's thread as they arrive and
   // answered from it: no hop through this actor or a compute thread. The
-  // actor hears the counts afterwards.
+  // actor reads the counts when it reports (absorb_counts).
   bool serve_dispatch(const Inbound& in, wire::Message& reply) {
     const wire::Message& m = *in.message;
     if (m.header.type != wire::MsgType::Dispatch) return false;
     std::lock_guard<std::mutex> serving(serve_mu_);  // the actor serves the few that came before the shortcut
     ++inflight_;
-    auto self = caf::actor_cast<caf::actor>(this);
     if (stopping_) {
       m_refused_->Add({{"reason", "shutting_down"}}).Increment();
       reply = wire::error_message(m.header.request_id, wire::ErrorCode::ShuttingDown,
                                   "expert host " + opts_.name + ": stopping; send this elsewhere");
-      done_serving(self);
+      done_serving();
       return true;
     }
     const auto t0 = std::chrono::steady_clock::now();
@@ -210,15 +209,15 @@ class ExpertHostActor : public caf::event_based_actor {
       reply = wire::error_message(m.header.request_id, e.code(), e.what());
     }
     if (not_held) m_refused_->Add({{"reason", "not_held"}}).Increment();
-    done_serving(self);
+    done_serving();
     return true;
   }
 
   // Only a draining actor waits to hear that a dispatch ended (seq_cst: either
   // it reads the decrement when it settles, or this thread reads its flag).
-  void done_serving(const caf::actor& self) {
+  void done_serving() {
     --inflight_;
-    if (draining_) run_in(self, [this] { settle(); });
+    if (draining_) run_in(caf::actor_cast<caf::actor>(this), [this] { settle(); });
   }
 
   void on_control(const InboundPtr& in) {
