@@ -31,7 +31,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
  public:
   Session(tcp::socket s, std::shared_ptr<Gateway::Impl> g, std::shared_ptr<net::ssl::context> tls)
-      : tls_(std::move(tls)), stream_(make_stream(std::move(s), tls_)), g_(std::move(g)) {}
+      : g_(std::move(g)), tls_(std::move(tls)), stream_(make_stream(std::move(s), tls_)) {}
   void start() {
     if constexpr (kTls) {
       // The handshake is bounded like any read: a client that never finishes it is dropped.
@@ -467,9 +467,11 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     });
   }
 
+  // Declared first, so destroyed last: the last session alive may hold the last
+  // reference to the gateway, whose io_context the stream's socket must close on.
+  std::shared_ptr<Gateway::Impl> g_;
   std::shared_ptr<net::ssl::context> tls_;  // outlives stream_, which holds a reference
   Stream stream_;
-  std::shared_ptr<Gateway::Impl> g_;
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::string_body>> parser_;
   Request req_;

@@ -25,7 +25,7 @@ std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohma
 template <class Next>
 class WsChat : public std::enable_shared_from_this<WsChat<Next>> {
  public:
-  WsChat(Next s, std::shared_ptr<Gateway::Impl> g, std::string key) : ws_(std::move(s)), g_(std::move(g)), key_(std::move(key)) {}
+  WsChat(Next s, std::shared_ptr<Gateway::Impl> g, std::string key) : g_(std::move(g)), ws_(std::move(s)), key_(std::move(key)) {}
 
   void start(http::request<http::string_body> upgrade) {
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
@@ -210,8 +210,10 @@ class WsChat : public std::enable_shared_from_this<WsChat<Next>> {
     active_.clear();
   }
 
-  websocket::stream<Next> ws_;
+  // Declared first, so destroyed last: this may hold the last reference to the
+  // gateway, whose io_context the stream's socket must close on.
   std::shared_ptr<Gateway::Impl> g_;
+  websocket::stream<Next> ws_;
   std::string key_;
   beast::flat_buffer in_;
   std::map<std::string, Active> active_;
