@@ -54,7 +54,7 @@ std::vector<Draft> MtpDraftLoop::draft(const std::vector<DraftCall>& calls) {
   // Positions 1..: the calls still drafting, one row each, in one step.
   for (int d = 1; d < max_k && !active.empty(); ++d) {
     rows.clear();
-    for (size_t i : active) rows.push_back({calls[i].seq, {out[i].tokens.back()}, last.data() + i * H, true});
+    for (size_t i : active) rows.push_back({calls[i].seq, {out[i].tokens.back()}, last.data() + i * H, false});  // a draft: one row
     h = step_(rows, logits);
     std::vector<size_t> next;
     for (size_t r = 0; r < active.size(); ++r) {

@@ -222,14 +222,36 @@ std::vector<float> mtp_cache_step(const MtpModule& mtp, LatentKvCache& cache, co
     for (const auto& c : chunks) cache.truncate(c.seq, c.start);
     throw;
   }
-  std::vector<int64_t> rows;
+  // Every row's logits of an input that asks for them all (scoring: the whole
+  // vocabulary); the last row's of the others (a draft: the draft vocabulary).
+  std::vector<int64_t> full, draft;
+  std::vector<std::pair<bool, size_t>> where;  // each output row: (draft, index in its list)
   for (size_t i = 0; i < chunks.size(); ++i) {
     const SeqChunk& c = chunks[i];
     cache.set_length(c.seq, c.start + c.len);
-    for (int64_t r = inputs[i].all_logits ? c.row : c.row + c.len - 1; r < c.row + c.len; ++r) rows.push_back(r);
+    auto& list = inputs[i].all_logits ? full : draft;
+    for (int64_t r = inputs[i].all_logits ? c.row : c.row + c.len - 1; r < c.row + c.len; ++r) {
+      where.emplace_back(&list == &draft, list.size());
+      list.push_back(r);
+    }
   }
-  logits.resize(rows.size() * vocab);
-  mtp.logits(h.data(), rows, logits.data(), ctx);
+  logits.resize(where.size() * vocab);
+  if (draft.empty()) {
+    mtp.logits(h.data(), full, logits.data(), ctx);
+    return h;
+  }
+  if (full.empty()) {
+    mtp.logits(h.data(), draft, logits.data(), ctx, true);
+    return h;
+  }
+  std::vector<float> lf(full.size() * vocab), ld(draft.size() * vocab);
+  mtp.logits(h.data(), full, lf.data(), ctx);
+  mtp.logits(h.data(), draft, ld.data(), ctx, true);
+  for (size_t r = 0; r < where.size(); ++r) {
+    const auto& [is_draft, at] = where[r];
+    std::copy_n((is_draft ? ld : lf).begin() + static_cast<std::ptrdiff_t>(at * vocab), vocab,
+                logits.begin() + static_cast<std::ptrdiff_t>(r * vocab));
+  }
   return h;
 }
 

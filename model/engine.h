@@ -49,7 +49,9 @@ struct MtpRows {
   SeqId seq = 0;
   std::vector<int32_t> tokens;
   const float* hidden = nullptr;  // [tokens.size(), hidden]
-  bool all_logits = false;        // logits of every row, else of the last only
+  // Logits of every row over the whole vocabulary (scoring), else of the last
+  // row only, over the draft vocabulary when the model has one (a draft).
+  bool all_logits = false;
 };
 
 struct StepOutput {

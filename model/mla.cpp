@@ -161,23 +161,24 @@ void MlaLayer::attend_absorbed(const SeqChunk& c, const float* q, const LatentKv
       std::fill(s + visible, s + L, 0.0f);
     }
   });
-  // o_lat = P · cached rows (the rope columns come along and are ignored).
-  float* o_lat = ws.floats(HN * D);
-  float* part = ws.floats(HN * D);
+  // o_lat = P · cached rows, their latent columns only (not the rope ones).
+  const int64_t R = lora_;
+  float* o_lat = ws.floats(HN * R);
+  float* part = ws.floats(HN * R);
   cpu::parallel_for(HN, 4, [&](int64_t r0, int64_t r1) {
     const int64_t nr = r1 - r0;
-    std::fill(o_lat + r0 * D, o_lat + r1 * D, 0.0f);
+    std::fill(o_lat + r0 * R, o_lat + r1 * R, 0.0f);
     for (int64_t p = 0; p < pages; ++p) {
       const int64_t rows = std::min(S, L - p * S);
-      cpu::linear_t(scores + r0 * L + p * S, nr, L, cached.page(p, rows), 0, rows, part + r0 * D, D);
-      cpu::add_inplace(o_lat + r0 * D, part + r0 * D, nr * D);
+      cpu::linear_t(scores + r0 * L + p * S, nr, L, cached.page(p, rows), 0, rows, part + r0 * R, R, R);
+      cpu::add_inplace(o_lat + r0 * R, part + r0 * R, nr * R);
     }
   });
-  // attn[i, h, :] = W_vb[h] · o_lat[i, h, :lora]
+  // attn[i, h, :] = W_vb[h] · o_lat[i, h, :]
   cpu::parallel_for(H_, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
       const int64_t kb = h * (nope_ + v_);
-      cpu::linear_rows_serial(o_lat + h * D, n, H_ * D, kv_b_, kb + nope_, kb + nope_ + v_,
+      cpu::linear_rows_serial(o_lat + h * R, n, H_ * R, kv_b_, kb + nope_, kb + nope_ + v_,
                               attn + c.row * H_ * v_ + h * v_, H_ * v_, ctx.precision);
     }
   });

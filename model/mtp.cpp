@@ -1,5 +1,8 @@
 #include "model/mtp.h"
 
+#include <cstring>
+#include <limits>
+
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/ops.h"
 #include "model/weight_loader.h"
@@ -43,6 +46,34 @@ void MtpModule::load_rest(const Checkpoint& ckpt) {
   hnorm_ = load_vector(ckpt, p + "hnorm.weight", H);
   head_norm_ = load_vector(ckpt, p + "shared_head.norm.weight", H);
   eh_proj_ = load_linear(ckpt, p + "eh_proj", H, 2 * H);
+  if (auto v = load_draft_vocab(ckpt.dir(), cfg_.vocab_size)) gather_draft_head(*v);
+}
+
+void MtpModule::gather_draft_head(const DraftVocab& v) {
+  const int64_t H = cfg_.hidden_size, N = static_cast<int64_t>(v.ids.size());
+  // Unscaled rows are copied as they are, so a draft logit is the full head's (up
+  // to the order of its sums);
+  // block scales do not survive a gather, so fp8 rows become bf16 of their real values.
+  const DType t = head_.block_scaled() ? DType::BF16 : head_.w.dtype;
+  const size_t row_bytes = static_cast<size_t>(H) * dtype_size(t);
+  draft_head_data_.resize(static_cast<size_t>(N) * row_bytes);
+  std::vector<float> row(static_cast<size_t>(H));
+  for (int64_t r = 0; r < N; ++r) {
+    uint8_t* dst = draft_head_data_.data() + static_cast<size_t>(r) * row_bytes;
+    const int64_t o = v.ids[static_cast<size_t>(r)];
+    if (!head_.block_scaled()) {
+      std::memcpy(dst, head_.w.bytes() + static_cast<size_t>(o) * row_bytes, row_bytes);
+      continue;
+    }
+    for (int64_t k = 0; k < H; ++k) {
+      const uint16_t b = f32_to_bf16(head_.at(o, k));
+      std::memcpy(dst + 2 * k, &b, 2);
+    }
+  }
+  draft_ids_ = v.ids;
+  draft_source_ = v.source;
+  draft_head_ = {};
+  draft_head_.w = {t, {N, H}, draft_head_data_.data()};
 }
 
 void MtpModule::forward(const int32_t* next_tokens, const float* prev_hidden, const std::vector<SeqChunk>& chunks,
@@ -69,8 +100,8 @@ void MtpModule::forward(const int32_t* next_tokens, const float* prev_hidden, co
   block_.forward(h, chunks, cache, 0, ctx, moe);
 }
 
-void MtpModule::logits(const float* hidden, const std::vector<int64_t>& rows, float* out,
-                       const ForwardContext& ctx) const {
+void MtpModule::logits(const float* hidden, const std::vector<int64_t>& rows, float* out, const ForwardContext& ctx,
+                       bool draft) const {
   Workspace::Frame frame(*ctx.ws);
   const int64_t H = cfg_.hidden_size;
   float* n = ctx.ws->floats(rows.size() * H);
@@ -80,7 +111,16 @@ void MtpModule::logits(const float* hidden, const std::vector<int64_t>& rows, fl
       cpu::rmsnorm(hidden + rows[r] * H, 1, H, head_norm_.data(), static_cast<float>(cfg_.rms_norm_eps), n + r * H);
   }
   OpTimer t(ctx.profile, OpClass::LmHead);
-  cpu::linear(n, static_cast<int64_t>(rows.size()), head_, out, ctx.precision);
+  const int64_t R = static_cast<int64_t>(rows.size());
+  if (!draft || draft_ids_.empty()) return cpu::linear(n, R, head_, out, ctx.precision);
+  const int64_t V = cfg_.vocab_size, N = static_cast<int64_t>(draft_ids_.size());
+  float* part = ctx.ws->floats(R * N);
+  cpu::linear(n, R, draft_head_, part, ctx.precision);
+  for (int64_t r = 0; r < R; ++r) {
+    float* o = out + r * V;
+    std::fill(o, o + V, -std::numeric_limits<float>::infinity());
+    for (int64_t i = 0; i < N; ++i) o[draft_ids_[static_cast<size_t>(i)]] = part[r * N + i];
+  }
 }
 
 }  // namespace moemesh

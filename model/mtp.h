@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "model/decoder_layer.h"
+#include "model/draft_vocab.h"
 #include "model/transformer.h"
 
 namespace moemesh {
@@ -28,7 +29,13 @@ class MtpModule {
   // into h. `cache` has one layer: the MTP block's own latent cache.
   void forward(const int32_t* next_tokens, const float* prev_hidden, const std::vector<SeqChunk>& chunks,
                LatentKvCache& cache, const ForwardContext& ctx, MoeExecutor* moe, float* h) const;
-  void logits(const float* hidden, const std::vector<int64_t>& rows, float* out, const ForwardContext& ctx) const;
+  // The head's logits [rows, vocab] of the rows of `hidden`. With `draft` and a
+  // draft vocabulary, only its tokens are computed and every other logit is -inf.
+  void logits(const float* hidden, const std::vector<int64_t>& rows, float* out, const ForwardContext& ctx,
+              bool draft = false) const;
+  // Tokens the draft head computes (the whole vocabulary without a draft vocabulary).
+  int64_t draft_vocab_size() const { return draft_ids_.empty() ? cfg_.vocab_size : static_cast<int64_t>(draft_ids_.size()); }
+  const std::string& draft_vocab_source() const { return draft_source_; }
 
  private:
   const ModelConfig& cfg_;
@@ -39,6 +46,12 @@ class MtpModule {
   LinearWeight eh_proj_;
   LinearWeight head_;
   DecoderLayer block_;
+  // The draft vocabulary's rows of head_, gathered (bf16 when head_ is block-scaled fp8).
+  void gather_draft_head(const DraftVocab& v);
+  std::vector<int32_t> draft_ids_;
+  std::vector<uint8_t> draft_head_data_;
+  LinearWeight draft_head_;
+  std::string draft_source_;
 };
 
 }  // namespace moemesh

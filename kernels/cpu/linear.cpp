@@ -63,10 +63,10 @@ void generic_rows(const float* x, int64_t m, int64_t ldx, const LinearWeight& w,
 }
 
 void generic_transposed(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t o0, int64_t o1,
-                        float* y, int64_t ldy) {
-  const int64_t n = w.in();
+                        float* y, int64_t ldy, int64_t cols) {
+  const int64_t n = cols;
   for (int64_t r = 0; r < m; ++r) std::fill(y + r * ldy, y + r * ldy + n, 0.0f);
-  float* row = kernel_scratch(ScratchSlot::Output, n);
+  float* row = kernel_scratch(ScratchSlot::Output, w.in());  // a whole row is converted
   for (int64_t o = o0; o < o1; ++o) {
     convert_rows_generic(w, o, o + 1, row);
     for (int64_t r = 0; r < m; ++r) axpy(x[r * ldx + (o - o0)], row, y + r * ldy, n);

@@ -25,6 +25,21 @@
 
 namespace moemesh::cpu::detail {
 
+// Element (o, k) of a weight of storage type T with K columns, its real value
+// (block scale applied): the columns past a row's last whole chunk, inline.
+template <DType T>
+inline float element_real(const LinearWeight& w, int64_t o, int64_t k, int64_t K) {
+  const void* data = w.w.data;
+  const int64_t i = o * K + k;
+  float v;
+  if constexpr (T == DType::BF16) v = bf16_to_f32(static_cast<const uint16_t*>(data)[i]);
+  else if constexpr (T == DType::F16) v = f16_to_f32(static_cast<const uint16_t*>(data)[i]);
+  else if constexpr (T == DType::F8_E4M3) v = fp8e4m3_to_f32(static_cast<const uint8_t*>(data)[i]);
+  else v = static_cast<const float*>(data)[i];
+  if (w.scale_inv) v *= w.scale_inv[(o / LinearWeight::kBlock) * w.scale_cols + k / LinearWeight::kBlock];
+  return v;
+}
+
 // How one chunk of a weight row becomes f32 vectors: CW weights per row, NV vectors,
 // vector v lane l holding the weight at column order(v, l) of the chunk.
 template <class V, DType T>
@@ -146,7 +161,7 @@ void direct_rows_t(const float* x, int64_t ldx, const LinearWeight& w, int64_t o
   const uint8_t* base = static_cast<const uint8_t*>(w.w.data);
   float sums[MR * R];
   auto emit = [&](int64_t o, int64_t i, float s) {
-    for (int64_t k = kv; k < K; ++k) s += x[i * ldx + k] * w.at(o, k);
+    for (int64_t k = kv; k < K; ++k) s += x[i * ldx + k] * element_real<T>(w, o, k, K);
     y[i * ldy + (o - o0)] = s;
   };
   // Runs of rows that share a block scale row (the whole range when unscaled).
@@ -193,7 +208,7 @@ void blocked_group(const float* x, int64_t ldx, const float* xp, int64_t ldp, in
   const uint8_t* base = static_cast<const uint8_t*>(w.w.data);
   float sums[MR * R];
   auto emit = [&](int64_t o, int i, float s) {
-    for (int64_t k = kv; k < K; ++k) s += x[i * ldx + k] * w.at(o, k);
+    for (int64_t k = kv; k < K; ++k) s += x[i * ldx + k] * element_real<T>(w, o, k, K);
     y[i * ldy + (o - o0)] = s;
   };
   int64_t o = b0;

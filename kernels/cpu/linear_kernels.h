@@ -15,9 +15,9 @@ using RowsFn = void (*)(const float* x, int64_t m, int64_t ldx, const LinearWeig
 // The same from activations as bf16 pairs (xb: [m][ldxb] pairs, zero-padded to even K).
 using PairRowsFn = void (*)(const uint32_t* xb, int64_t m, int64_t ldxb, const LinearWeight& w, int64_t o0,
                             int64_t o1, float* y, int64_t ldy);
-// y[i, :] (+)= Σ_{o in [o0, o1)} x[i, o - o0] · W[o, :] (no transpose), i < m.
+// y[i, :cols] = Σ_{o in [o0, o1)} x[i, o - o0] · W[o, :cols] (no transpose), i < m, cols ≤ w.in().
 using TransposedFn = void (*)(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t o0,
-                              int64_t o1, float* y, int64_t ldy);
+                              int64_t o1, float* y, int64_t ldy, int64_t cols);
 
 struct LinearKernels {
   const char* name;

@@ -14,11 +14,11 @@ namespace moemesh::cpu::detail {
 
 template <class V, DType T>
 void transposed_rows_t(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t o0, int64_t o1,
-                       float* y, int64_t ldy) {
+                       float* y, int64_t ldy, int64_t cols) {
   using C = Chunk<V, T>;
   using F = typename V::F;
   constexpr int L = V::kLanes;
-  const int64_t K = w.in(), chunks = K / C::CW, kv = chunks * C::CW;
+  const int64_t K = w.in(), chunks = cols / C::CW, kv = chunks * C::CW;
   const int64_t row_bytes = K * static_cast<int64_t>(dtype_size(T));
   const bool fp8 = T == DType::F8_E4M3;
   const float gain = fp8 ? kFp8ActivationGain : 1.0f, back = fp8 ? kFp8SumGain : 1.0f;
@@ -61,22 +61,26 @@ void transposed_rows_t(const float* x, int64_t m, int64_t ldx, const LinearWeigh
     for (int64_t c = 0; c < chunks; ++c)
       for (int v = 0; v < C::NV; ++v)
         for (int l = 0; l < L; ++l) yi[c * C::CW + C::order(v, l)] = yp[i * kv + c * C::CW + v * L + l] * back;
-    for (int64_t k = kv; k < K; ++k) {
-      float t = 0.0f;
-      for (int64_t r = o0; r < o1; ++r) t += x[i * ldx + (r - o0)] * w.at(r, k);
-      yi[k] = t;
-    }
+    std::fill(yi + kv, yi + cols, 0.0f);
   }
+  // The columns past the last whole chunk, a row at a time (a page of latent
+  // rows has its rope columns there when the rank is not a multiple of a chunk).
+  if (kv == cols) return;
+  for (int64_t r = o0; r < o1; ++r)
+    for (int64_t k = kv; k < cols; ++k) {
+      const float v = element_real<T>(w, r, k, K);
+      for (int64_t i = 0; i < m; ++i) y[i * ldy + k] += x[i * ldx + (r - o0)] * v;
+    }
 }
 
 template <class V>
 void transposed_rows(const float* x, int64_t m, int64_t ldx, const LinearWeight& w, int64_t o0, int64_t o1, float* y,
-                     int64_t ldy) {
+                     int64_t ldy, int64_t cols) {
   switch (w.w.dtype) {
-    case DType::BF16: transposed_rows_t<V, DType::BF16>(x, m, ldx, w, o0, o1, y, ldy); break;
-    case DType::F8_E4M3: transposed_rows_t<V, DType::F8_E4M3>(x, m, ldx, w, o0, o1, y, ldy); break;
-    case DType::F16: transposed_rows_t<V, DType::F16>(x, m, ldx, w, o0, o1, y, ldy); break;
-    default: transposed_rows_t<V, DType::F32>(x, m, ldx, w, o0, o1, y, ldy); break;
+    case DType::BF16: transposed_rows_t<V, DType::BF16>(x, m, ldx, w, o0, o1, y, ldy, cols); break;
+    case DType::F8_E4M3: transposed_rows_t<V, DType::F8_E4M3>(x, m, ldx, w, o0, o1, y, ldy, cols); break;
+    case DType::F16: transposed_rows_t<V, DType::F16>(x, m, ldx, w, o0, o1, y, ldy, cols); break;
+    default: transposed_rows_t<V, DType::F32>(x, m, ldx, w, o0, o1, y, ldy, cols); break;
   }
 }
 

@@ -12,6 +12,7 @@ namespace moemesh::cli {
 void add_make_model_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_perplexity_command(CLI::App& app);
+void add_draft_vocab_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_serve_command(CLI::App& app);

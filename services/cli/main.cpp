@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   moemesh::cli::add_make_model_command(app);
   moemesh::cli::add_eval_command(app);
   moemesh::cli::add_perplexity_command(app);
+  moemesh::cli::add_draft_vocab_command(app);
   moemesh::cli::add_generate_command(app);
   moemesh::cli::add_bench_command(app);
   moemesh::cli::add_tokenize_commands(app);

@@ -74,8 +74,12 @@ class MtpDraftActor : public caf::event_based_actor {
       quit();
       return {};
     }
-    spdlog::info("mtp-draft: MTP layer {} ({}), cache {} tokens", cfg_.mtp_layer(), mtp_->is_moe() ? "MoE dispatched to the expert hosts" : "dense",
-                 opts_.kv_tokens);
+    spdlog::info("mtp-draft: MTP layer {} ({}), cache {} tokens, drafts from {}", cfg_.mtp_layer(),
+                 mtp_->is_moe() ? "MoE dispatched to the expert hosts" : "dense", opts_.kv_tokens,
+                 mtp_->draft_vocab_size() < cfg_.vocab_size
+                     ? std::to_string(mtp_->draft_vocab_size()) + " of " + std::to_string(cfg_.vocab_size) + " tokens (" +
+                           kDraftVocabFile + ": " + mtp_->draft_vocab_source() + ")"
+                     : std::string("the whole vocabulary"));
     maintain_later();
     return {
         [this](inbound_atom, const InboundPtr& in) {
