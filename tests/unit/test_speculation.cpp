@@ -13,6 +13,7 @@
 #include "model/drafter.h"
 #include "model/eval.h"
 #include "model/scheduler.h"
+#include "tests/support/chi_square.h"
 #include "tests/support/test_models.h"
 
 using namespace moemesh;
@@ -190,29 +191,11 @@ TEST(Speculation, BatchedSpeculativeSamplingKeepsTheDistribution) {
       if (t.size() >= 2) counts[t[1]] += 1;
     return counts;
   };
-  auto plain = second_tokens(0, 1), spec = second_tokens(2, 100000);
-  // Two-sample chi-square over tokens seen at least 5 times in all; the rest pooled.
-  double chi2 = 0, rest_a = 0, rest_b = 0;
-  int cells = 0;
-  std::map<int32_t, std::pair<double, double>> both;
-  for (auto& [t, c] : plain) both[t].first = c;
-  for (auto& [t, c] : spec) both[t].second = c;
-  auto cell = [&](double a, double b) {
-    if (a + b == 0) return;
-    chi2 += (a - b) * (a - b) / (a + b);
-    ++cells;
-  };
-  for (auto& [t, ab] : both) {
-    if (ab.first + ab.second >= 5) cell(ab.first, ab.second);
-    else rest_a += ab.first, rest_b += ab.second;
-  }
-  cell(rest_a, rest_b);
-  // p = 0.001 of chi-square with cells - 1 degrees of freedom (Wilson-Hilferty).
-  const double df = cells - 1, z = 3.09;
-  const double limit = df * std::pow(1 - 2 / (9 * df) + z * std::sqrt(2 / (9 * df)), 3);
-  std::printf("chi-square %.1f over %d cells (limit %.1f)\n", chi2, cells, limit);
-  ASSERT_GE(cells, 3) << "the second token should vary across seeds";
-  EXPECT_LT(chi2, limit);
+  const auto plain = second_tokens(0, 1), spec = second_tokens(2, 100000);
+  const ChiSquare c = chi_square_two_sample(plain, spec);
+  std::printf("chi-square %.1f over %d cells (limit %.1f)\n", c.chi2, c.cells, c.limit);
+  ASSERT_GE(c.cells, 3) << "the second token should vary across seeds";
+  EXPECT_LT(c.chi2, c.limit);
   (void)V;
 }
 
