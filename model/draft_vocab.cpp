@@ -49,6 +49,7 @@ std::optional<DraftVocab> load_draft_vocab(const std::filesystem::path& dir, int
   if (j.contains("vocab_size") && (!j["vocab_size"].is_number_integer() || j["vocab_size"].get<int64_t>() != vocab))
     throw bad("made for a vocabulary of " + j["vocab_size"].dump() + " tokens; this model has " + std::to_string(vocab));
   DraftVocab v;
+  if (j.contains("source") && !j["source"].is_string()) throw bad("\"source\" must be a string");
   v.source = j.value("source", std::string("unnamed"));
   std::vector<bool> seen(static_cast<size_t>(vocab), false);
   for (const auto& e : j["ids"]) {
@@ -59,6 +60,8 @@ std::optional<DraftVocab> load_draft_vocab(const std::filesystem::path& dir, int
     seen[static_cast<size_t>(t)] = true;
     v.ids.push_back(static_cast<int32_t>(t));
   }
+  if (j.contains("size") && (!j["size"].is_number_integer() || j["size"].get<int64_t>() != static_cast<int64_t>(v.ids.size())))
+    throw bad("\"size\" says " + j["size"].dump() + " but " + std::to_string(v.ids.size()) + " ids are listed");
   return v;
 }
 

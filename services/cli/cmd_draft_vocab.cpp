@@ -37,6 +37,7 @@ void add_draft_vocab_command(CLI::App& app) {
       tokens.insert(tokens.end(), ids.begin(), ids.end());
       source += (source.empty() ? "" : ", ") + std::filesystem::path(t).filename().string();
     }
+    if (tokens.empty()) throw CLI::ValidationError("--text", "the texts hold no tokens to count");
     source = std::to_string(tokens.size()) + " tokens of " + source;
     const DraftVocab v = count_draft_vocab(tokens, V, size, {static_cast<int32_t>(mc.eos_token_id)}, source);
     std::vector<bool> in(static_cast<size_t>(V), false);

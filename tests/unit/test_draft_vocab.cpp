@@ -91,7 +91,8 @@ TEST(DraftVocab, TheFileRoundTripsAndABadOneIsRefusedByName) {
   EXPECT_EQ(v->source, "x");
   EXPECT_THROW(load_draft_vocab(dir, 50), CheckpointError) << "made for another vocabulary";
   for (const std::string bad : {"not json", "[]", "{\"ids\": []}", "{\"ids\": [1, 1]}", "{\"ids\": [100]}", "{\"ids\": [-1]}",
-                                "{\"ids\": [\"a\"]}"}) {
+                                "{\"ids\": [\"a\"]}",
+                                "{\"ids\": [1], \"source\": 3}", "{\"ids\": [1, 2], \"size\": 3}"}) {
     write(dir / kDraftVocabFile, bad);
     try {
       load_draft_vocab(dir, 100);
